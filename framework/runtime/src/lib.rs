@@ -1,0 +1,23 @@
+//! Morgana's portable runtime core: what every backend and every app shares.
+//!
+//! * [`Executor`] and [`Handle`]: a single-threaded async executor with timers
+//!   that puts the machine to sleep when no task can run.
+//! * [`Platform`]: the two things a backend must supply to it (time and a way
+//!   to wait for events).
+//! * [`Args`]: boot arguments, one schema for argv and kernel command lines.
+//! * [`logger`]: the `log` facade routed to the console.
+#![no_std]
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+extern crate alloc;
+
+pub mod args;
+mod executor;
+pub mod logger;
+mod time;
+
+pub use args::{ArgError, Args};
+pub use executor::{Executor, Handle, JoinHandle, Platform};
+pub use morgana_devices::Instant;
+pub use time::{Elapsed, Sleep, Timeout};

@@ -1,0 +1,159 @@
+//! Configuration of the direct stack, from boot arguments.
+
+use alloc::format;
+use alloc::string::String;
+use core::fmt;
+use core::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use core::str::FromStr;
+
+use morgana_runtime::{ArgError, Args};
+
+/// An address with a prefix length, written `ADDR/LEN`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cidr<A> {
+    /// The address.
+    pub addr: A,
+    /// The prefix length.
+    pub prefix: u8,
+}
+
+impl<A: FromStr + Into<IpAddr> + Copy> FromStr for Cidr<A> {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let (a, p) = s.split_once('/').ok_or_else(|| String::from("expected ADDRESS/PREFIX-LENGTH"))?;
+        let addr: A = a.parse().map_err(|_| format!("'{a}' is not a valid address"))?;
+        let max = if addr.into().is_ipv4() { 32 } else { 128 };
+        let prefix: u8 = p.parse().map_err(|_| format!("'{p}' is not a prefix length"))?;
+        if prefix > max {
+            return Err(format!("prefix length {prefix} is over {max}"));
+        }
+        Ok(Cidr { addr, prefix })
+    }
+}
+
+impl<A: fmt::Display> fmt::Display for Cidr<A> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.addr, self.prefix)
+    }
+}
+
+/// How the stack gets its IPv4 address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ipv4Mode {
+    /// DHCPv4 (the default).
+    Dhcp,
+    /// A static address.
+    Static(Cidr<Ipv4Addr>),
+    /// No IPv4.
+    Off,
+}
+
+impl FromStr for Ipv4Mode {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "dhcp" => Ok(Ipv4Mode::Dhcp),
+            "off" => Ok(Ipv4Mode::Off),
+            _ => s.parse().map(Ipv4Mode::Static).map_err(|e| format!("{e} (or 'dhcp' or 'off')")),
+        }
+    }
+}
+
+/// Configuration of a [`super::DirectStack`].
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// IPv4 address source.
+    pub ipv4: Ipv4Mode,
+    /// IPv4 default gateway (with a static address).
+    pub ipv4_gateway: Option<Ipv4Addr>,
+    /// A static global IPv6 address. A link-local address is always derived
+    /// from the MAC address; without a static one, SLAAC runs.
+    pub ipv6: Option<Cidr<Ipv6Addr>>,
+    /// IPv6 default gateway.
+    pub ipv6_gateway: Option<Ipv6Addr>,
+    /// Receive and transmit buffer of each TCP connection, in bytes.
+    pub tcp_buffer: usize,
+    /// Connections a listener holds ready before `accept` takes them.
+    pub backlog: usize,
+    /// Receive and transmit buffer of each UDP socket, in bytes.
+    pub udp_buffer: usize,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            ipv4: Ipv4Mode::Dhcp,
+            ipv4_gateway: None,
+            ipv6: None,
+            ipv6_gateway: None,
+            tcp_buffer: 64 * 1024,
+            backlog: 8,
+            udp_buffer: 64 * 1024,
+        }
+    }
+}
+
+impl Config {
+    /// Takes the direct stack's flags from the boot arguments.
+    pub fn from_args(args: &mut Args) -> Result<Config, ArgError> {
+        let d = Config::default();
+        let cfg = Config {
+            ipv4: args.value("ipv4", "IPv4 address: ADDR/LEN, dhcp (default) or off")?.unwrap_or(d.ipv4),
+            ipv4_gateway: args.value("ipv4-gateway", "IPv4 default gateway")?,
+            ipv6: args.value("ipv6", "static IPv6 address ADDR/LEN (default: SLAAC)")?,
+            ipv6_gateway: args.value("ipv6-gateway", "IPv6 default gateway")?,
+            tcp_buffer: args.value("tcp-buffer", "TCP buffer per connection and direction, bytes")?.unwrap_or(d.tcp_buffer),
+            backlog: args.value("tcp-backlog", "connections a TCP listener keeps ready")?.unwrap_or(d.backlog),
+            udp_buffer: args.value("udp-buffer", "UDP buffer per socket and direction, bytes")?.unwrap_or(d.udp_buffer),
+        };
+        cfg.check()?;
+        Ok(cfg)
+    }
+
+    fn check(&self) -> Result<(), ArgError> {
+        if self.ipv4_gateway.is_some() && !matches!(self.ipv4, Ipv4Mode::Static(_)) {
+            return Err(ArgError::Conflict("--ipv4-gateway needs a static --ipv4=ADDR/LEN".into()));
+        }
+        if !(1024..=16 * 1024 * 1024).contains(&self.tcp_buffer) {
+            return Err(ArgError::Conflict("--tcp-buffer must be between 1024 and 16777216".into()));
+        }
+        if !(1024..=16 * 1024 * 1024).contains(&self.udp_buffer) {
+            return Err(ArgError::Conflict("--udp-buffer must be between 1024 and 16777216".into()));
+        }
+        if !(1..=1024).contains(&self.backlog) {
+            return Err(ArgError::Conflict("--tcp-backlog must be between 1 and 1024".into()));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use alloc::string::ToString;
+
+    #[test]
+    fn parses_flags() {
+        let mut a = Args::from_words(["--ipv4=10.0.0.2/24", "--ipv4-gateway", "10.0.0.1", "--ipv6=fd00::2/64"]);
+        let c = Config::from_args(&mut a).unwrap();
+        assert_eq!(c.ipv4, Ipv4Mode::Static(Cidr { addr: Ipv4Addr::new(10, 0, 0, 2), prefix: 24 }));
+        assert_eq!(c.ipv4_gateway, Some(Ipv4Addr::new(10, 0, 0, 1)));
+        assert_eq!(c.ipv6.unwrap().prefix, 64);
+        a.finish().unwrap();
+    }
+
+    #[test]
+    fn rejects_bad_addresses() {
+        let e = Config::from_args(&mut Args::from_words(["--ipv4=banana"])).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "invalid value 'banana' for --ipv4: expected ADDRESS/PREFIX-LENGTH (or 'dhcp' or 'off')"
+        );
+        let e = Config::from_args(&mut Args::from_words(["--ipv4=10.0.0.300/24"])).unwrap_err();
+        assert!(e.to_string().contains("'10.0.0.300' is not a valid address"), "{e}");
+        let e = Config::from_args(&mut Args::from_words(["--ipv4=10.0.0.3/33"])).unwrap_err();
+        assert!(e.to_string().contains("prefix length 33 is over 32"), "{e}");
+        let e = Config::from_args(&mut Args::from_words(["--ipv4-gateway=10.0.0.1"])).unwrap_err();
+        assert!(e.to_string().contains("needs a static"), "{e}");
+    }
+}
