@@ -217,6 +217,12 @@ impl Args {
         Ok(!occ.is_empty())
     }
 
+    /// Whether an untaken `--name` or `--name=...` is present (without
+    /// taking it).
+    pub fn has(&self, name: &str) -> bool {
+        !self.occurrences(name).is_empty()
+    }
+
     /// Whether `--help` was given (it is taken too).
     pub fn help_requested(&mut self) -> bool {
         let mut found = false;

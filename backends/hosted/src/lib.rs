@@ -1,0 +1,89 @@
+//! The hosted backend: a Morgana unikernel as an ordinary Linux process.
+//!
+//! * [`Reactor`]: the executor's [`Platform`](morgana_runtime::Platform),
+//!   sleeping in `epoll_wait` (through mio) until a file descriptor is ready
+//!   or the next timer is due.
+//! * Networking, chosen with `--net`: host sockets ([`sockets::HostStack`],
+//!   the default) or the direct smoltcp stack over a Linux TAP device
+//!   ([`tap::TapDevice`], `--net=tap:NAME`).
+//! * A file-backed [`Block`](morgana_devices::Block) device (`--block=PATH`),
+//!   stdio [`Console`](morgana_devices::Console), the system clocks and the
+//!   OS entropy source.
+#![warn(missing_docs)]
+#![deny(unsafe_code)]
+
+mod block;
+mod boot;
+mod console;
+mod reactor;
+pub mod sockets;
+pub mod tap;
+
+pub use block::FileBlock;
+pub use boot::{start, BootConfig, BootError, Devices, NetChoice};
+pub use console::{StderrSink, StdioConsole};
+pub use reactor::Reactor;
+
+use morgana_devices::{Clock, Entropy, EntropyError, Instant, WallTime};
+
+/// The host's clocks: `CLOCK_MONOTONIC` from process start, and the system
+/// wall clock.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct HostClock;
+
+static START: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+
+/// Monotonic time since the process started.
+pub fn monotonic() -> Instant {
+    let start = START.get_or_init(std::time::Instant::now);
+    Instant::from_nanos(start.elapsed().as_nanos() as u64)
+}
+
+impl Clock for HostClock {
+    fn now(&self) -> Instant {
+        monotonic()
+    }
+
+    fn wall(&self) -> Option<WallTime> {
+        let d = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).ok()?;
+        Some(WallTime(d.as_nanos() as u64))
+    }
+}
+
+/// Entropy from the kernel (`getrandom(2)`).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct OsEntropy;
+
+impl Entropy for OsEntropy {
+    fn fill(&mut self, buf: &mut [u8]) -> Result<(), EntropyError> {
+        getrandom::fill(buf).map_err(|_| EntropyError::Unavailable)
+    }
+}
+
+/// The process's arguments after the program name.
+pub fn args() -> Vec<String> {
+    std::env::args().skip(1).collect()
+}
+
+/// The program name for messages (the file name of argv\[0\]).
+pub fn program_name() -> String {
+    std::env::args()
+        .next()
+        .and_then(|p| std::path::Path::new(&p).file_name().map(|f| f.to_string_lossy().into_owned()))
+        .unwrap_or_else(|| "morgana".into())
+}
+
+/// Writes `msg` to stderr (no logger needed).
+pub fn print_error(msg: &str) {
+    eprintln!("{msg}");
+}
+
+/// Writes `msg` to stdout.
+pub fn print(msg: &str) {
+    print!("{msg}");
+}
+
+/// Ends the process with `code`.
+pub fn exit(code: i32) -> ! {
+    std::process::exit(code)
+}

@@ -1,0 +1,293 @@
+//! The host-socket stack: the network API over the Linux kernel's TCP/IP,
+//! through non-blocking sockets and epoll. For development: the unikernel
+//! runs as a normal process and is reached at the host's addresses.
+//!
+//! A listener or UDP socket bound to a port only (`*:PORT`) is one
+//! dual-stack IPv6 socket (`[::]:PORT` with `IPV6_V6ONLY` off), or IPv4
+//! `0.0.0.0:PORT` where the host has no IPv6.
+
+use std::io::{self, Read, Write};
+use std::net::{IpAddr, Ipv6Addr, Shutdown, SocketAddr};
+use std::rc::Rc;
+use std::task::{Context, Poll};
+
+use mio::net::{TcpListener as MioListener, TcpStream as MioStream, UdpSocket as MioUdp};
+use morgana_net::driver::{StackDriver, TcpListenerDriver, TcpStreamDriver, UdpSocketDriver};
+use morgana_net::{Error, ListenAddr};
+use socket2::{Domain, Protocol, SockRef, Socket, Type};
+
+use crate::reactor::{Direction, Reactor, Registration};
+
+/// Converts a host error to the network API's error.
+pub fn net_error(e: io::Error) -> Error {
+    use io::ErrorKind as K;
+    match e.kind() {
+        K::AddrInUse => Error::AddrInUse,
+        K::AddrNotAvailable => Error::AddrNotAvailable,
+        K::PermissionDenied => Error::PermissionDenied,
+        K::ConnectionRefused => Error::ConnectionRefused,
+        K::ConnectionReset | K::ConnectionAborted | K::BrokenPipe => Error::ConnectionReset,
+        K::TimedOut => Error::TimedOut,
+        K::HostUnreachable | K::NetworkUnreachable => Error::Unreachable,
+        _ => Error::Host(e.to_string()),
+    }
+}
+
+fn unmap(addr: SocketAddr) -> SocketAddr {
+    match addr {
+        SocketAddr::V6(a) => match a.ip().to_ipv4_mapped() {
+            Some(v4) => SocketAddr::new(IpAddr::V4(v4), a.port()),
+            None => addr,
+        },
+        v4 => v4,
+    }
+}
+
+/// Creates a bound socket for `addr`: dual-stack for port-only addresses.
+fn bound_socket(addr: ListenAddr, ty: Type, proto: Protocol) -> io::Result<Socket> {
+    let (socket, bind_to) = match addr.ip {
+        Some(ip) => {
+            let s = Socket::new(Domain::for_address(SocketAddr::new(ip, 0)), ty, Some(proto))?;
+            if ip.is_ipv6() {
+                s.set_only_v6(true)?;
+            }
+            (s, SocketAddr::new(ip, addr.port))
+        }
+        None => match Socket::new(Domain::IPV6, ty, Some(proto)) {
+            Ok(s) => {
+                s.set_only_v6(false)?;
+                (s, SocketAddr::new(IpAddr::V6(Ipv6Addr::UNSPECIFIED), addr.port))
+            }
+            Err(_) => (
+                Socket::new(Domain::IPV4, ty, Some(proto))?,
+                SocketAddr::new(IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED), addr.port),
+            ),
+        },
+    };
+    socket.set_nonblocking(true)?;
+    socket.set_cloexec(true)?;
+    if ty == Type::STREAM {
+        socket.set_reuse_address(true)?;
+    }
+    socket.bind(&bind_to.into())?;
+    Ok(socket)
+}
+
+/// The host-socket stack.
+pub struct HostStack {
+    reactor: Rc<Reactor>,
+}
+
+impl HostStack {
+    /// A stack using `reactor` for readiness.
+    pub fn new(reactor: Rc<Reactor>) -> HostStack {
+        HostStack { reactor }
+    }
+}
+
+impl StackDriver for HostStack {
+    fn name(&self) -> &'static str {
+        "host sockets"
+    }
+
+    fn addresses(&self) -> Vec<(IpAddr, u8)> {
+        Vec::new()
+    }
+
+    fn poll_configured(&self, _cx: &mut Context<'_>) -> Poll<()> {
+        Poll::Ready(())
+    }
+
+    fn tcp_listen(&self, addr: ListenAddr) -> Result<Box<dyn TcpListenerDriver>, Error> {
+        let socket = bound_socket(addr, Type::STREAM, Protocol::TCP).map_err(net_error)?;
+        socket.listen(1024).map_err(net_error)?;
+        let local = socket.local_addr().ok().and_then(|a| a.as_socket()).map(unmap);
+        let mut listener = MioListener::from_std(socket.into());
+        let reg = self.reactor.register(&mut listener).map_err(net_error)?;
+        let addr = ListenAddr { ip: addr.ip, port: local.map(|a| a.port()).unwrap_or(addr.port) };
+        Ok(Box::new(HostListener { reactor: self.reactor.clone(), listener, reg, addr }))
+    }
+
+    fn tcp_connect(&self, remote: SocketAddr) -> Result<Box<dyn TcpStreamDriver>, Error> {
+        if remote.port() == 0 || remote.ip().is_unspecified() {
+            return Err(Error::InvalidInput("connect needs an address and a non-zero port"));
+        }
+        let mut stream = MioStream::connect(remote).map_err(net_error)?;
+        let reg = self.reactor.register(&mut stream).map_err(net_error)?;
+        Ok(Box::new(HostTcp { stream, reg, connected: false }))
+    }
+
+    fn udp_bind(&self, addr: ListenAddr) -> Result<Box<dyn UdpSocketDriver>, Error> {
+        let socket = bound_socket(addr, Type::DGRAM, Protocol::UDP).map_err(net_error)?;
+        let dual = socket.domain().map(|d| d == Domain::IPV6).unwrap_or(false) && addr.ip.is_none();
+        let local = socket.local_addr().ok().and_then(|a| a.as_socket()).map(unmap);
+        let mut udp = MioUdp::from_std(socket.into());
+        let reg = self.reactor.register(&mut udp).map_err(net_error)?;
+        let addr = ListenAddr { ip: addr.ip, port: local.map(|a| a.port()).unwrap_or(addr.port) };
+        Ok(Box::new(HostUdp { udp, reg, addr, dual }))
+    }
+}
+
+struct HostListener {
+    reactor: Rc<Reactor>,
+    listener: MioListener,
+    reg: Registration,
+    addr: ListenAddr,
+}
+
+impl TcpListenerDriver for HostListener {
+    fn poll_accept(&mut self, cx: &mut Context<'_>) -> Poll<Result<(Box<dyn TcpStreamDriver>, SocketAddr), Error>> {
+        loop {
+            let (mut stream, peer) = match self.reg.poll_io(cx, Direction::Read, || self.listener.accept()) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(Ok(x)) => x,
+                // The connection went away before we took it, or a transient
+                // resource shortage: keep listening.
+                Poll::Ready(Err(e)) => {
+                    log::warn!("accept on {}: {e}", self.addr);
+                    if matches!(e.kind(), io::ErrorKind::ConnectionAborted | io::ErrorKind::ConnectionReset) {
+                        continue;
+                    }
+                    return Poll::Ready(Err(net_error(e)));
+                }
+            };
+            let _ = stream.set_nodelay(true);
+            let reg = match self.reactor.register(&mut stream) {
+                Ok(r) => r,
+                Err(e) => return Poll::Ready(Err(net_error(e))),
+            };
+            let s: Box<dyn TcpStreamDriver> = Box::new(HostTcp { stream, reg, connected: true });
+            return Poll::Ready(Ok((s, unmap(peer))));
+        }
+    }
+
+    fn local_addr(&self) -> ListenAddr {
+        self.addr
+    }
+}
+
+impl Drop for HostListener {
+    fn drop(&mut self) {
+        self.reg.deregister(&mut self.listener);
+    }
+}
+
+struct HostTcp {
+    stream: MioStream,
+    reg: Registration,
+    connected: bool,
+}
+
+impl TcpStreamDriver for HostTcp {
+    fn poll_connect(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
+        if self.connected {
+            return Poll::Ready(Ok(()));
+        }
+        if let Ok(Some(e)) | Err(e) = self.stream.take_error() {
+            return Poll::Ready(Err(net_error(e)));
+        }
+        match self.stream.peer_addr() {
+            Ok(_) => {
+                self.connected = true;
+                let _ = self.stream.set_nodelay(true);
+                Poll::Ready(Ok(()))
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotConnected => {
+                self.reg.set_waker(cx, Direction::Write);
+                Poll::Pending
+            }
+            Err(e) => Poll::Ready(Err(net_error(e))),
+        }
+    }
+
+    fn poll_read(&mut self, cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<Result<usize, Error>> {
+        let s = &mut self.stream;
+        self.reg.poll_io(cx, Direction::Read, || s.read(buf)).map_err(net_error)
+    }
+
+    fn poll_write(&mut self, cx: &mut Context<'_>, buf: &[u8]) -> Poll<Result<usize, Error>> {
+        let s = &mut self.stream;
+        self.reg.poll_io(cx, Direction::Write, || s.write(buf)).map_err(|e| match e.kind() {
+            io::ErrorKind::BrokenPipe => Error::Closed,
+            _ => net_error(e),
+        })
+    }
+
+    fn poll_flush(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
+        // Written data is already in the kernel, which delivers it.
+        Poll::Ready(Ok(()))
+    }
+
+    fn shutdown_write(&mut self) -> Result<(), Error> {
+        match self.stream.shutdown(Shutdown::Write) {
+            Err(e) if e.kind() != io::ErrorKind::NotConnected => Err(net_error(e)),
+            _ => Ok(()),
+        }
+    }
+
+    fn abort(&mut self) {
+        // A zero linger time makes close() send RST.
+        let _ = SockRef::from(&self.stream).set_linger(Some(std::time::Duration::ZERO));
+        let _ = self.stream.shutdown(Shutdown::Both);
+    }
+
+    fn local_addr(&self) -> Option<SocketAddr> {
+        self.stream.local_addr().ok().map(unmap)
+    }
+
+    fn peer_addr(&self) -> Option<SocketAddr> {
+        self.stream.peer_addr().ok().map(unmap)
+    }
+}
+
+impl Drop for HostTcp {
+    fn drop(&mut self) {
+        self.reg.deregister(&mut self.stream);
+    }
+}
+
+struct HostUdp {
+    udp: MioUdp,
+    reg: Registration,
+    addr: ListenAddr,
+    dual: bool,
+}
+
+impl UdpSocketDriver for HostUdp {
+    fn poll_recv_from(&mut self, cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<Result<(usize, SocketAddr), Error>> {
+        let u = &self.udp;
+        loop {
+            match self.reg.poll_io(cx, Direction::Read, || u.recv_from(buf)) {
+                Poll::Ready(Ok((n, from))) => return Poll::Ready(Ok((n, unmap(from)))),
+                // ICMP errors for earlier sends surface here; they are not
+                // this receive's failure.
+                Poll::Ready(Err(e)) if e.kind() == io::ErrorKind::ConnectionRefused => continue,
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(net_error(e))),
+                Poll::Pending => return Poll::Pending,
+            }
+        }
+    }
+
+    fn poll_send_to(&mut self, cx: &mut Context<'_>, buf: &[u8], to: SocketAddr) -> Poll<Result<(), Error>> {
+        let to = match to {
+            SocketAddr::V4(a) if self.dual => SocketAddr::new(IpAddr::V6(a.ip().to_ipv6_mapped()), a.port()),
+            other => other,
+        };
+        let u = &self.udp;
+        self.reg.poll_io(cx, Direction::Write, || u.send_to(buf, to)).map(|r| match r {
+            Ok(_) => Ok(()),
+            Err(e) if e.raw_os_error() == Some(libc::EMSGSIZE) => Err(Error::TooLarge),
+            Err(e) => Err(net_error(e)),
+        })
+    }
+
+    fn local_addr(&self) -> ListenAddr {
+        self.addr
+    }
+}
+
+impl Drop for HostUdp {
+    fn drop(&mut self) {
+        self.reg.deregister(&mut self.udp);
+    }
+}

@@ -1,0 +1,106 @@
+//! Morgana: write a network service once, against abstract devices and a
+//! small network API; run it as a Linux process during development, and
+//! boot the same crate as a single-address-space VM image.
+//!
+//! An app is a crate with a config function, an async entry function, and one
+//! [`main!`] line:
+//!
+//! ```ignore
+//! #![cfg_attr(target_os = "none", no_std, no_main)]
+//! use morgana::{Args, ArgError, Env};
+//!
+//! struct Config { port: u16 }
+//!
+//! fn config(args: &mut Args) -> Result<Config, ArgError> {
+//!     Ok(Config { port: args.value("port", "port to serve")?.unwrap_or(7) })
+//! }
+//!
+//! async fn serve(env: Env, cfg: Config) -> morgana::Result {
+//!     let mut listener = env.net.tcp_listen(cfg.port)?;
+//!     loop {
+//!         let (stream, _peer) = listener.accept().await?;
+//!         env.spawn(async move { /* serve */ drop(stream) });
+//!     }
+//! }
+//!
+//! morgana::main!(config, serve);
+//! ```
+//!
+//! The backend (hosted Linux, or the VM platform with virtio or Xen devices)
+//! is chosen by the build target, never by the app.
+#![no_std]
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+extern crate alloc;
+
+mod boot;
+mod error;
+
+use core::ops::Deref;
+
+pub use boot::run;
+pub use error::{Context, Error, Result};
+pub use morgana_devices as devices;
+pub use morgana_devices::{Block, Clock, Console, Entropy, Instant, WallTime};
+pub use morgana_net as net;
+pub use morgana_net::{ListenAddr, Stack, TcpListener, TcpStream, UdpSocket};
+pub use morgana_runtime::{ArgError, Args, Elapsed, Handle, JoinHandle};
+pub use {embedded_io_async as io, log};
+
+/// The backend the build selected.
+#[cfg(not(target_os = "none"))]
+pub use morgana_hosted as backend;
+
+/// The block device type of this build's backend.
+#[cfg(not(target_os = "none"))]
+pub type BlockDevice = morgana_hosted::FileBlock;
+/// The console device type of this build's backend.
+#[cfg(not(target_os = "none"))]
+pub type ConsoleDevice = morgana_hosted::StdioConsole;
+/// The clock type of this build's backend.
+#[cfg(not(target_os = "none"))]
+pub type ClockDevice = morgana_hosted::HostClock;
+/// The entropy source type of this build's backend.
+#[cfg(not(target_os = "none"))]
+pub type EntropyDevice = morgana_hosted::OsEntropy;
+
+/// What an app is given: its devices and the executor. Dereferences to the
+/// executor's [`Handle`] (`env.spawn(..)`, `env.sleep(..)`, `env.now()`).
+pub struct Env {
+    /// The app's name (its crate name).
+    pub name: &'static str,
+    /// The network stack.
+    pub net: Stack,
+    /// The executor.
+    pub rt: Handle,
+    /// Monotonic and wall-clock time.
+    pub clock: ClockDevice,
+    /// Unpredictable bytes from a real source.
+    pub entropy: EntropyDevice,
+    /// The block device, if the machine has one.
+    pub block: Option<BlockDevice>,
+    /// The console.
+    pub console: ConsoleDevice,
+}
+
+impl Deref for Env {
+    type Target = Handle;
+    fn deref(&self) -> &Handle {
+        &self.rt
+    }
+}
+
+/// Declares an app's entry point: `morgana::main!(config, serve);` where
+/// `config: fn(&mut Args) -> Result<C, ArgError>` takes the app's flags and
+/// `serve: async fn(Env, C) -> morgana::Result`. Expands to the entry point
+/// of whichever backend the build targets.
+#[macro_export]
+macro_rules! main {
+    ($config:path, $main:path) => {
+        #[cfg(not(target_os = "none"))]
+        fn main() {
+            $crate::run(env!("CARGO_PKG_NAME"), $config, $main)
+        }
+    };
+}
