@@ -87,7 +87,7 @@ impl Default for Config {
             ipv6: None,
             ipv6_gateway: None,
             tcp_buffer: 64 * 1024,
-            backlog: 8,
+            backlog: 64,
             udp_buffer: 64 * 1024,
         }
     }

@@ -14,7 +14,7 @@ mod config;
 mod device;
 
 use alloc::boxed::Box;
-use alloc::collections::BTreeSet;
+use alloc::collections::{BTreeSet, VecDeque};
 use alloc::rc::Rc;
 use alloc::vec;
 use alloc::vec::Vec;
@@ -27,7 +27,8 @@ use core::time::Duration;
 
 use morgana_devices::{Instant, LinkState, Net, NetStats};
 use morgana_runtime::{Handle, Sleep};
-use smoltcp::iface::{Interface, SocketHandle, SocketSet};
+use slab::Slab;
+use smoltcp::iface::{Interface, PollIngressSingleResult, PollResult, SocketHandle, SocketSet};
 use smoltcp::socket::{dhcpv4, tcp, udp};
 use smoltcp::wire::{EthernetAddress, HardwareAddress, IpCidr, IpListenEndpoint, Ipv4Cidr, Ipv6Cidr};
 
@@ -40,6 +41,9 @@ use crate::{Error, ListenAddr, Stack};
 /// How long a connection the app has dropped may take to finish closing
 /// before it is reset.
 const ORPHAN_LINGER: Duration = Duration::from_secs(30);
+/// Packets taken from the device per runner poll before other tasks get a
+/// turn.
+const INGRESS_BATCH: usize = 64;
 const EPHEMERAL_PORTS: core::ops::RangeInclusive<u16> = 49152..=65535;
 
 fn smol_now(now: Instant) -> smoltcp::time::Instant {
@@ -71,6 +75,7 @@ struct Inner<D: Net> {
     runner: Option<Waker>,
     configured_waiters: Vec<Waker>,
     orphans: Vec<(SocketHandle, Instant)>,
+    listeners: Slab<Listening>,
     tcp_ports: BTreeSet<u16>,
     udp_ports: BTreeSet<u16>,
     next_port: u16,
@@ -134,6 +139,7 @@ impl<D: Net + 'static> DirectStack<D> {
                 runner: None,
                 configured_waiters: Vec::new(),
                 orphans: Vec::new(),
+                listeners: Slab::new(),
                 tcp_ports: BTreeSet::new(),
                 udp_ports: BTreeSet::new(),
                 next_port,
@@ -201,8 +207,24 @@ impl<D: Net> Inner<D> {
             self.link = link;
         }
         let ts = smol_now(now);
-        let Inner { device, iface, sockets, .. } = self;
-        iface.poll(ts, &mut Adapter { device, cx }, sockets);
+        let Inner { device, iface, sockets, listeners, config, .. } = self;
+        let mut device = Adapter { device, cx };
+        iface.poll_maintenance(ts);
+        // One packet at a time, refilling listeners in between, so a burst
+        // of SYNs finds a listening socket for each (up to the backlog).
+        let mut budget = INGRESS_BATCH;
+        while budget > 0 {
+            if iface.poll_ingress_single(ts, &mut device, sockets) == PollIngressSingleResult::None {
+                break;
+            }
+            service_listeners(listeners, sockets, config.tcp_buffer);
+            budget -= 1;
+        }
+        while iface.poll_egress(ts, &mut device, sockets) != PollResult::None {}
+        service_listeners(listeners, sockets, config.tcp_buffer);
+        if budget == 0 {
+            device.cx.waker().wake_by_ref(); // more may be queued
+        }
         self.poll_dhcp();
         let orphan_deadline = self.reap_orphans(now);
         if self.is_configured() {
@@ -282,12 +304,6 @@ impl<D: Net> Inner<D> {
         }
     }
 
-    fn new_tcp_socket(&self) -> tcp::Socket<'static> {
-        let n = self.config.tcp_buffer;
-        let mut s = tcp::Socket::new(tcp::SocketBuffer::new(vec![0; n]), tcp::SocketBuffer::new(vec![0; n]));
-        s.set_nagle_enabled(false);
-        s
-    }
 
     fn ephemeral_port(&mut self, in_use: impl Fn(&Self, u16) -> bool) -> Result<u16, Error> {
         for _ in EPHEMERAL_PORTS {
@@ -304,6 +320,59 @@ impl<D: Net> Inner<D> {
         match addr.ip {
             Some(ip) if !self.iface.has_ip_addr(ip) => Err(Error::AddrNotAvailable),
             _ => Ok(()),
+        }
+    }
+}
+
+fn new_tcp_socket(buffer: usize) -> tcp::Socket<'static> {
+    let mut s = tcp::Socket::new(tcp::SocketBuffer::new(vec![0; buffer]), tcp::SocketBuffer::new(vec![0; buffer]));
+    s.set_nagle_enabled(false);
+    s
+}
+
+/// A listening port: sockets in the handshake and established connections
+/// waiting for `accept`.
+struct Listening {
+    addr: ListenAddr,
+    backlog: usize,
+    /// Sockets in Listen or SynReceived state.
+    pending: Vec<SocketHandle>,
+    /// Established, not yet accepted.
+    ready: VecDeque<SocketHandle>,
+    waker: Option<Waker>,
+}
+
+/// Moves established connections to their listener's ready queue and keeps
+/// one socket listening on every port while the backlog has room.
+fn service_listeners(listeners: &mut Slab<Listening>, sockets: &mut SocketSet<'static>, buffer: usize) {
+    for (_, l) in listeners.iter_mut() {
+        let mut listening = 0;
+        let mut i = 0;
+        while i < l.pending.len() {
+            let s = sockets.get_mut::<tcp::Socket>(l.pending[i]);
+            match s.state() {
+                tcp::State::Listen => {
+                    listening += 1;
+                    i += 1;
+                }
+                tcp::State::SynReceived => i += 1,
+                tcp::State::Closed => {
+                    // Reset or timed out during the handshake.
+                    sockets.remove(l.pending.swap_remove(i));
+                }
+                _ => {
+                    l.ready.push_back(l.pending.swap_remove(i));
+                    if let Some(w) = l.waker.take() {
+                        w.wake();
+                    }
+                }
+            }
+        }
+        if listening == 0 && l.pending.len() + l.ready.len() < l.backlog {
+            let mut s = new_tcp_socket(buffer);
+            if s.listen(listen_endpoint(l.addr.ip, l.addr.port)).is_ok() {
+                l.pending.push(sockets.add(s));
+            }
         }
     }
 }
@@ -341,12 +410,11 @@ impl<D: Net + 'static> StackDriver for DirectStack<D> {
         if !i.tcp_ports.insert(addr.port) {
             return Err(Error::AddrInUse);
         }
-        let mut listener = DirectListener { inner: self.inner.clone(), rt: self.rt.clone(), addr, backlog: Vec::new() };
-        for _ in 0..i.config.backlog {
-            listener.backlog.push(listener.new_listening(&mut i)?);
-        }
-        i.wake_runner();
-        Ok(Box::new(listener))
+        let backlog = i.config.backlog;
+        let id = i.listeners.insert(Listening { addr, backlog, pending: Vec::new(), ready: VecDeque::new(), waker: None });
+        let Inner { listeners, sockets, config, .. } = &mut *i;
+        service_listeners(listeners, sockets, config.tcp_buffer);
+        Ok(Box::new(DirectListener { inner: self.inner.clone(), id, addr }))
     }
 
     fn tcp_connect(&self, remote: SocketAddr) -> Result<Box<dyn TcpStreamDriver>, Error> {
@@ -355,7 +423,7 @@ impl<D: Net + 'static> StackDriver for DirectStack<D> {
         }
         let mut i = self.inner.borrow_mut();
         let port = i.ephemeral_port(|i, p| i.tcp_ports.contains(&p))?;
-        let mut s = i.new_tcp_socket();
+        let mut s = new_tcp_socket(i.config.tcp_buffer);
         s.connect(i.iface.context(), remote, port).map_err(|e| match e {
             tcp::ConnectError::Unaddressable => Error::Unreachable,
             tcp::ConnectError::InvalidState => Error::InvalidInput("socket busy"),
@@ -387,45 +455,27 @@ impl<D: Net + 'static> StackDriver for DirectStack<D> {
 
 struct DirectListener<D: Net + 'static> {
     inner: Rc<RefCell<Inner<D>>>,
-    rt: Handle,
+    id: usize,
     addr: ListenAddr,
-    backlog: Vec<SocketHandle>,
-}
-
-impl<D: Net + 'static> DirectListener<D> {
-    fn new_listening(&self, i: &mut Inner<D>) -> Result<SocketHandle, Error> {
-        let mut s = i.new_tcp_socket();
-        s.listen(listen_endpoint(self.addr.ip, self.addr.port)).map_err(|_| Error::InvalidInput("cannot listen"))?;
-        Ok(i.sockets.add(s))
-    }
 }
 
 impl<D: Net + 'static> TcpListenerDriver for DirectListener<D> {
     fn poll_accept(&mut self, cx: &mut Context<'_>) -> Poll<Result<(Box<dyn TcpStreamDriver>, SocketAddr), Error>> {
-        let _ = &self.rt;
         let mut i = self.inner.borrow_mut();
-        for slot in 0..self.backlog.len() {
-            let h = self.backlog[slot];
-            let s = i.sockets.get_mut::<tcp::Socket>(h);
-            match s.state() {
-                tcp::State::Listen | tcp::State::SynReceived => {
-                    s.register_recv_waker(cx.waker());
-                }
-                tcp::State::Closed => {
-                    // Reset during the handshake: listen again.
-                    let _ = s.listen(listen_endpoint(self.addr.ip, self.addr.port));
-                    s.register_recv_waker(cx.waker());
-                }
-                _ => {
-                    let Some(peer) = s.remote_endpoint() else { continue };
-                    let fresh = self.new_listening(&mut i)?;
-                    self.backlog[slot] = fresh;
-                    i.wake_runner();
-                    let stream = DirectTcp { inner: self.inner.clone(), handle: h, aborted: false };
-                    return Poll::Ready(Ok((Box::new(stream), peer.into())));
-                }
-            }
+        let Inner { listeners, sockets, config, .. } = &mut *i;
+        let l = &mut listeners[self.id];
+        while let Some(h) = l.ready.pop_front() {
+            let Some(peer) = sockets.get::<tcp::Socket>(h).remote_endpoint() else {
+                sockets.remove(h); // reset before it was accepted
+                continue;
+            };
+            // Room in the backlog again: listen once more if needed.
+            service_listeners(listeners, sockets, config.tcp_buffer);
+            i.wake_runner();
+            let stream = DirectTcp { inner: self.inner.clone(), handle: h, aborted: false };
+            return Poll::Ready(Ok((Box::new(stream), peer.into())));
         }
+        l.waker = Some(cx.waker().clone());
         Poll::Pending
     }
 
@@ -436,11 +486,11 @@ impl<D: Net + 'static> TcpListenerDriver for DirectListener<D> {
 
 impl<D: Net + 'static> Drop for DirectListener<D> {
     fn drop(&mut self) {
-        let mut i = self.inner.borrow_mut();
-        for h in self.backlog.drain(..) {
+        let Ok(mut i) = self.inner.try_borrow_mut() else { return };
+        let l = i.listeners.remove(self.id);
+        for h in l.pending.into_iter().chain(l.ready) {
             i.sockets.get_mut::<tcp::Socket>(h).abort();
-            let now = Instant::ZERO; // reap at the next poll
-            i.orphans.push((h, now));
+            i.orphans.push((h, Instant::ZERO)); // freed at the next poll
         }
         i.tcp_ports.remove(&self.addr.port);
         i.wake_runner();

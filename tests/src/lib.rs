@@ -1,0 +1,8 @@
+//! Helpers for Morgana's end-to-end tests: real echo clients, app processes,
+//! network namespaces, and a virtual-time platform for in-process stacks.
+#![forbid(unsafe_code)]
+
+pub mod client;
+pub mod netns;
+pub mod process;
+pub mod vtime;
