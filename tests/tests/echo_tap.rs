@@ -65,4 +65,3 @@ fn main() {
     ];
     libtest_mimic::run(&args, tests).exit();
 }
-

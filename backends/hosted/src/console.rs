@@ -17,6 +17,8 @@ impl LogSink for StderrSink {
     }
 }
 
+type SharedWaker = std::sync::Arc<std::sync::Mutex<Option<Waker>>>;
+
 enum Input {
     Data(Vec<u8>),
     End,
@@ -26,7 +28,7 @@ enum Input {
 /// executor never blocks on it.
 pub struct StdioConsole {
     notifier: std::sync::Arc<mio::Waker>,
-    input: Option<(mpsc::Receiver<Input>, std::sync::Arc<std::sync::Mutex<Option<Waker>>>)>,
+    input: Option<(mpsc::Receiver<Input>, SharedWaker)>,
     pending: Vec<u8>,
     ended: bool,
 }
@@ -40,7 +42,7 @@ impl StdioConsole {
     fn start_reader(&mut self) {
         let notifier = self.notifier.clone();
         let (tx, rx) = mpsc::channel();
-        let waker: std::sync::Arc<std::sync::Mutex<Option<Waker>>> = Default::default();
+        let waker: SharedWaker = Default::default();
         let w = waker.clone();
         std::thread::spawn(move || {
             let mut buf = [0u8; 4096];

@@ -75,7 +75,11 @@ impl Platform for Reactor {
         let timeout = deadline.map(|d| {
             let left = d.saturating_since(self.now());
             // Round up so a timer is not missed by a fraction of a millisecond.
-            if left.is_zero() { Duration::ZERO } else { left + Duration::from_micros(999) }
+            if left.is_zero() {
+                Duration::ZERO
+            } else {
+                left + Duration::from_micros(999)
+            }
         });
         let mut events = self.events.borrow_mut();
         match self.poll.borrow_mut().poll(&mut events, timeout) {

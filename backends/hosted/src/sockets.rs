@@ -12,7 +12,7 @@ use std::rc::Rc;
 use std::task::{Context, Poll};
 
 use mio::net::{TcpListener as MioListener, TcpStream as MioStream, UdpSocket as MioUdp};
-use morgana_net::driver::{StackDriver, TcpListenerDriver, TcpStreamDriver, UdpSocketDriver};
+use morgana_net::driver::{Accepted, StackDriver, TcpListenerDriver, TcpStreamDriver, UdpSocketDriver};
 use morgana_net::{Error, ListenAddr};
 use socket2::{Domain, Protocol, SockRef, Socket, Type};
 
@@ -136,7 +136,7 @@ struct HostListener {
 }
 
 impl TcpListenerDriver for HostListener {
-    fn poll_accept(&mut self, cx: &mut Context<'_>) -> Poll<Result<(Box<dyn TcpStreamDriver>, SocketAddr), Error>> {
+    fn poll_accept(&mut self, cx: &mut Context<'_>) -> Poll<Result<Accepted, Error>> {
         loop {
             let (mut stream, peer) = match self.reg.poll_io(cx, Direction::Read, || self.listener.accept()) {
                 Poll::Pending => return Poll::Pending,

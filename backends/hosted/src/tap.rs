@@ -127,9 +127,7 @@ impl TapDevice {
         if rc < 0 {
             return Err(TapError::Attach(name.into(), io::Error::last_os_error()));
         }
-        let reg = reactor
-            .register(&mut SourceFd(&file.as_raw_fd()))
-            .map_err(|e| TapError::Attach(name.into(), e))?;
+        let reg = reactor.register(&mut SourceFd(&file.as_raw_fd())).map_err(|e| TapError::Attach(name.into(), e))?;
         Ok(TapDevice {
             file,
             reg,

@@ -113,14 +113,7 @@ impl Default for Switch {
 impl Switch {
     /// A hub applying `faults` to every frame.
     pub fn new(faults: Faults) -> Switch {
-        Switch {
-            hub: Rc::new(RefCell::new(Hub {
-                ports: Vec::new(),
-                pool: Vec::new(),
-                faults,
-                rng: faults.seed | 1,
-            })),
-        }
+        Switch { hub: Rc::new(RefCell::new(Hub { ports: Vec::new(), pool: Vec::new(), faults, rng: faults.seed | 1 })) }
     }
 
     /// Adds a port with the given MAC address.

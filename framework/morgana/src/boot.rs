@@ -16,7 +16,9 @@ fn log_level(args: &mut Args) -> core::result::Result<LevelFilter, ArgError> {
         args.value("log", "log level: off, error, warn, info (default), debug, trace")?;
     match level {
         None => Ok(LevelFilter::Info),
-        Some(v) => logger::parse_level(&v).map_err(|reason| ArgError::Invalid { flag: "log", value: v, reason: reason.into() }),
+        Some(v) => {
+            logger::parse_level(&v).map_err(|reason| ArgError::Invalid { flag: "log", value: v, reason: reason.into() })
+        }
     }
 }
 

@@ -36,8 +36,6 @@ pub trait Context<T> {
 
 impl<T, E: core::error::Error + 'static> Context<T> for core::result::Result<T, E> {
     fn context(self, context: impl fmt::Display) -> Result<T> {
-        self.map_err(|e| {
-            Box::new(WithContext { context: alloc::format!("{context}"), source: Box::new(e) }) as Error
-        })
+        self.map_err(|e| Box::new(WithContext { context: alloc::format!("{context}"), source: Box::new(e) }) as Error)
     }
 }

@@ -80,10 +80,7 @@ impl Args {
         I: IntoIterator<Item = S>,
         S: Into<String>,
     {
-        Args {
-            tokens: words.into_iter().map(|w| Token { text: w.into(), used: false }).collect(),
-            help: Vec::new(),
-        }
+        Args { tokens: words.into_iter().map(|w| Token { text: w.into(), used: false }).collect(), help: Vec::new() }
     }
 
     /// Arguments from a kernel command line: words separated by spaces; a

@@ -228,11 +228,7 @@ impl Handle {
         let mut wakers = self.shared.wakers.borrow_mut();
         let entry = tasks.vacant_entry();
         let id = entry.key();
-        let task_waker = Arc::new(TaskWaker {
-            id,
-            queued: AtomicBool::new(false),
-            ready: self.shared.ready.clone(),
-        });
+        let task_waker = Arc::new(TaskWaker { id, queued: AtomicBool::new(false), ready: self.shared.ready.clone() });
         let waker = Waker::from(task_waker.clone());
         entry.insert(Task { future: Some(task), waker: waker.clone() });
         let wid = wakers.insert(task_waker);

@@ -45,14 +45,8 @@ impl Log for Logger {
         if let Some(sink) = sink.as_mut() {
             let module = record.module_path().unwrap_or("?");
             let module = module.split("::").next().unwrap_or(module);
-            let _ = writeln!(
-                SinkWriter(sink.as_mut()),
-                "[{:>15} {:<5} {}] {}",
-                now,
-                record.level(),
-                module,
-                record.args()
-            );
+            let _ =
+                writeln!(SinkWriter(sink.as_mut()), "[{:>15} {:<5} {}] {}", now, record.level(), module, record.args());
         }
     }
 

@@ -36,10 +36,13 @@ pub trait StackDriver {
     fn udp_bind(&self, addr: ListenAddr) -> Result<Box<dyn UdpSocketDriver>, Error>;
 }
 
+/// An accepted connection and the peer's address.
+pub type Accepted = (Box<dyn TcpStreamDriver>, SocketAddr);
+
 /// A listening TCP socket.
 pub trait TcpListenerDriver {
     /// Takes one established connection and the peer's address.
-    fn poll_accept(&mut self, cx: &mut Context<'_>) -> Poll<Result<(Box<dyn TcpStreamDriver>, SocketAddr), Error>>;
+    fn poll_accept(&mut self, cx: &mut Context<'_>) -> Poll<Result<Accepted, Error>>;
     /// The address listened on.
     fn local_addr(&self) -> ListenAddr;
 }

@@ -102,7 +102,9 @@ impl Config {
             ipv4_gateway: args.value("ipv4-gateway", "IPv4 default gateway")?,
             ipv6: args.value("ipv6", "static IPv6 address ADDR/LEN (default: SLAAC)")?,
             ipv6_gateway: args.value("ipv6-gateway", "IPv6 default gateway")?,
-            tcp_buffer: args.value("tcp-buffer", "TCP buffer per connection and direction, bytes")?.unwrap_or(d.tcp_buffer),
+            tcp_buffer: args
+                .value("tcp-buffer", "TCP buffer per connection and direction, bytes")?
+                .unwrap_or(d.tcp_buffer),
             backlog: args.value("tcp-backlog", "connections a TCP listener keeps ready")?.unwrap_or(d.backlog),
             udp_buffer: args.value("udp-buffer", "UDP buffer per socket and direction, bytes")?.unwrap_or(d.udp_buffer),
         };

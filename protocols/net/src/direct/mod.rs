@@ -35,7 +35,7 @@ use smoltcp::wire::{EthernetAddress, HardwareAddress, IpCidr, IpListenEndpoint, 
 pub use config::{Cidr, Config, Ipv4Mode};
 use device::Adapter;
 
-use crate::driver::{StackDriver, TcpListenerDriver, TcpStreamDriver, UdpSocketDriver};
+use crate::driver::{Accepted, StackDriver, TcpListenerDriver, TcpStreamDriver, UdpSocketDriver};
 use crate::{Error, ListenAddr, Stack};
 
 /// How long a connection the app has dropped may take to finish closing
@@ -304,7 +304,6 @@ impl<D: Net> Inner<D> {
         }
     }
 
-
     fn ephemeral_port(&mut self, in_use: impl Fn(&Self, u16) -> bool) -> Result<u16, Error> {
         for _ in EPHEMERAL_PORTS {
             let p = self.next_port;
@@ -411,7 +410,8 @@ impl<D: Net + 'static> StackDriver for DirectStack<D> {
             return Err(Error::AddrInUse);
         }
         let backlog = i.config.backlog;
-        let id = i.listeners.insert(Listening { addr, backlog, pending: Vec::new(), ready: VecDeque::new(), waker: None });
+        let id =
+            i.listeners.insert(Listening { addr, backlog, pending: Vec::new(), ready: VecDeque::new(), waker: None });
         let Inner { listeners, sockets, config, .. } = &mut *i;
         service_listeners(listeners, sockets, config.tcp_buffer);
         Ok(Box::new(DirectListener { inner: self.inner.clone(), id, addr }))
@@ -460,7 +460,7 @@ struct DirectListener<D: Net + 'static> {
 }
 
 impl<D: Net + 'static> TcpListenerDriver for DirectListener<D> {
-    fn poll_accept(&mut self, cx: &mut Context<'_>) -> Poll<Result<(Box<dyn TcpStreamDriver>, SocketAddr), Error>> {
+    fn poll_accept(&mut self, cx: &mut Context<'_>) -> Poll<Result<Accepted, Error>> {
         let mut i = self.inner.borrow_mut();
         let Inner { listeners, sockets, config, .. } = &mut *i;
         let l = &mut listeners[self.id];
