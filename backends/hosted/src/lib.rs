@@ -26,6 +26,15 @@ pub use reactor::Reactor;
 
 use morgana_devices::{Clock, Entropy, EntropyError, Instant, WallTime};
 
+/// The block device type (`--block=PATH`).
+pub type BlockDevice = FileBlock;
+/// The console type.
+pub type ConsoleDevice = StdioConsole;
+/// The clock type.
+pub type ClockDevice = HostClock;
+/// The entropy source type.
+pub type EntropyDevice = OsEntropy;
+
 /// The host's clocks: `CLOCK_MONOTONIC` from process start, and the system
 /// wall clock.
 #[derive(Debug, Clone, Copy, Default)]
@@ -61,12 +70,12 @@ impl Entropy for OsEntropy {
 }
 
 /// The process's arguments after the program name.
-pub fn args() -> Vec<String> {
-    std::env::args().skip(1).collect()
+pub fn args() -> morgana_runtime::Args {
+    morgana_runtime::Args::from_words(std::env::args().skip(1))
 }
 
 /// The program name for messages (the file name of argv\[0\]).
-pub fn program_name() -> String {
+pub fn program_name(_app: &str) -> String {
     std::env::args()
         .next()
         .and_then(|p| std::path::Path::new(&p).file_name().map(|f| f.to_string_lossy().into_owned()))
@@ -81,6 +90,21 @@ pub fn print_error(msg: &str) {
 /// Writes `msg` to stdout.
 pub fn print(msg: &str) {
     print!("{msg}");
+}
+
+/// Where log lines go.
+pub fn log_sink() -> Box<dyn morgana_runtime::logger::LogSink> {
+    Box::new(StderrSink)
+}
+
+/// The executor platform.
+pub fn platform() -> std::io::Result<std::rc::Rc<Reactor>> {
+    Reactor::new()
+}
+
+/// Time since the process started, for "ready" messages.
+pub fn since_entry() -> core::time::Duration {
+    core::time::Duration::from_nanos(monotonic().as_nanos())
 }
 
 /// Ends the process with `code`.

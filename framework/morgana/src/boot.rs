@@ -1,13 +1,16 @@
-//! From boot arguments to a running app.
+//! From boot arguments to a running app: the same steps on every backend.
 
 use alloc::boxed::Box;
 use alloc::format;
 use core::future::Future;
+use core::pin::Pin;
+use core::task::{Context, Poll};
 
 use log::LevelFilter;
 use morgana_runtime::args::USAGE_EXIT_CODE;
 use morgana_runtime::{logger, ArgError, Args, Executor};
 
+use crate::backend;
 use crate::{Env, Result};
 
 /// Parses `--log`.
@@ -23,19 +26,16 @@ fn log_level(args: &mut Args) -> core::result::Result<LevelFilter, ArgError> {
 }
 
 /// Boots the app: takes the framework's, the backend's and the app's flags
-/// (exit code 2 on a bad one), starts the backend, runs `main` and exits with
-/// 0 when it returns `Ok`, 1 when it fails or the backend cannot start. Used
-/// through [`crate::main!`].
-#[cfg(not(target_os = "none"))]
-pub fn run<C, F, Fut>(name: &'static str, config: fn(&mut Args) -> core::result::Result<C, ArgError>, main: F) -> !
+/// (exit status 2 on a bad one), starts the backend, runs `serve` and exits
+/// with 0 when it returns `Ok`, 1 when it fails or the backend cannot start.
+/// Used through [`crate::main!`].
+pub fn run<C, F, Fut>(name: &'static str, config: fn(&mut Args) -> core::result::Result<C, ArgError>, serve: F) -> !
 where
     F: FnOnce(Env, C) -> Fut,
     Fut: Future<Output = Result> + 'static,
 {
-    use morgana_hosted as backend;
-
-    let mut args = Args::from_words(backend::args());
-    let program = backend::program_name();
+    let mut args = backend::args();
+    let program = backend::program_name(name);
     let help = args.help_requested();
     let parsed = (|| {
         let level = log_level(&mut args)?;
@@ -54,15 +54,15 @@ where
             backend::exit(USAGE_EXIT_CODE);
         }
     };
-    logger::init(level, Box::new(backend::StderrSink), backend::monotonic);
+    logger::init(level, backend::log_sink(), backend::monotonic);
 
-    let reactor = match backend::Reactor::new() {
-        Ok(r) => r,
+    let platform = match backend::platform() {
+        Ok(p) => p,
         Err(e) => fail(&program, &e),
     };
-    let executor = Executor::new(reactor.clone());
+    let executor = Executor::new(platform.clone());
     let rt = executor.handle();
-    let devices = match backend::start(boot, &reactor, &rt) {
+    let devices = match backend::start(boot, &platform, &rt) {
         Ok(d) => d,
         Err(e) => fail(&program, &e),
     };
@@ -75,14 +75,41 @@ where
         block: devices.block,
         console: devices.console,
     };
-    match executor.block_on(main(env, app)) {
+    let net = env.net.clone();
+    let rt = env.rt.clone();
+    let main = ReportReady { inner: Box::pin(serve(env, app)), on_ready: Some((net, rt)) };
+    match executor.block_on(main) {
         Ok(()) => backend::exit(0),
         Err(e) => fail(&program, &e),
     }
 }
 
-#[cfg(not(target_os = "none"))]
+/// Runs the app's future; the first time it waits, the app has set itself
+/// up, so once the network is configured the framework logs that it is
+/// ready to serve and how long that took since the process or VM started.
+struct ReportReady<F> {
+    inner: Pin<Box<F>>,
+    on_ready: Option<(crate::Stack, crate::Handle)>,
+}
+
+impl<F: Future> Future for ReportReady<F> {
+    type Output = F::Output;
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        let out = self.inner.as_mut().poll(cx);
+        if out.is_pending() {
+            if let Some((net, rt)) = self.on_ready.take() {
+                rt.spawn(async move {
+                    net.wait_configured().await;
+                    let t = backend::since_entry();
+                    log::info!("ready to serve, {}.{:03} ms after start", t.as_millis(), t.as_micros() % 1000);
+                });
+            }
+        }
+        out
+    }
+}
+
 fn fail(program: &str, e: &dyn core::fmt::Display) -> ! {
-    morgana_hosted::print_error(&format!("{program}: error: {e}"));
-    morgana_hosted::exit(1)
+    backend::print_error(&format!("{program}: error: {e}"));
+    backend::exit(1)
 }

@@ -48,22 +48,21 @@ pub use morgana_net::{ListenAddr, Stack, TcpListener, TcpStream, UdpSocket};
 pub use morgana_runtime::{ArgError, Args, Elapsed, Handle, JoinHandle};
 pub use {embedded_io_async as io, log};
 
-/// The backend the build selected.
+/// The backend the build selected: the hosted one on Linux.
 #[cfg(not(target_os = "none"))]
 pub use morgana_hosted as backend;
+/// The backend the build selected: the VM platform on bare metal.
+#[cfg(target_os = "none")]
+pub use morgana_vm as backend;
 
 /// The block device type of this build's backend.
-#[cfg(not(target_os = "none"))]
-pub type BlockDevice = morgana_hosted::FileBlock;
+pub type BlockDevice = backend::BlockDevice;
 /// The console device type of this build's backend.
-#[cfg(not(target_os = "none"))]
-pub type ConsoleDevice = morgana_hosted::StdioConsole;
+pub type ConsoleDevice = backend::ConsoleDevice;
 /// The clock type of this build's backend.
-#[cfg(not(target_os = "none"))]
-pub type ClockDevice = morgana_hosted::HostClock;
+pub type ClockDevice = backend::ClockDevice;
 /// The entropy source type of this build's backend.
-#[cfg(not(target_os = "none"))]
-pub type EntropyDevice = morgana_hosted::OsEntropy;
+pub type EntropyDevice = backend::EntropyDevice;
 
 /// What an app is given: its devices and the executor. Dereferences to the
 /// executor's [`Handle`] (`env.spawn(..)`, `env.sleep(..)`, `env.now()`).
@@ -100,6 +99,13 @@ macro_rules! main {
     ($config:path, $main:path) => {
         #[cfg(not(target_os = "none"))]
         fn main() {
+            $crate::run(env!("CARGO_PKG_NAME"), $config, $main)
+        }
+
+        /// The VM platform calls this once it has set up the machine.
+        #[cfg(target_os = "none")]
+        #[unsafe(no_mangle)]
+        pub extern "Rust" fn morgana_app_main() -> ! {
             $crate::run(env!("CARGO_PKG_NAME"), $config, $main)
         }
     };

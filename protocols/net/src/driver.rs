@@ -78,3 +78,34 @@ pub trait UdpSocketDriver {
     /// Local address.
     fn local_addr(&self) -> ListenAddr;
 }
+
+/// The stack of a machine without a network device: every operation fails
+/// with [`Error::NoDevice`].
+#[derive(Debug, Default)]
+pub struct NoNetwork;
+
+impl StackDriver for NoNetwork {
+    fn name(&self) -> &'static str {
+        "none (no network device)"
+    }
+
+    fn addresses(&self) -> Vec<(IpAddr, u8)> {
+        Vec::new()
+    }
+
+    fn poll_configured(&self, _cx: &mut Context<'_>) -> Poll<()> {
+        Poll::Ready(())
+    }
+
+    fn tcp_listen(&self, _addr: ListenAddr) -> Result<Box<dyn TcpListenerDriver>, Error> {
+        Err(Error::NoDevice)
+    }
+
+    fn tcp_connect(&self, _remote: SocketAddr) -> Result<Box<dyn TcpStreamDriver>, Error> {
+        Err(Error::NoDevice)
+    }
+
+    fn udp_bind(&self, _addr: ListenAddr) -> Result<Box<dyn UdpSocketDriver>, Error> {
+        Err(Error::NoDevice)
+    }
+}

@@ -27,6 +27,8 @@ pub enum Error {
     NoBuffers,
     /// An argument the operation cannot use (port 0 for connect, ...).
     InvalidInput(&'static str),
+    /// The machine has no network device.
+    NoDevice,
     /// Any other error reported by the host OS (hosted backend only).
     Host(String),
 }
@@ -45,6 +47,7 @@ impl fmt::Display for Error {
             Error::TooLarge => f.write_str("datagram too large"),
             Error::NoBuffers => f.write_str("no buffer space"),
             Error::InvalidInput(what) => write!(f, "invalid input: {what}"),
+            Error::NoDevice => f.write_str("no network device"),
             Error::Host(msg) => f.write_str(msg),
         }
     }
@@ -65,7 +68,7 @@ impl embedded_io::Error for Error {
             Error::Closed => K::BrokenPipe,
             Error::TooLarge | Error::InvalidInput(_) => K::InvalidInput,
             Error::NoBuffers => K::OutOfMemory,
-            Error::Unreachable | Error::Host(_) => K::Other,
+            Error::Unreachable | Error::NoDevice | Error::Host(_) => K::Other,
         }
     }
 }

@@ -1,0 +1,170 @@
+//! Finding virtio devices: virtio-mmio slots named on the kernel command line
+//! and virtio functions on PCI bus 0.
+
+use alloc::string::String;
+use alloc::vec::Vec;
+use core::fmt;
+use core::ptr::NonNull;
+
+use morgana_x86::IrqLine;
+use virtio_drivers::transport::mmio::{MmioTransport, VirtIOHeader};
+use virtio_drivers::transport::pci::bus::{ConfigurationAccess, DeviceFunction, PciRoot};
+use virtio_drivers::transport::pci::{virtio_device_type, PciTransport};
+use virtio_drivers::transport::{DeviceType, Transport as _};
+
+use crate::hal::VirtioHal;
+use crate::Transport;
+
+/// Where a device was found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Location {
+    /// A virtio-mmio register block.
+    Mmio(u64),
+    /// A PCI function (bus, device, function).
+    Pci(u8, u8, u8),
+}
+
+impl fmt::Display for Location {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Location::Mmio(a) => write!(f, "mmio {a:#x}"),
+            Location::Pci(b, d, func) => write!(f, "pci {b:02x}:{d:02x}.{func}"),
+        }
+    }
+}
+
+/// A virtio device ready for its driver.
+pub struct Found {
+    /// Device class.
+    pub kind: DeviceType,
+    /// The transport to hand to the driver.
+    pub transport: Transport,
+    /// Its interrupt line, if one could be routed.
+    pub irq: Option<IrqLine>,
+    /// Where it is.
+    pub location: Location,
+}
+
+/// A `virtio_mmio.device=SIZE@BASE:IRQ[:ID]` parameter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct MmioSlot {
+    size: u64,
+    base: u64,
+    irq: u32,
+}
+
+fn parse_number(s: &str) -> Option<u64> {
+    let (digits, mult) = match s.as_bytes().last()? {
+        b'K' | b'k' => (&s[..s.len() - 1], 1 << 10),
+        b'M' | b'm' => (&s[..s.len() - 1], 1 << 20),
+        b'G' | b'g' => (&s[..s.len() - 1], 1 << 30),
+        _ => (s, 1),
+    };
+    let v = match digits.strip_prefix("0x").or_else(|| digits.strip_prefix("0X")) {
+        Some(hex) => u64::from_str_radix(hex, 16).ok()?,
+        None => digits.parse().ok()?,
+    };
+    v.checked_mul(mult)
+}
+
+fn parse_mmio_slot(word: &str) -> Option<MmioSlot> {
+    let spec = word.strip_prefix("virtio_mmio.device=")?;
+    let (size, rest) = spec.split_once('@')?;
+    let mut parts = rest.split(':');
+    let base = parse_number(parts.next()?)?;
+    let irq = parts.next()?.parse().ok()?;
+    Some(MmioSlot { size: parse_number(size)?, base, irq })
+}
+
+/// PCI configuration access through the I/O ports.
+struct PortCam;
+
+impl ConfigurationAccess for PortCam {
+    fn read_word(&self, f: DeviceFunction, offset: u8) -> u32 {
+        morgana_x86::pci::read32(f.bus, f.device, f.function, offset)
+    }
+
+    fn write_word(&mut self, f: DeviceFunction, offset: u8, data: u32) {
+        morgana_x86::pci::write32(f.bus, f.device, f.function, offset, data)
+    }
+
+    unsafe fn unsafe_clone(&self) -> Self {
+        PortCam
+    }
+}
+
+/// Finds every virtio device: the MMIO slots among `platform_words` (the
+/// kernel command line's `key=value` words) and the functions on PCI bus 0.
+/// Problems are logged and the device skipped.
+pub fn discover(platform_words: &[String]) -> Vec<Found> {
+    let mut found = Vec::new();
+    for word in platform_words.iter().filter(|w| w.starts_with("virtio_mmio.device=")) {
+        let Some(slot) = parse_mmio_slot(word) else {
+            log::warn!("ignoring malformed kernel parameter '{word}'");
+            continue;
+        };
+        if slot.base + slot.size > 4 << 30 || slot.size < 0x100 {
+            log::warn!("ignoring virtio-mmio slot at {:#x}: outside the mapped range", slot.base);
+            continue;
+        }
+        let header = NonNull::new(morgana_x86::phys_to_virt(slot.base) as *mut VirtIOHeader);
+        let Some(header) = header else { continue };
+        // SAFETY: the hypervisor named [base, base + size) as a virtio-mmio
+        // register block; it is identity mapped uncached (not RAM) and only
+        // this transport accesses it.
+        match unsafe { MmioTransport::new(header, slot.size as usize) } {
+            Ok(t) => {
+                let irq = IrqLine::route(slot.irq, true);
+                found.push(Found {
+                    kind: t.device_type(),
+                    transport: t.into(),
+                    irq,
+                    location: Location::Mmio(slot.base),
+                });
+            }
+            Err(e) => log::debug!("virtio-mmio slot {:#x}: {e}", slot.base),
+        }
+    }
+    if morgana_x86::pci::present() {
+        let mut root = PciRoot::new(PortCam);
+        let functions: Vec<_> = root.enumerate_bus(0).collect();
+        for (function, info) in functions {
+            if virtio_device_type(&info).is_none() {
+                continue;
+            }
+            let location = Location::Pci(function.bus, function.device, function.function);
+            // Enable memory decoding and bus mastering (DMA).
+            let cmd = morgana_x86::pci::read32(function.bus, function.device, function.function, 4);
+            morgana_x86::pci::write32(function.bus, function.device, function.function, 4, cmd | 0b110);
+            match PciTransport::new::<VirtioHal, _>(&mut root, function) {
+                Ok(t) => {
+                    let line = morgana_x86::pci::read32(function.bus, function.device, function.function, 0x3c) & 0xff;
+                    let irq = if line == 0 || line == 0xff { None } else { IrqLine::route(line, true) };
+                    found.push(Found { kind: t.device_type(), transport: t.into(), irq, location });
+                }
+                Err(e) => log::warn!("virtio device at {location}: {e}"),
+            }
+        }
+    }
+    found
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mmio_parameters() {
+        assert_eq!(
+            parse_mmio_slot("virtio_mmio.device=512@0xfeb00e00:12"),
+            Some(MmioSlot { size: 512, base: 0xfeb0_0e00, irq: 12 })
+        );
+        assert_eq!(
+            parse_mmio_slot("virtio_mmio.device=4K@0xd0000000:5:3"),
+            Some(MmioSlot { size: 4096, base: 0xd000_0000, irq: 5 })
+        );
+        assert_eq!(parse_mmio_slot("virtio_mmio.device=4K@banana:5"), None);
+        assert_eq!(parse_mmio_slot("virtio_mmio.device=4K"), None);
+        assert_eq!(parse_mmio_slot("console=ttyS0"), None);
+    }
+}

@@ -1,0 +1,298 @@
+//! Morgana's VM backend: boots on the x86_64 platform and finds its devices
+//! at boot (virtio now; the driver sets are Cargo features). It offers the
+//! same interface as the hosted backend, so the framework runs apps the same
+//! way on both.
+#![no_std]
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+extern crate alloc;
+
+use alloc::boxed::Box;
+use alloc::rc::Rc;
+use alloc::string::{String, ToString};
+use alloc::vec::Vec;
+use core::fmt;
+use core::task::{Context, Poll};
+
+use morgana_devices::{Block, BlockError, BlockInfo, Console, ConsoleError, Entropy, EntropyError, Instant};
+use morgana_net::driver::NoNetwork;
+use morgana_net::{direct, Stack};
+use morgana_runtime::logger::LogSink;
+use morgana_runtime::{ArgError, Args, Handle};
+use morgana_x86::{Machine, Serial, SystemClock};
+
+/// The clock type.
+pub type ClockDevice = SystemClock;
+
+static PLATFORM_WORDS: spin::Once<Vec<String>> = spin::Once::new();
+
+/// The boot arguments from the kernel command line. `key=value` words that
+/// are not flags (`virtio_mmio.device=...`, `console=...`) are kept for
+/// device discovery.
+pub fn args() -> Args {
+    let info = morgana_x86::start_info::get();
+    if info.cmdline_truncated {
+        log::warn!("kernel command line truncated");
+    }
+    let mut args = Args::from_command_line(info.cmdline());
+    let words = args.take_platform_words();
+    PLATFORM_WORDS.call_once(|| words);
+    args
+}
+
+/// The name used in messages: the app's.
+pub fn program_name(app: &str) -> String {
+    app.to_string()
+}
+
+/// Writes to the serial console.
+pub fn print(msg: &str) {
+    let _ = fmt::Write::write_str(&mut morgana_x86::serial::Writer, msg);
+}
+
+/// Writes a line to the serial console.
+pub fn print_error(msg: &str) {
+    print(msg);
+    print("\n");
+}
+
+/// Ends the VM.
+pub fn exit(code: i32) -> ! {
+    morgana_x86::exit(code)
+}
+
+/// Where log lines go: the serial console.
+pub fn log_sink() -> Box<dyn LogSink> {
+    Box::new(Serial)
+}
+
+/// Monotonic time since the entry point.
+pub fn monotonic() -> Instant {
+    morgana_x86::clock::now()
+}
+
+/// Time since the entry point (the TSC read by its first instruction).
+pub fn since_entry() -> core::time::Duration {
+    core::time::Duration::from_nanos(monotonic().as_nanos())
+}
+
+/// The executor platform.
+pub fn platform() -> Result<Rc<Machine>, core::convert::Infallible> {
+    Ok(Rc::new(Machine))
+}
+
+/// The VM backend's boot arguments.
+#[derive(Debug, Clone)]
+pub struct BootConfig {
+    /// The direct stack's settings.
+    pub direct: direct::Config,
+}
+
+impl BootConfig {
+    /// Takes the VM backend's flags.
+    pub fn from_args(args: &mut Args) -> Result<BootConfig, ArgError> {
+        Ok(BootConfig { direct: direct::Config::from_args(args)? })
+    }
+}
+
+/// Why the VM backend could not start.
+#[derive(Debug)]
+pub enum BootError {
+    /// A device was found but could not be started.
+    Device(String),
+}
+
+impl fmt::Display for BootError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            BootError::Device(msg) => f.write_str(msg),
+        }
+    }
+}
+
+impl core::error::Error for BootError {}
+
+/// The entropy source: virtio-rng, else RDRAND, else none (every `fill`
+/// fails; Morgana never substitutes a fixed or time-based seed).
+pub enum EntropyDevice {
+    /// A virtio-rng device.
+    #[cfg(feature = "virtio")]
+    Virtio(morgana_virtio::VirtioRng),
+    /// The CPU's RDRAND instruction.
+    Rdrand,
+    /// No source.
+    None,
+}
+
+impl Entropy for EntropyDevice {
+    fn fill(&mut self, buf: &mut [u8]) -> Result<(), EntropyError> {
+        match self {
+            #[cfg(feature = "virtio")]
+            EntropyDevice::Virtio(rng) => rng.fill(buf),
+            EntropyDevice::Rdrand => {
+                for chunk in buf.chunks_mut(8) {
+                    let v = morgana_x86::cpu::rdrand64().ok_or(EntropyError::Unavailable)?;
+                    chunk.copy_from_slice(&v.to_le_bytes()[..chunk.len()]);
+                }
+                Ok(())
+            }
+            EntropyDevice::None => Err(EntropyError::Unavailable),
+        }
+    }
+}
+
+/// The console: a virtio console if there is one, else COM1.
+pub enum ConsoleDevice {
+    /// A virtio-console port.
+    #[cfg(feature = "virtio")]
+    Virtio(morgana_virtio::VirtioConsole),
+    /// The serial port.
+    Serial(Serial),
+}
+
+impl Console for ConsoleDevice {
+    fn write(&mut self, bytes: &[u8]) -> Result<(), ConsoleError> {
+        match self {
+            #[cfg(feature = "virtio")]
+            ConsoleDevice::Virtio(c) => c.write(bytes),
+            ConsoleDevice::Serial(s) => s.write(bytes),
+        }
+    }
+
+    fn poll_read(&mut self, cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<Result<usize, ConsoleError>> {
+        match self {
+            #[cfg(feature = "virtio")]
+            ConsoleDevice::Virtio(c) => c.poll_read(cx, buf),
+            ConsoleDevice::Serial(s) => s.poll_read(cx, buf),
+        }
+    }
+}
+
+/// The block device.
+pub enum BlockDevice {
+    /// A virtio-blk disk.
+    #[cfg(feature = "virtio")]
+    Virtio(morgana_virtio::VirtioBlk),
+}
+
+impl Block for BlockDevice {
+    fn info(&self) -> BlockInfo {
+        match self {
+            #[cfg(feature = "virtio")]
+            BlockDevice::Virtio(b) => b.info(),
+        }
+    }
+
+    async fn read(&mut self, first: u64, buf: &mut [u8]) -> Result<(), BlockError> {
+        match self {
+            #[cfg(feature = "virtio")]
+            BlockDevice::Virtio(b) => b.read(first, buf).await,
+        }
+    }
+
+    async fn write(&mut self, first: u64, buf: &[u8]) -> Result<(), BlockError> {
+        match self {
+            #[cfg(feature = "virtio")]
+            BlockDevice::Virtio(b) => b.write(first, buf).await,
+        }
+    }
+
+    async fn flush(&mut self) -> Result<(), BlockError> {
+        match self {
+            #[cfg(feature = "virtio")]
+            BlockDevice::Virtio(b) => b.flush().await,
+        }
+    }
+}
+
+/// The devices found at boot.
+pub struct Devices {
+    /// The network stack (one with no device if there is no NIC).
+    pub stack: Stack,
+    /// Clocks.
+    pub clock: SystemClock,
+    /// Entropy.
+    pub entropy: EntropyDevice,
+    /// The first disk, if any.
+    pub block: Option<BlockDevice>,
+    /// The console.
+    pub console: ConsoleDevice,
+}
+
+fn seed(entropy: &mut EntropyDevice) -> u64 {
+    let mut b = [0u8; 8];
+    match entropy.fill(&mut b) {
+        Ok(()) => u64::from_le_bytes(b),
+        Err(_) => {
+            // Only for TCP sequence numbers and ephemeral ports, which need
+            // variety, not secrecy.
+            log::warn!("no entropy source: seeding the network stack from the TSC");
+            morgana_x86::clock::rdtsc()
+        }
+    }
+}
+
+/// Finds the devices and starts the network stack on `rt`.
+pub fn start(cfg: BootConfig, _machine: &Rc<Machine>, rt: &Handle) -> Result<Devices, BootError> {
+    let words = PLATFORM_WORDS.get().cloned().unwrap_or_default();
+    let mut entropy = if morgana_x86::cpu::rdrand64().is_some() { EntropyDevice::Rdrand } else { EntropyDevice::None };
+    let mut console = ConsoleDevice::Serial(Serial);
+    let mut block = None;
+    let mut nic = None;
+    #[cfg(feature = "virtio")]
+    {
+        use morgana_virtio::DeviceType;
+        let err = |what: &str, loc: morgana_virtio::Location, e: virtio_drivers_error::E| {
+            BootError::Device(alloc::format!("{what} at {loc}: {e}"))
+        };
+        for dev in morgana_virtio::discover(&words) {
+            let loc = dev.location;
+            let irq = dev.irq.map(|i| i.gsi());
+            match dev.kind {
+                DeviceType::Network if nic.is_none() => {
+                    let n = morgana_virtio::VirtioNet::new(dev.transport, dev.irq)
+                        .map_err(|e| err("virtio-net", loc, e))?;
+                    log::info!("virtio-net at {loc}, irq {irq:?}, MAC {:02x?}", morgana_devices::Net::mac_address(&n));
+                    nic = Some(n);
+                }
+                DeviceType::Block if block.is_none() => {
+                    let b = morgana_virtio::VirtioBlk::new(dev.transport, dev.irq)
+                        .map_err(|e| err("virtio-blk", loc, e))?;
+                    let i = b.info();
+                    log::info!(
+                        "virtio-blk at {loc}, irq {irq:?}, {} sectors{}",
+                        i.sectors,
+                        if i.read_only { ", read-only" } else { "" }
+                    );
+                    block = Some(BlockDevice::Virtio(b));
+                }
+                DeviceType::Console if matches!(console, ConsoleDevice::Serial(_)) => {
+                    let c = morgana_virtio::VirtioConsole::new(dev.transport, dev.irq)
+                        .map_err(|e| err("virtio-console", loc, e))?;
+                    log::info!("virtio-console at {loc}, irq {irq:?}");
+                    console = ConsoleDevice::Virtio(c);
+                }
+                DeviceType::EntropySource if !matches!(entropy, EntropyDevice::Virtio(_)) => {
+                    let r = morgana_virtio::VirtioRng::new(dev.transport).map_err(|e| err("virtio-rng", loc, e))?;
+                    log::info!("virtio-rng at {loc}");
+                    entropy = EntropyDevice::Virtio(r);
+                }
+                other => log::info!("ignoring virtio device {other:?} at {loc}"),
+            }
+        }
+    }
+    let stack = match nic {
+        Some(nic) => direct::start(nic, cfg.direct, seed(&mut entropy), rt).0,
+        None => {
+            log::info!("no network device");
+            Stack::new(Rc::new(NoNetwork), rt.clone())
+        }
+    };
+    Ok(Devices { stack, clock: SystemClock, entropy, block, console })
+}
+
+#[cfg(feature = "virtio")]
+mod virtio_drivers_error {
+    pub type E = morgana_virtio::net::Error;
+}

@@ -1,0 +1,160 @@
+//! The PVH entry point and the first Rust code.
+
+use core::sync::atomic::{AtomicU64, Ordering};
+
+use crate::{clock, heap, irq, paging, serial, start_info, trap};
+
+/// Size of the main stack, below which one unmapped guard page sits.
+pub const STACK_SIZE: usize = 256 * 1024;
+
+#[repr(C, align(4096))]
+pub(crate) struct Stack<const N: usize>(pub(crate) [u8; N]);
+
+/// The guard page and the main stack. The first page is unmapped once the
+/// final page tables are loaded.
+#[unsafe(no_mangle)]
+pub(crate) static mut MORGANA_STACK: Stack<{ 4096 + STACK_SIZE }> = Stack([0; 4096 + STACK_SIZE]);
+
+/// Page tables used only to reach long mode: 4 GiB identity mapped with
+/// 2 MiB pages, all RWX. Replaced by [`paging`] right after.
+#[unsafe(no_mangle)]
+static mut BOOT_PML4: Stack<4096> = Stack([0; 4096]);
+#[unsafe(no_mangle)]
+static mut BOOT_PDPT: Stack<4096> = Stack([0; 4096]);
+#[unsafe(no_mangle)]
+static mut BOOT_PD: Stack<{ 4 * 4096 }> = Stack([0; 4 * 4096]);
+
+/// The TSC at the entry point, for boot-time measurements. In .data, since
+/// the entry writes it before .bss is zeroed.
+#[unsafe(no_mangle)]
+static BOOT_TSC: AtomicU64 = AtomicU64::new(1);
+
+/// The TSC value read at the first instruction of the entry point.
+pub fn entry_tsc() -> u64 {
+    BOOT_TSC.load(Ordering::Relaxed)
+}
+
+// The PVH ELF note (XEN_ELFNOTE_PHYS32_ENTRY = 18) names the 32-bit entry.
+// The note section must be 4-byte aligned.
+core::arch::global_asm!(
+    r#"
+    .section .note.Xen, "a"
+    .p2align 2
+    .long 4
+    .long 4
+    .long 18
+    .asciz "Xen"
+    .long pvh_start32
+
+    .section .text.boot32, "ax"
+    .code32
+    .global pvh_start32
+pvh_start32:
+    cli
+    cld
+    rdtsc
+    movl %eax, BOOT_TSC
+    movl %edx, BOOT_TSC+4
+    movl %ebx, %esi
+
+    # Zero .bss (page aligned, so a whole number of dwords).
+    movl $__bss_start, %edi
+    movl $__bss_end, %ecx
+    subl %edi, %ecx
+    shrl $2, %ecx
+    xorl %eax, %eax
+    rep stosl
+
+    # Identity map 0..4 GiB with 2 MiB pages (present, writable, large).
+    movl $BOOT_PD, %edi
+    movl $0x83, %eax
+    movl $2048, %ecx
+1:  movl %eax, (%edi)
+    movl $0, 4(%edi)
+    addl $0x200000, %eax
+    addl $8, %edi
+    loop 1b
+    movl $BOOT_PD + 3, %eax
+    movl %eax, BOOT_PDPT
+    addl $0x1000, %eax
+    movl %eax, BOOT_PDPT + 8
+    addl $0x1000, %eax
+    movl %eax, BOOT_PDPT + 16
+    addl $0x1000, %eax
+    movl %eax, BOOT_PDPT + 24
+    movl $BOOT_PDPT + 3, %eax
+    movl %eax, BOOT_PML4
+
+    # CR4: PAE, OSFXSR, OSXMMEXCPT.
+    movl %cr4, %eax
+    orl $((1 << 5) | (1 << 9) | (1 << 10)), %eax
+    movl %eax, %cr4
+    movl $BOOT_PML4, %eax
+    movl %eax, %cr3
+    # EFER: long mode and no-execute.
+    movl $0xC0000080, %ecx
+    rdmsr
+    orl $((1 << 8) | (1 << 11)), %eax
+    wrmsr
+    # CR0: paging, protection, write protect (W^X holds in ring 0), FPU
+    # monitor; no FPU emulation.
+    movl %cr0, %eax
+    andl $~(1 << 2), %eax
+    orl $((1 << 31) | (1 << 16) | (1 << 1) | 1), %eax
+    movl %eax, %cr0
+
+    lgdt boot_gdt_ptr
+    pushl $0x08
+    pushl $long_start
+    lret
+
+    .code64
+long_start:
+    movw $0x10, %ax
+    movw %ax, %ds
+    movw %ax, %es
+    movw %ax, %ss
+    xorl %eax, %eax
+    movw %ax, %fs
+    movw %ax, %gs
+    movq $MORGANA_STACK + {stack_bytes}, %rsp
+    xorq %rbp, %rbp
+    movl %esi, %edi
+    call morgana_x86_main
+    ud2
+
+    .section .data.boot_gdt, "aw"
+    .p2align 3
+boot_gdt:
+    .quad 0
+    .quad 0x00af9b000000ffff
+    .quad 0x00cf93000000ffff
+boot_gdt_ptr:
+    .word boot_gdt_ptr - boot_gdt - 1
+    .long boot_gdt
+"#,
+    stack_bytes = const 4096 + STACK_SIZE,
+    options(att_syntax)
+);
+
+unsafe extern "Rust" {
+    /// Defined by the app through `morgana::main!`.
+    fn morgana_app_main() -> !;
+}
+
+/// The first Rust code, on the main stack with the boot page tables.
+#[unsafe(no_mangle)]
+extern "C" fn morgana_x86_main(start_info_paddr: u32) -> ! {
+    serial::init();
+    let info = start_info::read(start_info_paddr);
+    paging::init(&info);
+    trap::init();
+    heap::init(&info);
+    irq::init();
+    clock::init();
+    log::trace!("platform ready");
+    // SAFETY: `morgana::main!` defines this symbol with exactly this
+    // signature in the app crate; it is the only definition (the link fails
+    // otherwise) and it never returns.
+    unsafe { morgana_app_main() }
+}

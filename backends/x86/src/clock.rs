@@ -1,0 +1,172 @@
+//! Time: the TSC for monotonic time, the CMOS RTC for the wall clock.
+//!
+//! TSC frequency, in order of preference: the hypervisor timing leaf
+//! (CPUID 0x4000_0010, KVM/VMware), CPUID 0x15, or a 1 ms measurement against
+//! the LAPIC timer, which QEMU (TCG) and KVM both run at 1 GHz.
+
+use core::sync::atomic::{AtomicU64, Ordering};
+
+use morgana_devices::{Clock, Instant, WallTime};
+use x86_64::instructions::port::Port;
+
+use crate::cpu;
+
+/// LAPIC timer frequency on QEMU and KVM.
+const LAPIC_HZ: u64 = 1_000_000_000;
+
+static TSC_HZ: AtomicU64 = AtomicU64::new(1_000_000_000);
+/// Nanoseconds per TSC tick, as a 32.32 fixed-point number.
+static NS_PER_TICK: AtomicU64 = AtomicU64::new(1 << 32);
+static WALL_AT_ENTRY: AtomicU64 = AtomicU64::new(0);
+
+/// Reads the time-stamp counter.
+pub fn rdtsc() -> u64 {
+    // SAFETY: RDTSC is available on every x86_64 CPU and only reads a counter.
+    unsafe { core::arch::x86_64::_rdtsc() }
+}
+
+fn tsc_hz_from_cpuid() -> Option<u64> {
+    let max_hv = cpu::cpuid(0x4000_0000, 0).eax;
+    if (0x4000_0010..0x5000_0000).contains(&max_hv) {
+        let khz = cpu::cpuid(0x4000_0010, 0).eax as u64;
+        if khz > 0 {
+            return Some(khz * 1000);
+        }
+    }
+    if cpu::cpuid(0, 0).eax >= 0x15 {
+        let l = cpu::cpuid(0x15, 0);
+        if l.eax != 0 && l.ebx != 0 && l.ecx != 0 {
+            return Some(l.ecx as u64 * l.ebx as u64 / l.eax as u64);
+        }
+    }
+    None
+}
+
+pub(crate) fn init() {
+    let hz = tsc_hz_from_cpuid().unwrap_or_else(|| {
+        let ticks = 1_000_000; // 1 ms at 1 GHz
+        let cycles = crate::irq::lapic_timer_span(ticks as u32);
+        cycles * LAPIC_HZ / ticks
+    });
+    set_tsc_hz(hz);
+    if let Some(wall) = read_rtc() {
+        WALL_AT_ENTRY.store(wall.saturating_sub(now().as_nanos()), Ordering::Relaxed);
+    }
+    log::debug!("TSC {} MHz, wall clock {}", hz / 1_000_000, if wall_time().is_some() { "from CMOS" } else { "none" });
+}
+
+/// Sets the TSC frequency (the Xen backend takes it from the hypervisor).
+pub fn set_tsc_hz(hz: u64) {
+    let hz = hz.max(1_000_000);
+    TSC_HZ.store(hz, Ordering::Relaxed);
+    NS_PER_TICK.store(((1_000_000_000u128 << 32) / hz as u128) as u64, Ordering::Relaxed);
+}
+
+/// The TSC frequency in use.
+pub fn tsc_hz() -> u64 {
+    TSC_HZ.load(Ordering::Relaxed)
+}
+
+/// Converts TSC ticks to nanoseconds.
+pub fn ticks_to_ns(ticks: u64) -> u64 {
+    ((ticks as u128 * NS_PER_TICK.load(Ordering::Relaxed) as u128) >> 32) as u64
+}
+
+/// Monotonic time since the entry point.
+pub fn now() -> Instant {
+    Instant::from_nanos(ticks_to_ns(rdtsc().wrapping_sub(crate::boot::entry_tsc())))
+}
+
+pub(crate) fn ns_to_lapic_ticks(ns: u64) -> u64 {
+    ns.saturating_mul(LAPIC_HZ / 1_000_000_000)
+}
+
+/// Wall-clock time, if the machine has an RTC.
+pub fn wall_time() -> Option<WallTime> {
+    match WALL_AT_ENTRY.load(Ordering::Relaxed) {
+        0 => None,
+        base => Some(WallTime(base + now().as_nanos())),
+    }
+}
+
+/// Sets the wall clock (nanoseconds since the Unix epoch, now).
+pub fn set_wall_time(wall: WallTime) {
+    WALL_AT_ENTRY.store(wall.0.saturating_sub(now().as_nanos()), Ordering::Relaxed);
+}
+
+fn cmos(reg: u8) -> u8 {
+    let mut index: Port<u8> = Port::new(0x70);
+    let mut data: Port<u8> = Port::new(0x71);
+    // SAFETY: ports 0x70/0x71 are the CMOS index and data registers; bit 7
+    // of the index keeps NMIs enabled as they were.
+    unsafe {
+        index.write(reg & 0x7f);
+        data.read()
+    }
+}
+
+/// Days from 1970-01-01 to the given civil date (proleptic Gregorian).
+fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = if y >= 0 { y } else { y - 399 } / 400;
+    let yoe = y - era * 400;
+    let mp = (m as i64 + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + d as i64 - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+/// Reads the CMOS RTC (UTC assumed) as nanoseconds since the epoch.
+fn read_rtc() -> Option<u64> {
+    let status_b = cmos(0x0b);
+    if status_b == 0xff {
+        return None; // no RTC
+    }
+    let read = || {
+        let mut spins = 0;
+        while cmos(0x0a) & 0x80 != 0 && spins < 1_000_000 {
+            spins += 1; // update in progress
+        }
+        [cmos(0x00), cmos(0x02), cmos(0x04), cmos(0x07), cmos(0x08), cmos(0x09), cmos(0x32)]
+    };
+    let mut t = read();
+    loop {
+        let again = read();
+        if again == t {
+            break;
+        }
+        t = again;
+    }
+    let bcd = status_b & 0x04 == 0;
+    let conv = |v: u8| if bcd { (v & 0x0f) + (v >> 4) * 10 } else { v };
+    let hour_raw = t[2];
+    let mut hour = conv(hour_raw & 0x7f) as u64;
+    if status_b & 0x02 == 0 && hour_raw & 0x80 != 0 {
+        hour = (hour % 12) + 12; // 12-hour clock, PM
+    }
+    let century = match conv(t[6]) {
+        c @ 19..=30 => c as i64,
+        _ => 20,
+    };
+    let (sec, min, day, mon, year) = (conv(t[0]), conv(t[1]), conv(t[3]), conv(t[4]), conv(t[5]));
+    if !(1..=12).contains(&mon) || !(1..=31).contains(&day) || sec > 60 || min > 59 || hour > 23 {
+        return None;
+    }
+    let days = days_from_civil(century * 100 + year as i64, mon as u32, day as u32);
+    let secs = days * 86_400 + hour as i64 * 3600 + min as i64 * 60 + sec as i64;
+    u64::try_from(secs).ok().map(|s| s * 1_000_000_000)
+}
+
+/// The platform's clocks as a [`Clock`] device.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> Instant {
+        now()
+    }
+
+    fn wall(&self) -> Option<WallTime> {
+        wall_time()
+    }
+}

@@ -1,0 +1,42 @@
+//! The heap: all RAM above the image, given to the talc allocator.
+
+use talc::source::Manual;
+use talc::TalcLock;
+
+use crate::start_info::{StartInfo, RAM};
+
+#[global_allocator]
+static ALLOCATOR: TalcLock<spinning_top::RawSpinlock, Manual> = TalcLock::new(Manual);
+
+static HEAP_BYTES: core::sync::atomic::AtomicUsize = core::sync::atomic::AtomicUsize::new(0);
+
+/// Bytes given to the allocator at boot.
+pub fn heap_size() -> usize {
+    HEAP_BYTES.load(core::sync::atomic::Ordering::Relaxed)
+}
+
+pub(crate) fn init(info: &StartInfo) {
+    let start = (crate::paging::image_end() + 4095) & !4095;
+    let limit = 4u64 << 30; // only the first 4 GiB are mapped
+    let region = info
+        .regions()
+        .iter()
+        .filter(|r| r.kind == RAM && r.addr + r.size > start && r.addr < limit)
+        .map(|r| (r.addr.max(start), (r.addr + r.size).min(limit)))
+        .max_by_key(|(s, e)| e - s);
+    let Some((base, end)) = region else {
+        crate::serial::write_raw(b"morgana: no RAM above the image for the heap\r\n");
+        crate::exit::halt_forever();
+    };
+    let size = (end - base) as usize;
+    // SAFETY: [base, end) is RAM according to the loader's memory map, lies
+    // above the image (so no code, data or stack is there), is identity
+    // mapped read/write by the page tables, and is given to the allocator
+    // exactly once.
+    let claimed = unsafe { ALLOCATOR.lock().claim(base as usize as *mut u8, size) };
+    if claimed.is_none() {
+        crate::serial::write_raw(b"morgana: heap too small\r\n");
+        crate::exit::halt_forever();
+    }
+    HEAP_BYTES.store(size, core::sync::atomic::Ordering::Relaxed);
+}

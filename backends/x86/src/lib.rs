@@ -1,0 +1,45 @@
+//! Morgana's bare-metal x86_64 platform, shared by the virtio and Xen
+//! backends: the PVH entry point, long mode, page tables with W^X and a stack
+//! guard page, the heap, exception reports, interrupts (LAPIC and IOAPIC),
+//! the TSC clock, the CMOS wall clock, the COM1 console and the exit path.
+//!
+//! Boot: a PVH loader (QEMU, Firecracker, cloud-hypervisor, Xen) enters
+//! `pvh_start32` in 32-bit protected mode with paging off and the physical
+//! address of `hvm_start_info` in EBX. The assembly in [`boot`] zeroes .bss,
+//! maps the first 4 GiB with 2 MiB pages, enables long mode, NX, WP and SSE,
+//! and calls [`boot::morgana_x86_main`], which sets up the rest and calls the
+//! app's `morgana_app_main` (defined by `morgana::main!`).
+//!
+//! This crate is one of the few places in Morgana with `unsafe` code; every
+//! block states the invariant it relies on.
+#![no_std]
+#![warn(missing_docs)]
+
+extern crate alloc;
+
+pub mod boot;
+pub mod clock;
+pub mod cpu;
+pub mod exit;
+pub mod heap;
+pub mod irq;
+mod paging;
+pub mod pci;
+pub mod serial;
+pub mod start_info;
+mod trap;
+
+pub use clock::SystemClock;
+pub use exit::exit;
+pub use irq::{IrqLine, Machine};
+pub use serial::Serial;
+
+/// Exit status reported for panics and CPU exceptions (QEMU's isa-debug-exit
+/// turns it into process status 2 * 64 + 1 = 129).
+pub const FATAL_EXIT: i32 = 64;
+
+/// Physical memory is identity mapped: a physical address is the virtual
+/// address of the same byte.
+pub const fn phys_to_virt(phys: u64) -> usize {
+    phys as usize
+}

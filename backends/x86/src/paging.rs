@@ -1,0 +1,100 @@
+//! The final page tables: identity mapping of the first 4 GiB with W^X.
+//!
+//! * the first 16 MiB in 4 KiB pages: page 0 unmapped (null pointer guard),
+//!   image text read+execute, rodata read-only, everything else read+write
+//!   and no-execute, the stack's guard page unmapped;
+//! * the rest of the first 4 GiB in 2 MiB pages, read+write, no-execute;
+//!   uncached where the memory map says it is not RAM (device registers).
+
+use crate::boot::MORGANA_STACK;
+use crate::start_info::StartInfo;
+
+const PRESENT: u64 = 1;
+const WRITABLE: u64 = 1 << 1;
+const WRITE_THROUGH: u64 = 1 << 3;
+const NO_CACHE: u64 = 1 << 4;
+const HUGE: u64 = 1 << 7;
+const NO_EXECUTE: u64 = 1 << 63;
+
+const SMALL_PAGES_END: u64 = 16 << 20;
+const PT_COUNT: usize = (SMALL_PAGES_END >> 21) as usize;
+
+#[repr(C, align(4096))]
+struct Table([u64; 512]);
+
+static mut PML4: Table = Table([0; 512]);
+static mut PDPT: Table = Table([0; 512]);
+static mut PD: [Table; 4] = [const { Table([0; 512]) }; 4];
+static mut PT: [Table; PT_COUNT] = [const { Table([0; 512]) }; PT_COUNT];
+
+unsafe extern "C" {
+    static __image_start: u8;
+    static __text_end: u8;
+    static __rodata_end: u8;
+    static __image_end: u8;
+}
+
+fn addr_of(sym: &u8) -> u64 {
+    sym as *const u8 as u64
+}
+
+/// End of the loaded image (.bss included), page aligned.
+pub(crate) fn image_end() -> u64 {
+    // SAFETY: linker-script symbols; only their addresses are used.
+    addr_of(unsafe { &__image_end })
+}
+
+/// Address of the stack guard page.
+pub(crate) fn guard_page() -> u64 {
+    (&raw const MORGANA_STACK) as u64
+}
+
+/// Builds the tables and switches to them.
+pub(crate) fn init(info: &StartInfo) {
+    // SAFETY: linker-script symbols; only their addresses are used.
+    let (image_start, text_end, rodata_end) =
+        unsafe { (addr_of(&__image_start), addr_of(&__text_end), addr_of(&__rodata_end)) };
+    if image_end() > SMALL_PAGES_END {
+        crate::serial::write_raw(b"morgana: image larger than 16 MiB cannot be mapped\r\n");
+        crate::exit::halt_forever();
+    }
+    let guard = guard_page();
+    let cache = |addr: u64, len: u64| if info.is_ram(addr, len) { 0 } else { NO_CACHE | WRITE_THROUGH };
+
+    // SAFETY: boot is single-threaded and these tables are not yet in use;
+    // the CPU still runs on BOOT_PML4.
+    let (pml4, pdpt, pd, pt) =
+        unsafe { (&mut *(&raw mut PML4), &mut *(&raw mut PDPT), &mut *(&raw mut PD), &mut *(&raw mut PT)) };
+    for (i, table) in pt.iter_mut().enumerate() {
+        for (j, entry) in table.0.iter_mut().enumerate() {
+            let addr = ((i * 512 + j) as u64) << 12;
+            *entry = if addr == 0 || addr == guard {
+                0
+            } else if (image_start..text_end).contains(&addr) {
+                addr | PRESENT
+            } else if (text_end..rodata_end).contains(&addr) {
+                addr | PRESENT | NO_EXECUTE
+            } else {
+                addr | PRESENT | WRITABLE | NO_EXECUTE | cache(addr, 4096)
+            };
+        }
+    }
+    for (i, table) in pd.iter_mut().enumerate() {
+        for (j, entry) in table.0.iter_mut().enumerate() {
+            let addr = ((i * 512 + j) as u64) << 21;
+            *entry = if addr < SMALL_PAGES_END {
+                (&raw const pt[(addr >> 21) as usize]) as u64 | PRESENT | WRITABLE
+            } else {
+                addr | PRESENT | WRITABLE | HUGE | NO_EXECUTE | cache(addr, 1 << 21)
+            };
+        }
+        pdpt.0[i] = (&raw const *table) as u64 | PRESENT | WRITABLE;
+    }
+    pml4.0[0] = (&raw const *pdpt) as u64 | PRESENT | WRITABLE;
+    // SAFETY: the new tables map the running code (text, executable), the
+    // stack in use (below the guard page) and all data identically to the
+    // boot tables, so execution continues at the same addresses.
+    unsafe {
+        core::arch::asm!("mov cr3, {}", in(reg) (&raw const PML4) as u64, options(nostack, preserves_flags));
+    }
+}
