@@ -22,6 +22,8 @@ use morgana_runtime::logger::LogSink;
 use morgana_runtime::{ArgError, Args, Handle};
 use morgana_x86::{Machine, Serial, SystemClock};
 
+pub use morgana_x86::fault;
+
 /// The clock type.
 pub type ClockDevice = SystemClock;
 

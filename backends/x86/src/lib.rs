@@ -21,6 +21,7 @@ pub mod boot;
 pub mod clock;
 pub mod cpu;
 pub mod exit;
+pub mod fault;
 pub mod heap;
 pub mod irq;
 mod paging;

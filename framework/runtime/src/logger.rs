@@ -40,6 +40,11 @@ impl Log for Logger {
         if !self.enabled(record.metadata()) {
             return;
         }
+        // Driver and stack crates' chatter shows only when debugging.
+        let chatty = ["virtio_drivers", "smoltcp"].iter().any(|c| record.target().starts_with(c));
+        if chatty && record.level() > log::Level::Warn && log::max_level() < LevelFilter::Debug {
+            return;
+        }
         let now = self.clock.get().map(|f| f()).unwrap_or(Instant::ZERO);
         let mut sink = self.sink.lock();
         if let Some(sink) = sink.as_mut() {

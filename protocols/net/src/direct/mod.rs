@@ -246,6 +246,7 @@ impl<D: Net> Inner<D> {
             Some(dhcpv4::Event::Configured(c)) => Some((c.address, c.router)),
             Some(dhcpv4::Event::Deconfigured) => None,
         };
+        let had_lease = self.iface.ipv4_addr().is_some();
         self.iface.update_ip_addrs(|addrs| addrs.retain(|a| !matches!(a, IpCidr::Ipv4(_))));
         self.iface.routes_mut().remove_default_ipv4_route();
         match event {
@@ -261,7 +262,8 @@ impl<D: Net> Inner<D> {
                     None => log::info!("DHCPv4: address {addr}, no gateway"),
                 }
             }
-            None => log::warn!("DHCPv4: lease lost"),
+            None if had_lease => log::warn!("DHCPv4: lease lost"),
+            None => {}
         }
     }
 

@@ -1,0 +1,216 @@
+//! Building Morgana VM images and running them under QEMU, shared by the
+//! `cargo xtask` commands, the end-to-end tests and the benchmarks.
+#![forbid(unsafe_code)]
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitStatus};
+use std::str::FromStr;
+
+/// The VM target.
+pub const TARGET: &str = "x86_64-unknown-none";
+
+/// The workspace root.
+pub fn workspace() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).parent().expect("xtask/ has a parent").to_path_buf()
+}
+
+/// Builds `app` for the VM target (`cargo build [--release] -p APP --target
+/// x86_64-unknown-none`) and returns the image path.
+pub fn build_image(app: &str, release: bool) -> Result<PathBuf, String> {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let mut cmd = Command::new(cargo);
+    cmd.current_dir(workspace()).args(["build", "--quiet", "-p", app, "--target", TARGET]);
+    if release {
+        cmd.arg("--release");
+    }
+    // A RUSTFLAGS variable would replace the linker flags in .cargo/config.toml.
+    cmd.env_remove("RUSTFLAGS");
+    let status = cmd.status().map_err(|e| format!("cannot run cargo: {e}"))?;
+    if !status.success() {
+        return Err(format!("building {app} for {TARGET} failed"));
+    }
+    let target_dir =
+        std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| workspace().join("target"));
+    Ok(target_dir.join(TARGET).join(if release { "release" } else { "debug" }).join(app))
+}
+
+/// QEMU machine types Morgana images are tested on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Machine {
+    /// `microvm`: virtio-mmio devices, no PCI, no firmware tables.
+    Microvm,
+    /// `pc` (i440fx): virtio-pci devices behind SeaBIOS.
+    Pc,
+}
+
+impl FromStr for Machine {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "microvm" => Ok(Machine::Microvm),
+            "pc" => Ok(Machine::Pc),
+            _ => Err(format!("unknown machine '{s}' (expected microvm or pc)")),
+        }
+    }
+}
+
+/// A port forward from the host into the guest (QEMU user networking).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Forward {
+    /// "tcp" or "udp".
+    pub proto: String,
+    /// Host address, e.g. 127.0.0.1.
+    pub host_addr: String,
+    /// Host port.
+    pub host_port: u16,
+    /// Guest port.
+    pub guest_port: u16,
+}
+
+impl FromStr for Forward {
+    type Err = String;
+    /// `tcp:127.0.0.1:7007-:7` (QEMU's hostfwd syntax).
+    fn from_str(s: &str) -> Result<Self, String> {
+        let bad = || format!("bad forward '{s}' (expected PROTO:HOSTADDR:HOSTPORT-:GUESTPORT)");
+        let (host, guest) = s.split_once("-:").ok_or_else(bad)?;
+        let mut parts = host.split(':');
+        let proto = parts.next().ok_or_else(bad)?;
+        let host_addr = parts.next().ok_or_else(bad)?;
+        let host_port = parts.next().ok_or_else(bad)?.parse().map_err(|_| bad())?;
+        if !matches!(proto, "tcp" | "udp") || parts.next().is_some() {
+            return Err(bad());
+        }
+        Ok(Forward {
+            proto: proto.into(),
+            host_addr: host_addr.into(),
+            host_port,
+            guest_port: guest.parse().map_err(|_| bad())?,
+        })
+    }
+}
+
+impl fmt::Display for Forward {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}:{}-:{}", self.proto, self.host_addr, self.host_port, self.guest_port)
+    }
+}
+
+/// How to run one image.
+#[derive(Debug, Clone)]
+pub struct Vm {
+    /// The ELF image.
+    pub image: PathBuf,
+    /// Machine type.
+    pub machine: Machine,
+    /// Guest memory in MiB.
+    pub memory_mib: u32,
+    /// User-networking port forwards; with none and `network` false the
+    /// guest gets no NIC.
+    pub forwards: Vec<Forward>,
+    /// Give the guest a NIC (implied by forwards).
+    pub network: bool,
+    /// A raw disk image for virtio-blk.
+    pub disk: Option<PathBuf>,
+    /// Add a virtio-rng device.
+    pub rng: bool,
+    /// Add a virtio-console device (output to the given file).
+    pub virtio_console: Option<PathBuf>,
+    /// The kernel command line (boot arguments).
+    pub cmdline: String,
+}
+
+impl Vm {
+    /// A VM for `image` with defaults: microvm, 64 MiB, virtio-rng, no NIC.
+    pub fn new(image: impl AsRef<Path>) -> Vm {
+        Vm {
+            image: image.as_ref().to_path_buf(),
+            machine: Machine::Microvm,
+            memory_mib: 64,
+            forwards: Vec::new(),
+            network: false,
+            disk: None,
+            rng: true,
+            virtio_console: None,
+            cmdline: String::new(),
+        }
+    }
+
+    /// The QEMU command line (software emulation, TCG; never KVM).
+    pub fn command(&self) -> Command {
+        let mut c = Command::new("qemu-system-x86_64");
+        let (machine, suffix) = match self.machine {
+            Machine::Microvm => ("microvm,x-option-roms=off,pit=off,pic=off,rtc=on,acpi=off", "device"),
+            Machine::Pc => ("pc", "pci"),
+        };
+        c.args(["-M", machine, "-accel", "tcg", "-m", &format!("{}M", self.memory_mib)]);
+        c.args(["-nodefaults", "-no-reboot", "-display", "none", "-serial", "stdio"]);
+        c.args(["-device", "isa-debug-exit,iobase=0xf4,iosize=4"]);
+        let pci_rom = if self.machine == Machine::Pc { ",romfile=" } else { "" };
+        if self.network || !self.forwards.is_empty() {
+            let mut netdev = String::from("user,id=n0");
+            for f in &self.forwards {
+                netdev.push_str(&format!(",hostfwd={f}"));
+            }
+            c.args(["-netdev", &netdev, "-device", &format!("virtio-net-{suffix},netdev=n0{pci_rom}")]);
+        }
+        if let Some(disk) = &self.disk {
+            c.args(["-drive", &format!("id=d0,file={},format=raw,if=none", disk.display())]);
+            c.args(["-device", &format!("virtio-blk-{suffix},drive=d0")]);
+        }
+        if self.rng {
+            c.args(["-device", &format!("virtio-rng-{suffix}")]);
+        }
+        if let Some(out) = &self.virtio_console {
+            c.args(["-chardev", &format!("file,id=vc0,path={}", out.display())]);
+            let bus = if self.machine == Machine::Pc { "virtio-serial-pci" } else { "virtio-serial-device" };
+            c.args(["-device", bus, "-device", "virtconsole,chardev=vc0"]);
+        }
+        c.arg("-kernel").arg(&self.image);
+        if !self.cmdline.is_empty() {
+            c.args(["-append", &self.cmdline]);
+        }
+        c
+    }
+}
+
+/// The app's exit code from QEMU's status: isa-debug-exit makes QEMU exit
+/// with `2 * code + 1`. `None` if QEMU ended another way (signal, its own
+/// error, or status 0 from a guest that halted without the exit device).
+pub fn app_exit_code(status: ExitStatus) -> Option<i32> {
+    match status.code() {
+        Some(s) if s % 2 == 1 => Some((s - 1) / 2),
+        _ => None,
+    }
+}
+
+/// Renders a command for printing, quoting arguments that need it.
+pub fn render(cmd: &Command) -> String {
+    let quote = |s: &str| {
+        if s.is_empty() || s.contains(|c: char| c.is_whitespace() || "\"'$&|;<>".contains(c)) {
+            format!("'{}'", s.replace('\'', "'\\''"))
+        } else {
+            s.to_string()
+        }
+    };
+    let mut out = quote(&cmd.get_program().to_string_lossy());
+    for a in cmd.get_args() {
+        out.push(' ');
+        out.push_str(&quote(&a.to_string_lossy()));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn forwards_parse() {
+        let f: Forward = "tcp:127.0.0.1:7007-:7".parse().unwrap();
+        assert_eq!((f.proto.as_str(), f.host_port, f.guest_port), ("tcp", 7007, 7));
+        assert_eq!(f.to_string(), "tcp:127.0.0.1:7007-:7");
+        assert!("sctp:127.0.0.1:1-:2".parse::<Forward>().is_err());
+        assert!("tcp:127.0.0.1:7007".parse::<Forward>().is_err());
+    }
+}

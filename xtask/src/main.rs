@@ -1,0 +1,85 @@
+//! `cargo xtask run APP [options] [-- BOOT ARGUMENTS]`: builds APP as a VM
+//! image and runs it under QEMU (user networking, no root), printing the
+//! QEMU command first. Exits with the app's exit code.
+
+use std::process::ExitCode;
+
+use xtask::{app_exit_code, build_image, render, Forward, Machine, Vm};
+
+const USAGE: &str = "usage: cargo xtask run APP [--machine microvm|pc] [--memory MIB] \
+[--forward PROTO:HOST:PORT-:PORT]... [--disk FILE] [--no-rng] [--debug] [-- BOOT ARGUMENTS...]
+       cargo xtask build APP [--debug]";
+
+fn run(args: &[String]) -> Result<ExitCode, String> {
+    let (cmd, rest) = args.split_first().ok_or(USAGE)?;
+    let (app, mut rest) = rest.split_first().ok_or(USAGE)?;
+    let mut release = true;
+    let mut machine = Machine::Microvm;
+    let mut memory = 64;
+    let mut forwards = Vec::new();
+    let mut disk = None;
+    let mut rng = true;
+    let mut boot_args = Vec::new();
+    while let Some((flag, tail)) = rest.split_first() {
+        let mut value = || -> Result<&String, String> {
+            let (v, t) = tail.split_first().ok_or(format!("{flag} needs a value"))?;
+            rest = t;
+            Ok(v)
+        };
+        match flag.as_str() {
+            "--machine" => machine = value()?.parse()?,
+            "--memory" => memory = value()?.parse().map_err(|_| "bad --memory")?,
+            "--forward" => forwards.push(value()?.parse::<Forward>()?),
+            "--disk" => disk = Some(value()?.into()),
+            "--no-rng" => {
+                rng = false;
+                rest = tail;
+            }
+            "--debug" => {
+                release = false;
+                rest = tail;
+            }
+            "--" => {
+                boot_args = tail.to_vec();
+                rest = &[];
+            }
+            other => return Err(format!("unknown option {other}\n{USAGE}")),
+        }
+    }
+    let image = build_image(app, release)?;
+    match cmd.as_str() {
+        "build" => {
+            println!("{}", image.display());
+            Ok(ExitCode::SUCCESS)
+        }
+        "run" => {
+            let mut vm = Vm::new(&image);
+            vm.machine = machine;
+            vm.memory_mib = memory;
+            vm.network = true;
+            vm.forwards = forwards;
+            vm.disk = disk;
+            vm.rng = rng;
+            vm.cmdline = boot_args.join(" ");
+            let mut qemu = vm.command();
+            eprintln!("+ {}", render(&qemu));
+            let status = qemu.status().map_err(|e| format!("cannot run qemu-system-x86_64: {e}"))?;
+            match app_exit_code(status) {
+                Some(code) => Ok(ExitCode::from(code.clamp(0, 255) as u8)),
+                None => Err(format!("QEMU ended without an exit code from the app ({status})")),
+            }
+        }
+        _ => Err(USAGE.into()),
+    }
+}
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match run(&args) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("xtask: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
