@@ -40,22 +40,48 @@ pub struct Running {
 }
 
 impl Running {
-    /// Starts `cmd` with stderr captured (stdout is inherited).
+    /// Starts `cmd` with stdout and stderr captured, line by line.
     pub fn start(mut cmd: Command) -> Running {
-        cmd.stderr(Stdio::piped()).stdin(Stdio::null());
+        cmd.stderr(Stdio::piped()).stdout(Stdio::piped()).stdin(Stdio::null());
         let mut child = cmd.spawn().unwrap_or_else(|e| panic!("cannot start {cmd:?}: {e}"));
-        let stderr = child.stderr.take().expect("piped stderr");
         let (tx, lines) = mpsc::channel();
         let seen = Arc::new(Mutex::new(Vec::new()));
-        let seen2 = seen.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                eprintln!("  | {line}");
-                seen2.lock().unwrap_or_else(|e| e.into_inner()).push(line.clone());
-                let _ = tx.send(line);
-            }
-        });
+        let stderr: Box<dyn std::io::Read + Send> = Box::new(child.stderr.take().expect("piped stderr"));
+        let stdout: Box<dyn std::io::Read + Send> = Box::new(child.stdout.take().expect("piped stdout"));
+        for stream in [stderr, stdout] {
+            let (tx, seen) = (tx.clone(), seen.clone());
+            std::thread::spawn(move || {
+                for line in BufReader::new(stream).lines().map_while(Result::ok) {
+                    let line = line.trim_end_matches('\r').to_string();
+                    eprintln!("  | {line}");
+                    seen.lock().unwrap_or_else(|e| e.into_inner()).push(line.clone());
+                    let _ = tx.send(line);
+                }
+            });
+        }
         Running { child, lines, seen }
+    }
+
+    /// Kills the process if it is still running after `timeout`, then
+    /// returns its exit status.
+    pub fn wait_status(&mut self, timeout: Duration) -> std::process::ExitStatus {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                std::thread::sleep(Duration::from_millis(50));
+                return status;
+            }
+            if Instant::now() >= deadline {
+                let _ = self.child.kill();
+                panic!("process still running after {timeout:?}; output: {:#?}", self.output());
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// Everything printed so far, stdout and stderr.
+    pub fn output(&self) -> Vec<String> {
+        self.seen.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
     /// Waits until a stderr line contains `needle`; panics with what was
@@ -67,14 +93,9 @@ impl Running {
             match self.lines.recv_timeout(left) {
                 Ok(line) if line.contains(needle) => return line,
                 Ok(_) => continue,
-                Err(_) => panic!("no line containing {needle:?} within {timeout:?}; stderr: {:#?}", self.stderr()),
+                Err(_) => panic!("no line containing {needle:?} within {timeout:?}; stderr: {:#?}", self.output()),
             }
         }
-    }
-
-    /// Everything written to stderr so far.
-    pub fn stderr(&self) -> Vec<String> {
-        self.seen.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
     /// Whether the process is still running.

@@ -69,7 +69,7 @@ fn run_to_exit(args: &[&str]) -> (Option<i32>, Vec<String>) {
     cmd.args(args);
     let mut p = Running::start(cmd);
     let code = p.wait_exit(Duration::from_secs(20));
-    (code, p.stderr())
+    (code, p.output())
 }
 
 fn assert_one_line_error(args: &[&str], code: i32, expect: &str) {

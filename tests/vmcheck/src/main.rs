@@ -27,7 +27,7 @@ fn config(args: &mut Args) -> Result<Config, ArgError> {
 const LEN: usize = 1 << 20;
 
 fn pattern(i: usize) -> u8 {
-    (i.wrapping_mul(31) ^ (i >> 9)) as u8
+    (i.wrapping_mul(31) ^ (i >> 9) ^ 0xa5) as u8
 }
 
 async fn serve(mut env: Env, cfg: Config) -> morgana::Result {
