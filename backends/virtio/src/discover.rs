@@ -148,23 +148,3 @@ pub fn discover(platform_words: &[String]) -> Vec<Found> {
     }
     found
 }
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn mmio_parameters() {
-        assert_eq!(
-            parse_mmio_slot("virtio_mmio.device=512@0xfeb00e00:12"),
-            Some(MmioSlot { size: 512, base: 0xfeb0_0e00, irq: 12 })
-        );
-        assert_eq!(
-            parse_mmio_slot("virtio_mmio.device=4K@0xd0000000:5:3"),
-            Some(MmioSlot { size: 4096, base: 0xd000_0000, irq: 5 })
-        );
-        assert_eq!(parse_mmio_slot("virtio_mmio.device=4K@banana:5"), None);
-        assert_eq!(parse_mmio_slot("virtio_mmio.device=4K"), None);
-        assert_eq!(parse_mmio_slot("console=ttyS0"), None);
-    }
-}

@@ -7,6 +7,8 @@
 //! The queue and device logic is the `virtio-drivers` crate's; this crate
 //! supplies its DMA and MMIO hooks ([`hal::VirtioHal`]), finds the devices,
 //! and adapts each to Morgana's traits with interrupt-driven readiness.
+// Bare metal only: on other targets this crate is empty.
+#![cfg(target_os = "none")]
 #![no_std]
 #![warn(missing_docs)]
 

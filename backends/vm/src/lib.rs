@@ -2,6 +2,8 @@
 //! at boot (virtio now; the driver sets are Cargo features). It offers the
 //! same interface as the hosted backend, so the framework runs apps the same
 //! way on both.
+// Bare metal only: on other targets this crate is empty.
+#![cfg(target_os = "none")]
 #![no_std]
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
@@ -120,7 +122,7 @@ impl core::error::Error for BootError {}
 pub enum EntropyDevice {
     /// A virtio-rng device.
     #[cfg(feature = "virtio")]
-    Virtio(morgana_virtio::VirtioRng),
+    Virtio(Box<morgana_virtio::VirtioRng>),
     /// The CPU's RDRAND instruction.
     Rdrand,
     /// No source.
@@ -148,7 +150,7 @@ impl Entropy for EntropyDevice {
 pub enum ConsoleDevice {
     /// A virtio-console port.
     #[cfg(feature = "virtio")]
-    Virtio(morgana_virtio::VirtioConsole),
+    Virtio(Box<morgana_virtio::VirtioConsole>),
     /// The serial port.
     Serial(Serial),
 }
@@ -273,12 +275,12 @@ pub fn start(cfg: BootConfig, _machine: &Rc<Machine>, rt: &Handle) -> Result<Dev
                     let c = morgana_virtio::VirtioConsole::new(dev.transport, dev.irq)
                         .map_err(|e| err("virtio-console", loc, e))?;
                     log::info!("virtio-console at {loc}, irq {irq:?}");
-                    console = ConsoleDevice::Virtio(c);
+                    console = ConsoleDevice::Virtio(Box::new(c));
                 }
                 DeviceType::EntropySource if !matches!(entropy, EntropyDevice::Virtio(_)) => {
                     let r = morgana_virtio::VirtioRng::new(dev.transport).map_err(|e| err("virtio-rng", loc, e))?;
                     log::info!("virtio-rng at {loc}");
-                    entropy = EntropyDevice::Virtio(r);
+                    entropy = EntropyDevice::Virtio(Box::new(r));
                 }
                 other => log::info!("ignoring virtio device {other:?} at {loc}"),
             }

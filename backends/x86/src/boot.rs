@@ -147,9 +147,9 @@ unsafe extern "Rust" {
 extern "C" fn morgana_x86_main(start_info_paddr: u32) -> ! {
     serial::init();
     let info = start_info::read(start_info_paddr);
-    paging::init(&info);
+    paging::init(info);
     trap::init();
-    heap::init(&info);
+    heap::init(info);
     irq::init();
     clock::init();
     log::trace!("platform ready");

@@ -12,6 +12,8 @@
 //!
 //! This crate is one of the few places in Morgana with `unsafe` code; every
 //! block states the invariant it relies on.
+// Bare metal only: on other targets this crate is empty.
+#![cfg(target_os = "none")]
 #![no_std]
 #![warn(missing_docs)]
 
@@ -38,6 +40,35 @@ pub use serial::Serial;
 /// Exit status reported for panics and CPU exceptions (QEMU's isa-debug-exit
 /// turns it into process status 2 * 64 + 1 = 129).
 pub const FATAL_EXIT: i32 = 64;
+
+/// A static that only single-threaded boot code writes (before interrupts
+/// are enabled and before anything else can see it).
+pub(crate) struct BootCell<T>(core::cell::UnsafeCell<T>);
+
+// SAFETY: Morgana runs on one CPU; a BootCell is written only during boot,
+// before any interrupt handler or task exists, and read-only afterwards.
+unsafe impl<T> Sync for BootCell<T> {}
+
+impl<T> BootCell<T> {
+    pub(crate) const fn new(value: T) -> Self {
+        BootCell(core::cell::UnsafeCell::new(value))
+    }
+
+    /// # Safety
+    /// Only during single-threaded boot, with no other reference alive.
+    #[allow(clippy::mut_from_ref)]
+    pub(crate) unsafe fn boot_mut(&self) -> &mut T {
+        // SAFETY: the caller guarantees exclusive access.
+        unsafe { &mut *self.0.get() }
+    }
+
+    /// # Safety
+    /// Only after boot has finished writing.
+    pub(crate) unsafe fn get(&self) -> &T {
+        // SAFETY: the caller guarantees no writer remains.
+        unsafe { &*self.0.get() }
+    }
+}
 
 /// Physical memory is identity mapped: a physical address is the virtual
 /// address of the same byte.

@@ -8,6 +8,7 @@
 
 use crate::boot::MORGANA_STACK;
 use crate::start_info::StartInfo;
+use crate::BootCell;
 
 const PRESENT: u64 = 1;
 const WRITABLE: u64 = 1 << 1;
@@ -22,10 +23,10 @@ const PT_COUNT: usize = (SMALL_PAGES_END >> 21) as usize;
 #[repr(C, align(4096))]
 struct Table([u64; 512]);
 
-static mut PML4: Table = Table([0; 512]);
-static mut PDPT: Table = Table([0; 512]);
-static mut PD: [Table; 4] = [const { Table([0; 512]) }; 4];
-static mut PT: [Table; PT_COUNT] = [const { Table([0; 512]) }; PT_COUNT];
+static PML4: BootCell<Table> = BootCell::new(Table([0; 512]));
+static PDPT: BootCell<Table> = BootCell::new(Table([0; 512]));
+static PD: BootCell<[Table; 4]> = BootCell::new([const { Table([0; 512]) }; 4]);
+static PT: BootCell<[Table; PT_COUNT]> = BootCell::new([const { Table([0; 512]) }; PT_COUNT]);
 
 unsafe extern "C" {
     static __image_start: u8;
@@ -63,8 +64,7 @@ pub(crate) fn init(info: &StartInfo) {
 
     // SAFETY: boot is single-threaded and these tables are not yet in use;
     // the CPU still runs on BOOT_PML4.
-    let (pml4, pdpt, pd, pt) =
-        unsafe { (&mut *(&raw mut PML4), &mut *(&raw mut PDPT), &mut *(&raw mut PD), &mut *(&raw mut PT)) };
+    let (pml4, pdpt, pd, pt) = unsafe { (PML4.boot_mut(), PDPT.boot_mut(), PD.boot_mut(), PT.boot_mut()) };
     for (i, table) in pt.iter_mut().enumerate() {
         for (j, entry) in table.0.iter_mut().enumerate() {
             let addr = ((i * 512 + j) as u64) << 12;
@@ -95,6 +95,6 @@ pub(crate) fn init(info: &StartInfo) {
     // stack in use (below the guard page) and all data identically to the
     // boot tables, so execution continues at the same addresses.
     unsafe {
-        core::arch::asm!("mov cr3, {}", in(reg) (&raw const PML4) as u64, options(nostack, preserves_flags));
+        core::arch::asm!("mov cr3, {}", in(reg) &raw const *pml4 as u64, options(nostack, preserves_flags));
     }
 }

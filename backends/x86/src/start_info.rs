@@ -50,20 +50,20 @@ impl StartInfo {
     }
 }
 
-static mut INFO: StartInfo = StartInfo {
+static INFO: crate::BootCell<StartInfo> = crate::BootCell::new(StartInfo {
     cmdline: [0; MAX_CMDLINE],
     cmdline_len: 0,
     cmdline_truncated: false,
     regions: [Region { addr: 0, size: 0, kind: 0 }; MAX_REGIONS],
     region_count: 0,
     rsdp: 0,
-};
+});
 
 /// The start info read at boot.
 pub fn get() -> &'static StartInfo {
     // SAFETY: INFO is written once by `read`, during single-threaded boot
     // before anything calls `get`, and never again.
-    unsafe { &*(&raw const INFO) }
+    unsafe { INFO.get() }
 }
 
 fn u32_at(addr: u64) -> u32 {
@@ -86,7 +86,7 @@ pub(crate) fn read(paddr: u32) -> &'static StartInfo {
         crate::exit::halt_forever();
     }
     // SAFETY: boot is single-threaded and nothing has borrowed INFO yet.
-    let info = unsafe { &mut *(&raw mut INFO) };
+    let info = unsafe { INFO.boot_mut() };
     let version = u32_at(base + 4);
     let cmdline = u64_at(base + 24);
     info.rsdp = u64_at(base + 32);
