@@ -2,6 +2,8 @@
 //! `cargo xtask` commands, the end-to-end tests and the benchmarks.
 #![forbid(unsafe_code)]
 
+pub mod bench;
+
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus};

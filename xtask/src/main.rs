@@ -8,10 +8,20 @@ use xtask::{app_exit_code, build_image, render, Forward, Machine, Vm};
 
 const USAGE: &str = "usage: cargo xtask run APP [--machine microvm|pc] [--memory MIB] \
 [--forward PROTO:HOST:PORT-:PORT]... [--disk FILE] [--no-rng] [--debug] [-- BOOT ARGUMENTS...]
-       cargo xtask build APP [--debug]";
+       cargo xtask build APP [--debug]
+       cargo xtask bench-vm [RUNS]";
 
 fn run(args: &[String]) -> Result<ExitCode, String> {
     let (cmd, rest) = args.split_first().ok_or(USAGE)?;
+    if cmd == "bench-vm" {
+        let runs = rest.first().map(|r| r.parse().map_err(|_| "bad run count")).transpose()?.unwrap_or(20);
+        xtask::bench::sizes(&["pvh-floor", "echo"])?;
+        println!();
+        xtask::bench::boot(runs)?;
+        println!();
+        xtask::bench::min_memory()?;
+        return Ok(ExitCode::SUCCESS);
+    }
     let (app, mut rest) = rest.split_first().ok_or(USAGE)?;
     let mut release = true;
     let mut machine = Machine::Microvm;

@@ -13,6 +13,7 @@ pub(crate) struct Stack<const N: usize>(pub(crate) [u8; N]);
 /// The guard page and the main stack. The first page is unmapped once the
 /// final page tables are loaded.
 #[unsafe(no_mangle)]
+#[unsafe(link_section = ".stacks.main")]
 pub(crate) static mut MORGANA_STACK: Stack<{ 4096 + STACK_SIZE }> = Stack([0; 4096 + STACK_SIZE]);
 
 /// Page tables used only to reach long mode: 4 GiB identity mapped with

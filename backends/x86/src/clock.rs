@@ -1,7 +1,7 @@
 //! Time: the TSC for monotonic time, the CMOS RTC for the wall clock.
 //!
 //! TSC frequency, in order of preference: the hypervisor timing leaf
-//! (CPUID 0x4000_0010, KVM/VMware), CPUID 0x15, or a 1 ms measurement against
+//! (CPUID 0x4000_0010, KVM/VMware), CPUID 0x15, or a 250 µs measurement against
 //! the LAPIC timer, which QEMU (TCG) and KVM both run at 1 GHz.
 
 use core::sync::atomic::{AtomicU64, Ordering};
@@ -44,7 +44,7 @@ fn tsc_hz_from_cpuid() -> Option<u64> {
 
 pub(crate) fn init() {
     let hz = tsc_hz_from_cpuid().unwrap_or_else(|| {
-        let ticks = 1_000_000; // 1 ms at 1 GHz
+        let ticks = 250_000; // 250 µs at 1 GHz
         let cycles = crate::irq::lapic_timer_span(ticks as u32);
         cycles * LAPIC_HZ / ticks
     });

@@ -20,6 +20,7 @@ const IST_DOUBLE_FAULT: u16 = 0;
 const IST_PAGE_FAULT: u16 = 1;
 const IST_NMI: u16 = 2;
 
+#[unsafe(link_section = ".stacks.ist")]
 static mut IST_STACKS: [Stack<IST_STACK>; 3] = [const { Stack([0; IST_STACK]) }; 3];
 static TSS: spin::Once<TaskStateSegment> = spin::Once::new();
 static GDT: spin::Once<GlobalDescriptorTable> = spin::Once::new();
