@@ -1,0 +1,548 @@
+//! Answering queries from a set of zones (RFC 1034 §4.3.2), with RFC 2308
+//! negative answers, RFC 4592 wildcards, RFC 8482 minimal ANY, EDNS(0) and
+//! UDP truncation.
+//!
+//! Response shapes follow NSD's (the differential test holds us to it):
+//! positive answers carry the apex NS RRset in the authority section and
+//! the addresses of in-zone NS, MX and SRV targets in the additional
+//! section; a response whose required sections do not fit the UDP limit is
+//! sent with TC set and no records.
+
+use alloc::vec::Vec;
+
+use crate::name::{self, Name};
+use crate::rdata::Rdata;
+use crate::wire::{self, flags, parse_query, rcode, rtype, Query, QueryError, Section, Writer, CLASS_ANY, CLASS_IN};
+use crate::zone::{Node, RRset, Zone};
+
+/// The largest UDP response, whatever the client offers (the DNS flag day
+/// 2020 value, also NSD's default).
+pub const MAX_UDP: usize = 1232;
+/// CNAMEs followed before giving up.
+const MAX_CHAIN: usize = 16;
+
+/// How the query arrived: UDP responses are limited in size.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transport {
+    /// Over UDP.
+    Udp,
+    /// Over TCP.
+    Tcp,
+}
+
+/// The zones served.
+#[derive(Debug, Clone, Default)]
+pub struct Catalog {
+    /// Zones, the most specific origin first (longest match wins).
+    zones: Vec<Zone>,
+}
+
+/// One record of a response, borrowed from the zone and the query.
+#[derive(Debug, Clone, Copy)]
+struct Rr<'a> {
+    owner: &'a [u8],
+    rtype: u16,
+    ttl: u32,
+    rdata: &'a Rdata,
+}
+
+#[derive(Default)]
+struct Response<'a> {
+    rcode: u16,
+    aa: bool,
+    answer: Vec<Rr<'a>>,
+    authority: Vec<Rr<'a>>,
+    additional: Vec<Rr<'a>>,
+    /// The authority section is required (negative answers, referrals).
+    authority_required: bool,
+}
+
+/// Where a name lands in a zone.
+enum Lookup<'z> {
+    /// The name exists (possibly as an empty non-terminal).
+    Found(&'z Node),
+    /// The name is at or below a delegation point.
+    Referral(&'z Name, &'z RRset),
+    /// No such name, but the wildcard at its closest encloser exists.
+    Wildcard(&'z Node),
+    /// No such name.
+    NxDomain,
+}
+
+fn push_rrset<'a>(out: &mut Vec<Rr<'a>>, owner: &'a [u8], set: &'a RRset) {
+    out.extend(set.rdatas.iter().map(|rdata| Rr { owner, rtype: set.rtype, ttl: set.ttl, rdata }));
+}
+
+impl Catalog {
+    /// A catalog of `zones`. Two zones with the same origin: the last wins.
+    pub fn new(mut zones: Vec<Zone>) -> Catalog {
+        zones.reverse();
+        let mut seen: Vec<Name> = Vec::new();
+        zones.retain(|z| {
+            let dup = seen.contains(&z.origin);
+            seen.push(z.origin.clone());
+            !dup
+        });
+        zones.sort_by_key(|z| core::cmp::Reverse(z.origin.wire().len()));
+        Catalog { zones }
+    }
+
+    /// The zones.
+    pub fn zones(&self) -> &[Zone] {
+        &self.zones
+    }
+
+    /// The zone with the longest origin that contains `name`.
+    pub fn find_zone(&self, name: &Name) -> Option<&Zone> {
+        self.zones.iter().find(|z| name.is_within(&z.origin))
+    }
+
+    /// Answers the message `msg`. `None` means: send nothing (the message
+    /// was a response, or too short to carry an ID).
+    pub fn answer(&self, msg: &[u8], transport: Transport) -> Option<Vec<u8>> {
+        match parse_query(msg) {
+            Ok(q) => Some(self.answer_query(&q, transport)),
+            Err(QueryError::NoHeader | QueryError::IsResponse) => None,
+            Err(QueryError::NotImplemented { id, opcode }) => {
+                // NOTIFY is refused (we are no secondary); others are not
+                // implemented. Neither echoes the question.
+                let code = if opcode == 4 { rcode::REFUSED } else { rcode::NOTIMP };
+                let mut w = Writer::new(id, flags::QR | (opcode as u16) << 11, None);
+                w.set_rcode(code);
+                Some(w.finish())
+            }
+            Err(QueryError::Malformed { id, opcode, .. }) => {
+                let mut w = Writer::new(id, flags::QR | (opcode as u16) << 11, None);
+                w.set_rcode(rcode::FORMERR);
+                Some(w.finish())
+            }
+        }
+    }
+
+    /// Answers a parsed query.
+    pub fn answer_query(&self, q: &Query, transport: Transport) -> Vec<u8> {
+        let mut hdr = flags::QR;
+        if q.rd {
+            hdr |= flags::RD;
+        }
+        if q.cd {
+            hdr |= flags::CD;
+        }
+        let mut w = Writer::new(q.id, hdr, Some((&q.qname_raw, q.qtype, q.qclass)));
+        let edns = q.edns;
+        let finish = |mut w: Writer, ext_rcode: u8| {
+            if edns.is_some() {
+                w.opt(MAX_UDP as u16, ext_rcode, false);
+            }
+            w.finish()
+        };
+        if edns.is_some_and(|e| e.version > 0) {
+            return finish(w, (rcode::BADVERS >> 4) as u8);
+        }
+        if q.qclass != CLASS_IN && q.qclass != CLASS_ANY {
+            w.set_rcode(rcode::REFUSED);
+            return finish(w, 0);
+        }
+        if q.qtype == rtype::AXFR || q.qtype == rtype::IXFR {
+            // Zone transfers go over TCP through the server's AXFR path.
+            w.set_rcode(rcode::NOTIMP);
+            return finish(w, 0);
+        }
+        let Some(zone) = self.find_zone(&q.qname) else {
+            w.set_rcode(rcode::REFUSED);
+            return finish(w, 0);
+        };
+        let mut r = resolve(zone, q);
+        if q.qclass == CLASS_ANY {
+            // As NSD: data from the IN zone, not authoritative, no extras.
+            r.aa = false;
+            r.authority.clear();
+            r.additional.clear();
+        }
+        let limit = match transport {
+            Transport::Tcp => 65535,
+            Transport::Udp => {
+                let offered = edns.map_or(wire::CLASSIC_UDP, |e| (e.udp_size as usize).max(wire::CLASSIC_UDP));
+                offered.min(MAX_UDP)
+            }
+        };
+        let limit = limit - if edns.is_some() { 11 } else { 0 };
+        w.set_rcode(r.rcode);
+        if r.aa {
+            w.set_flags(flags::AA);
+        }
+        let empty = w.mark();
+        let write = |w: &mut Writer, section: Section, rrs: &[Rr<'_>]| {
+            for rr in rrs {
+                let at = w.begin_record(section, rr.owner, rr.rtype, CLASS_IN, rr.ttl);
+                rr.rdata.write(w);
+                w.end_record(at);
+            }
+        };
+        write(&mut w, Section::Answer, &r.answer);
+        if w.len() > limit {
+            w.truncate(empty);
+            w.set_flags(flags::TC);
+            return finish(w, 0);
+        }
+        let mark = w.mark();
+        write(&mut w, Section::Authority, &r.authority);
+        if w.len() > limit {
+            if r.authority_required {
+                w.truncate(empty);
+                w.set_flags(flags::TC);
+                return finish(w, 0);
+            }
+            w.truncate(mark);
+            return finish(w, 0);
+        }
+        let mark = w.mark();
+        write(&mut w, Section::Additional, &r.additional);
+        if w.len() > limit {
+            w.truncate(mark); // extra data may be left out without TC (RFC 2181 §9)
+        }
+        finish(w, 0)
+    }
+}
+
+/// Walks `zone` from the apex towards `qname`.
+fn lookup<'z>(zone: &'z Zone, qname: &[u8], qtype: u16) -> Lookup<'z> {
+    let apex_len = zone.origin.wire().len();
+    let offsets: Vec<usize> = name::label_offsets(qname).filter(|&o| qname.len() - o >= apex_len).collect();
+    // From the apex down: shortest suffix (largest offset) first.
+    let mut encloser: &[u8] = zone.origin.wire();
+    for &off in offsets.iter().rev() {
+        let candidate = &qname[off..];
+        let Some(node) = zone.nodes.get(candidate) else {
+            // No such name: the wildcard at the closest encloser, if any.
+            let mut wild = Vec::with_capacity(encloser.len() + 2);
+            wild.extend_from_slice(&[1, b'*']);
+            wild.extend_from_slice(encloser);
+            return match zone.nodes.get(&wild[..]) {
+                Some(w) => Lookup::Wildcard(w),
+                None => Lookup::NxDomain,
+            };
+        };
+        if candidate.len() != apex_len {
+            if let Some(ns) = node.get(rtype::NS) {
+                // The parent side answers DS for a delegation (RFC 4035 §3.1.4.1).
+                let is_ds_at_cut = off == 0 && qtype == rtype::DS;
+                if !is_ds_at_cut {
+                    let (cut, _) = zone.nodes.get_key_value(candidate).expect("node exists");
+                    return Lookup::Referral(cut, ns);
+                }
+            }
+        }
+        encloser = candidate;
+    }
+    match zone.nodes.get(qname) {
+        Some(node) => Lookup::Found(node),
+        None => Lookup::NxDomain,
+    }
+}
+
+fn negative<'a>(zone: &'a Zone, r: &mut Response<'a>, code: u16) {
+    r.rcode = code;
+    let (ttl, _) = zone.soa;
+    if let Some(set) = zone.nodes.get(&zone.origin).and_then(|n| n.get(rtype::SOA)) {
+        let neg_ttl = match &set.rdatas[0] {
+            Rdata::Soa(s) => ttl.min(s.minimum),
+            _ => ttl,
+        };
+        r.authority.push(Rr { owner: zone.origin.wire(), rtype: rtype::SOA, ttl: neg_ttl, rdata: &set.rdatas[0] });
+    }
+    r.authority_required = true;
+}
+
+/// The A and AAAA records of `target`, if it is in `zone`, skipping
+/// records already in the response.
+fn add_addresses<'a>(zone: &'a Zone, target: &'a Name, r: &mut Response<'a>) {
+    if !target.is_within(&zone.origin) {
+        return;
+    }
+    let Some((owner, node)) = zone.nodes.get_key_value(target) else { return };
+    for t in [rtype::A, rtype::AAAA] {
+        let Some(set) = node.get(t) else { continue };
+        let present = |rrs: &[Rr<'_>]| rrs.iter().any(|rr| rr.rtype == t && rr.owner == owner.wire());
+        if present(&r.answer) || present(&r.additional) {
+            continue;
+        }
+        push_rrset(&mut r.additional, owner.wire(), set);
+    }
+}
+
+fn additional_for<'a>(zone: &'a Zone, rrs: &[Rr<'a>], r: &mut Response<'a>) {
+    for rr in rrs {
+        if matches!(rr.rtype, rtype::NS | rtype::MX | rtype::SRV) {
+            if let Some(t) = rr.rdata.target() {
+                add_addresses(zone, t, r);
+            }
+        }
+    }
+}
+
+fn apex_ns<'a>(zone: &'a Zone, r: &mut Response<'a>) {
+    if let Some(ns) = zone.nodes.get(&zone.origin).and_then(|n| n.get(rtype::NS)) {
+        push_rrset(&mut r.authority, zone.origin.wire(), ns);
+    }
+}
+
+fn resolve<'a>(zone: &'a Zone, q: &'a Query) -> Response<'a> {
+    let mut r = Response { aa: true, ..Response::default() };
+    let mut name: &'a [u8] = q.qname.wire();
+    for _ in 0..MAX_CHAIN {
+        let node = match lookup(zone, name, q.qtype) {
+            Lookup::Referral(cut, ns) => {
+                if r.answer.is_empty() {
+                    r.aa = false;
+                    push_rrset(&mut r.authority, cut.wire(), ns);
+                    r.authority_required = true;
+                    let auth = r.authority.clone();
+                    additional_for(zone, &auth, &mut r);
+                }
+                return r;
+            }
+            Lookup::NxDomain => {
+                negative(zone, &mut r, rcode::NXDOMAIN);
+                return r;
+            }
+            Lookup::Found(node) | Lookup::Wildcard(node) => node,
+        };
+        if q.qtype == rtype::ANY {
+            // RFC 8482: one RRset is enough.
+            if let Some(set) = node.rrsets.first() {
+                push_rrset(&mut r.answer, name, set);
+            } else {
+                negative(zone, &mut r, rcode::NOERROR);
+            }
+            return r;
+        }
+        if let Some(set) = node.get(q.qtype) {
+            push_rrset(&mut r.answer, name, set);
+            apex_ns_if_not_answer(zone, q.qtype, name, &mut r);
+            let ans = r.answer.clone();
+            additional_for(zone, &ans, &mut r);
+            let auth = r.authority.clone();
+            additional_for(zone, &auth, &mut r);
+            return r;
+        }
+        if let Some(cname) = node.get(rtype::CNAME) {
+            push_rrset(&mut r.answer, name, cname);
+            let Some(target) = cname.rdatas[0].target() else { return r };
+            if !target.is_within(&zone.origin) {
+                return r; // leaves the zone: the resolver follows it
+            }
+            name = target.wire();
+            continue;
+        }
+        negative(zone, &mut r, rcode::NOERROR);
+        return r;
+    }
+    r
+}
+
+fn apex_ns_if_not_answer<'a>(zone: &'a Zone, qtype: u16, name: &[u8], r: &mut Response<'a>) {
+    if !(qtype == rtype::NS && name == zone.origin.wire()) {
+        apex_ns(zone, r);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use alloc::vec;
+
+    const ZONE: &str = "\
+$TTL 3600
+@ SOA ns1 hostmaster 1 7200 3600 1209600 300
+  NS ns1
+  NS ns2.example.net.
+  MX 10 mail
+ns1 A 192.0.2.53
+mail A 192.0.2.25
+www CNAME web
+web A 192.0.2.80
+dangling CNAME nothere
+*.wild A 192.0.2.99
+sub NS ns.sub
+ns.sub A 192.0.2.54
+a.b.c A 192.0.2.7
+";
+
+    fn catalog() -> Catalog {
+        let origin = Name::parse("example.com.", None).unwrap();
+        Catalog::new(vec![Zone::parse(ZONE, &origin, "t", None).unwrap()])
+    }
+
+    fn query(name: &str, qtype: u16, edns: Option<u16>) -> Vec<u8> {
+        let mut m = Writer::new(7, flags::RD, None).finish();
+        m[5] = 1;
+        for label in name.split('.').filter(|l| !l.is_empty()) {
+            m.push(label.len() as u8);
+            m.extend_from_slice(label.as_bytes());
+        }
+        m.push(0);
+        m.extend_from_slice(&qtype.to_be_bytes());
+        m.extend_from_slice(&CLASS_IN.to_be_bytes());
+        if let Some(size) = edns {
+            m[11] = 1;
+            m.extend_from_slice(&[0, 0, 41]);
+            m.extend_from_slice(&size.to_be_bytes());
+            m.extend_from_slice(&[0; 6]);
+        }
+        m
+    }
+
+    struct Parsed {
+        flags: u16,
+        counts: [u16; 4],
+        types: Vec<(Section, u16)>,
+    }
+
+    fn parse(msg: &[u8]) -> Parsed {
+        let u16_at = |i: usize| u16::from_be_bytes([msg[i], msg[i + 1]]);
+        let counts = [u16_at(4), u16_at(6), u16_at(8), u16_at(10)];
+        let mut pos = 12;
+        if counts[0] == 1 {
+            pos = Name::read(msg, 12).unwrap().1 + 4;
+        }
+        let mut types = Vec::new();
+        for (i, section) in [Section::Answer, Section::Authority, Section::Additional].into_iter().enumerate() {
+            for _ in 0..counts[i + 1] {
+                let p = Name::read(msg, pos).unwrap().1;
+                types.push((section, u16_at(p)));
+                pos = p + 10 + u16_at(p + 8) as usize;
+            }
+        }
+        assert_eq!(pos, msg.len());
+        Parsed { flags: u16_at(2), counts, types }
+    }
+
+    fn ask(name: &str, qtype: u16) -> Parsed {
+        parse(&catalog().answer(&query(name, qtype, None), Transport::Udp).unwrap())
+    }
+
+    #[test]
+    fn rfc1034_4_3_2_exact_match_is_authoritative() {
+        let p = ask("web.example.com.", rtype::A);
+        assert_eq!(p.flags & 0xf, rcode::NOERROR);
+        assert!(p.flags & flags::AA != 0 && p.flags & flags::RD != 0 && p.flags & flags::QR != 0);
+        assert_eq!(p.counts, [1, 1, 2, 1]);
+    }
+
+    #[test]
+    fn rfc1034_4_3_2_cname_followed_in_zone() {
+        let p = ask("www.example.com.", rtype::A);
+        assert_eq!(p.types[..2], [(Section::Answer, rtype::CNAME), (Section::Answer, rtype::A)]);
+    }
+
+    #[test]
+    fn rfc2308_nxdomain_and_nodata_carry_soa() {
+        let p = ask("nothere.example.com.", rtype::A);
+        assert_eq!(p.flags & 0xf, rcode::NXDOMAIN);
+        assert_eq!(p.types, vec![(Section::Authority, rtype::SOA)]);
+        let p = ask("web.example.com.", rtype::MX);
+        assert_eq!(p.flags & 0xf, rcode::NOERROR);
+        assert_eq!(p.types, vec![(Section::Authority, rtype::SOA)]);
+        // RFC 6604: the rcode is the chain's last name's.
+        let p = ask("dangling.example.com.", rtype::A);
+        assert_eq!(p.flags & 0xf, rcode::NXDOMAIN);
+        assert_eq!(p.types[0], (Section::Answer, rtype::CNAME));
+        // An empty non-terminal exists: NODATA, not NXDOMAIN (RFC 4592 §2.2.2).
+        assert_eq!(ask("b.c.example.com.", rtype::A).flags & 0xf, rcode::NOERROR);
+    }
+
+    #[test]
+    fn rfc1034_4_3_2_referral_has_glue_and_no_aa() {
+        let p = ask("x.sub.example.com.", rtype::A);
+        assert_eq!(p.flags & flags::AA, 0);
+        assert_eq!(p.types, vec![(Section::Authority, rtype::NS), (Section::Additional, rtype::A)]);
+        // DS at the cut comes from the parent side, authoritatively.
+        let p = ask("sub.example.com.", rtype::DS);
+        assert!(p.flags & flags::AA != 0);
+        assert_eq!(p.types, vec![(Section::Authority, rtype::SOA)]);
+    }
+
+    #[test]
+    fn rfc4592_wildcards() {
+        let p = ask("anything.wild.example.com.", rtype::A);
+        assert_eq!(p.types[0], (Section::Answer, rtype::A));
+        let p = ask("a.b.wild.example.com.", rtype::A);
+        assert_eq!(p.types[0], (Section::Answer, rtype::A));
+        // The wildcard does not apply to the existing parent.
+        assert_eq!(ask("wild.example.com.", rtype::A).types, vec![(Section::Authority, rtype::SOA)]);
+    }
+
+    #[test]
+    fn rfc8482_any_is_minimal() {
+        let p = ask("example.com.", rtype::ANY);
+        assert_eq!(p.types, vec![(Section::Answer, rtype::SOA)]);
+    }
+
+    #[test]
+    fn refused_outside_zones_and_notimp_for_axfr_over_udp() {
+        assert_eq!(ask("example.org.", rtype::A).flags & 0xf, rcode::REFUSED);
+        assert_eq!(ask("example.com.", rtype::AXFR).flags & 0xf, rcode::NOTIMP);
+    }
+
+    #[test]
+    fn rfc6891_badvers_and_buffer_size() {
+        let mut m = query("example.com.", rtype::A, Some(1232));
+        let n = m.len();
+        m[n - 5] = 1; // version 1
+        let r = catalog().answer(&m, Transport::Udp).unwrap();
+        let p = parse(&r);
+        assert_eq!(p.types, vec![(Section::Additional, rtype::OPT)]);
+        assert_eq!(r[r.len() - 6], 1, "extended rcode 1 = BADVERS");
+    }
+
+    #[test]
+    fn rfc1035_4_2_1_truncation() {
+        let origin = Name::parse("example.com.", None).unwrap();
+        let mut text = alloc::string::String::from("$TTL 60\n@ SOA ns h 1 2 3 4 5\n@ NS ns\nns A 192.0.2.1\n");
+        for i in 0..40 {
+            text.push_str(&alloc::format!("big A 192.0.2.{i}\n"));
+        }
+        let c = Catalog::new(vec![Zone::parse(&text, &origin, "t", None).unwrap()]);
+        let r = parse(&c.answer(&query("big.example.com.", rtype::A, None), Transport::Udp).unwrap());
+        assert!(r.flags & flags::TC != 0);
+        assert_eq!(r.counts, [1, 0, 0, 0]);
+        let r = parse(&c.answer(&query("big.example.com.", rtype::A, Some(1232)), Transport::Udp).unwrap());
+        assert_eq!(r.flags & flags::TC, 0);
+        assert_eq!(r.counts[1], 40);
+        let r = parse(&c.answer(&query("big.example.com.", rtype::A, None), Transport::Tcp).unwrap());
+        assert_eq!(r.counts[1], 40);
+    }
+
+    #[test]
+    fn rfc1035_4_1_1_bad_queries() {
+        let c = catalog();
+        assert_eq!(c.answer(&[1, 2, 3], Transport::Udp), None);
+        let r = c.answer(&[0, 9, 0, 0, 0, 2, 0, 0, 0, 0, 0, 0], Transport::Udp).unwrap();
+        assert_eq!(r, [0, 9, 0x80, 1, 0, 0, 0, 0, 0, 0, 0, 0], "FORMERR, no question");
+        let mut m = query("example.com.", rtype::A, None);
+        m[2] = 0x10; // opcode 2 (STATUS)
+        let r = c.answer(&m, Transport::Udp).unwrap();
+        assert_eq!(r[3] & 0xf, rcode::NOTIMP as u8);
+    }
+
+    #[test]
+    fn rfc4343_query_case_preserved() {
+        let r = catalog().answer(&query("WeB.ExAmPlE.cOm.", rtype::A, None), Transport::Udp).unwrap();
+        assert_eq!(&r[12..29], b"\x03WeB\x07ExAmPlE\x03cOm\x00");
+        assert_eq!(&r[33..35], &[0xc0, 12], "answer owner points at the question");
+    }
+
+    #[test]
+    fn longest_zone_wins() {
+        let a = Name::parse("example.com.", None).unwrap();
+        let b = Name::parse("sub.example.com.", None).unwrap();
+        let za = Zone::parse(ZONE, &a, "a", None).unwrap();
+        let zb = Zone::parse("$TTL 60\n@ SOA ns h 1 2 3 4 5\n@ NS ns\nns A 192.0.2.9\nx A 192.0.2.10\n", &b, "b", None)
+            .unwrap();
+        let c = Catalog::new(vec![za, zb]);
+        let r = parse(&c.answer(&query("x.sub.example.com.", rtype::A, None), Transport::Udp).unwrap());
+        assert!(r.flags & flags::AA != 0, "answered from the child zone, not referred");
+        assert_eq!(r.types[0], (Section::Answer, rtype::A));
+    }
+}

@@ -1,0 +1,32 @@
+//! Authoritative DNS for Morgana.
+//!
+//! * [`name`]: domain names (wire and presentation form, compression-safe
+//!   parsing);
+//! * [`wire`]: message headers, parsing of queries, a response writer with
+//!   name compression, EDNS(0);
+//! * [`rdata`]: record data of the supported types, and RFC 3597 generic
+//!   data for any other type;
+//! * [`zone`]: RFC 1035 master files and the checks a zone must pass;
+//! * [`answer`]: the RFC 1034 §4.3.2 algorithm over a set of zones;
+//! * [`server`]: DNS over UDP and TCP (RFC 7766) and AXFR (RFC 5936) on the
+//!   framework's sockets.
+//!
+//! Not implemented: DNSSEC (no signatures are served; the DO bit is
+//! ignored), IXFR, NOTIFY, dynamic updates, response rate limiting, NSID and
+//! other EDNS options (ignored in queries), classes other than IN.
+#![no_std]
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+extern crate alloc;
+
+pub mod answer;
+pub mod name;
+pub mod rdata;
+pub mod server;
+pub mod wire;
+pub mod zone;
+
+pub use answer::{Catalog, Transport};
+pub use name::Name;
+pub use zone::{Zone, ZoneError};

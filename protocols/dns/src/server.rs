@@ -1,0 +1,277 @@
+//! Serving DNS on the framework's sockets: UDP, TCP with RFC 7766 framing
+//! (several queries per connection, an idle timeout, a connection cap), and
+//! AXFR (RFC 5936) to allowed clients.
+
+use alloc::format;
+use alloc::rc::Rc;
+use alloc::string::String;
+use alloc::vec;
+use alloc::vec::Vec;
+use core::cell::Cell;
+use core::net::{IpAddr, SocketAddr};
+use core::str::FromStr;
+use core::time::Duration;
+
+use morgana_net::{Error, TcpListener, TcpStream, UdpSocket};
+use morgana_runtime::Handle;
+
+use crate::answer::{Catalog, Transport};
+use crate::rdata::type_name;
+use crate::wire::{self, flags, parse_query, rcode, rtype, Section, Writer, CLASS_IN};
+
+/// An address or network, `192.0.2.0/24` or `::1`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Network {
+    addr: IpAddr,
+    prefix: u8,
+}
+
+impl FromStr for Network {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let (a, p) = match s.split_once('/') {
+            Some((a, p)) => (a, Some(p)),
+            None => (s, None),
+        };
+        let addr: IpAddr = a.parse().map_err(|_| format!("'{a}' is not an IP address"))?;
+        let max = if addr.is_ipv4() { 32 } else { 128 };
+        let prefix = match p {
+            None => max,
+            Some(p) => p.parse().ok().filter(|p| *p <= max).ok_or_else(|| format!("bad prefix length '{p}'"))?,
+        };
+        Ok(Network { addr, prefix })
+    }
+}
+
+impl Network {
+    /// Whether `ip` is in this network (IPv4-mapped IPv6 counts as IPv4).
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        let ip = match ip {
+            IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(ip),
+            v4 => v4,
+        };
+        let bits = |a: IpAddr| -> u128 {
+            match a {
+                IpAddr::V4(v) => u32::from(v) as u128,
+                IpAddr::V6(v) => u128::from(v),
+            }
+        };
+        let width = if ip.is_ipv4() { 32 } else { 128 };
+        if ip.is_ipv4() != self.addr.is_ipv4() {
+            return false;
+        }
+        if self.prefix == 0 {
+            return true;
+        }
+        let shift = width - self.prefix as u32;
+        (bits(ip) >> shift) == (bits(self.addr) >> shift)
+    }
+}
+
+/// Limits and access rules.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// A TCP connection with no complete query for this long is closed.
+    pub tcp_idle: Duration,
+    /// Open TCP connections at most; more are closed at once.
+    pub tcp_max_connections: usize,
+    /// Clients allowed to transfer zones (none by default).
+    pub axfr_allow: Vec<Network>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config { tcp_idle: Duration::from_secs(10), tcp_max_connections: 128, axfr_allow: Vec::new() }
+    }
+}
+
+/// One line describing a query and its answer, for debug logs.
+fn describe(peer: SocketAddr, proto: &str, query: &[u8], response: Option<&[u8]>) -> String {
+    let what = match parse_query(query) {
+        Ok(q) => format!("{} {}", q.qname, type_name(q.qtype)),
+        Err(_) => String::from("<malformed>"),
+    };
+    match response {
+        Some(r) if r.len() >= 4 => {
+            let code = r[3] & 0xf;
+            let tc = if r[2] & 0x02 != 0 { " TC" } else { "" };
+            format!("{peer} {proto} {what} -> rcode {code}{tc}, {} bytes", r.len())
+        }
+        _ => format!("{peer} {proto} {what} -> dropped"),
+    }
+}
+
+/// Answers queries on `socket` forever.
+pub async fn serve_udp(mut socket: UdpSocket, catalog: Rc<Catalog>) {
+    let mut buf = vec![0u8; 4096];
+    loop {
+        let (n, peer) = match socket.recv_from(&mut buf).await {
+            Ok(x) => x,
+            Err(e) => {
+                log::warn!("UDP receive: {e}");
+                continue;
+            }
+        };
+        let query = &buf[..n];
+        let response = catalog.answer(query, Transport::Udp);
+        if log::log_enabled!(log::Level::Debug) {
+            log::debug!("{}", describe(peer, "udp", query, response.as_deref()));
+        }
+        if let Some(r) = response {
+            if let Err(e) = socket.send_to(&r, peer).await {
+                log::debug!("UDP reply to {peer}: {e}");
+            }
+        }
+    }
+}
+
+/// Accepts DNS-over-TCP connections on `listener` forever.
+pub async fn serve_tcp(mut listener: TcpListener, catalog: Rc<Catalog>, config: Rc<Config>, rt: Handle) {
+    let open = Rc::new(Cell::new(0usize));
+    loop {
+        let (stream, peer) = match listener.accept().await {
+            Ok(x) => x,
+            Err(e) => {
+                log::warn!("TCP accept: {e}");
+                continue;
+            }
+        };
+        if open.get() >= config.tcp_max_connections {
+            log::debug!("{peer}: over {} TCP connections, closing", config.tcp_max_connections);
+            stream.abort();
+            continue;
+        }
+        open.set(open.get() + 1);
+        let (catalog, config, open) = (catalog.clone(), config.clone(), open.clone());
+        rt.spawn(async move {
+            if let Err(e) = connection(stream, peer, &catalog, &config).await {
+                log::debug!("{peer}: TCP connection: {e}");
+            }
+            open.set(open.get() - 1);
+        });
+    }
+}
+
+async fn read_exact(stream: &mut TcpStream, buf: &mut [u8]) -> Result<bool, Error> {
+    let mut got = 0;
+    while got < buf.len() {
+        let n = stream.read(&mut buf[got..]).await?;
+        if n == 0 {
+            return if got == 0 { Ok(false) } else { Err(Error::ConnectionReset) };
+        }
+        got += n;
+    }
+    Ok(true)
+}
+
+async fn send(stream: &mut TcpStream, msg: &[u8]) -> Result<(), Error> {
+    let mut framed = Vec::with_capacity(msg.len() + 2);
+    framed.extend_from_slice(&(msg.len() as u16).to_be_bytes());
+    framed.extend_from_slice(msg);
+    stream.write_all(&framed).await
+}
+
+async fn connection(mut stream: TcpStream, peer: SocketAddr, catalog: &Catalog, config: &Config) -> Result<(), Error> {
+    stream.set_timeout(Some(config.tcp_idle));
+    let mut buf = vec![0u8; 65535];
+    loop {
+        let mut len = [0u8; 2];
+        match read_exact(&mut stream, &mut len).await {
+            Ok(true) => {}
+            Ok(false) => return stream.close().await, // the client is done
+            Err(Error::TimedOut) => {
+                log::debug!("{peer}: TCP idle timeout");
+                stream.abort();
+                return Ok(());
+            }
+            Err(e) => return Err(e),
+        }
+        let len = u16::from_be_bytes(len) as usize;
+        let query = &mut buf[..len];
+        if !read_exact(&mut stream, query).await? {
+            return Ok(());
+        }
+        let query = &buf[..len];
+        if let Ok(q) = parse_query(query) {
+            if q.qtype == rtype::AXFR && q.edns.is_none_or(|e| e.version == 0) && q.qclass == CLASS_IN {
+                let allowed = config.axfr_allow.iter().any(|n| n.contains(peer.ip()));
+                log::info!("{peer}: AXFR {} {}", q.qname, if allowed { "allowed" } else { "refused" });
+                axfr(&mut stream, &q, catalog, allowed).await?;
+                continue;
+            }
+        }
+        let response = catalog.answer(query, Transport::Tcp);
+        if log::log_enabled!(log::Level::Debug) {
+            log::debug!("{}", describe(peer, "tcp", query, response.as_deref()));
+        }
+        match response {
+            Some(r) => send(&mut stream, &r).await?,
+            None => {
+                stream.abort();
+                return Ok(());
+            }
+        }
+    }
+}
+
+/// Largest AXFR message we build (well under the 64 KiB limit).
+const AXFR_MESSAGE: usize = 16 * 1024;
+
+async fn axfr(stream: &mut TcpStream, q: &wire::Query, catalog: &Catalog, allowed: bool) -> Result<(), Error> {
+    let question = Some((q.qname_raw.as_slice(), q.qtype, q.qclass));
+    let zone = catalog.find_zone(&q.qname).filter(|z| z.origin == q.qname);
+    let refuse = |code: u16| {
+        let mut w = Writer::new(q.id, flags::QR, question);
+        w.set_rcode(code);
+        if q.edns.is_some() {
+            w.opt(crate::answer::MAX_UDP as u16, 0, false);
+        }
+        w.finish()
+    };
+    let Some(zone) = zone else { return send(stream, &refuse(rcode::NOTAUTH)).await };
+    if !allowed {
+        return send(stream, &refuse(rcode::REFUSED)).await;
+    }
+    let soa = zone.nodes.get(&zone.origin).and_then(|n| n.get(rtype::SOA));
+    let records = zone.records().chain(soa.map(|s| (&zone.origin, s)));
+    let mut w = Writer::new(q.id, flags::QR | flags::AA, question);
+    for (owner, set) in records {
+        for rdata in &set.rdatas {
+            let mark = w.mark();
+            let at = w.begin_record(Section::Answer, owner.wire(), set.rtype, CLASS_IN, set.ttl);
+            rdata.write(&mut w);
+            w.end_record(at);
+            let had_records = mark.2[Section::Answer as usize] > 0;
+            if w.len() > AXFR_MESSAGE && had_records {
+                // Full: send what came before and start the next message.
+                w.truncate(mark);
+                let full = core::mem::replace(&mut w, Writer::new(q.id, flags::QR | flags::AA, None));
+                send(stream, &full.finish()).await?;
+                let at = w.begin_record(Section::Answer, owner.wire(), set.rtype, CLASS_IN, set.ttl);
+                rdata.write(&mut w);
+                w.end_record(at);
+            }
+        }
+    }
+    send(stream, &w.finish()).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn networks() {
+        let n: Network = "192.0.2.0/24".parse().unwrap();
+        assert!(n.contains("192.0.2.77".parse().unwrap()));
+        assert!(!n.contains("192.0.3.1".parse().unwrap()));
+        assert!(n.contains("::ffff:192.0.2.1".parse().unwrap()));
+        let one: Network = "::1".parse().unwrap();
+        assert!(one.contains("::1".parse().unwrap()));
+        assert!(!one.contains("127.0.0.1".parse().unwrap()));
+        assert!("10.0.0.0/33".parse::<Network>().is_err());
+        assert!("banana".parse::<Network>().is_err());
+        let all: Network = "0.0.0.0/0".parse().unwrap();
+        assert!(all.contains("203.0.113.9".parse().unwrap()));
+    }
+}

@@ -1,0 +1,501 @@
+//! RFC 1035 master files (with RFC 2308 `$TTL` and RFC 3597 generic data)
+//! and the checks a zone must pass before it is served.
+
+use alloc::boxed::Box;
+use alloc::collections::BTreeMap;
+use alloc::format;
+use alloc::string::{String, ToString};
+use alloc::vec::Vec;
+use core::fmt;
+
+use crate::name::Name;
+use crate::rdata::{self, parse_text, Rdata, Soa, Token};
+use crate::wire::rtype;
+
+/// A zone file error: the file, the line (1-based; 0 when it concerns the
+/// whole zone) and what is wrong.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ZoneError {
+    /// The file name as given.
+    pub file: String,
+    /// The line.
+    pub line: usize,
+    /// The problem.
+    pub message: String,
+}
+
+impl fmt::Display for ZoneError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.line == 0 {
+            write!(f, "{}: {}", self.file, self.message)
+        } else {
+            write!(f, "{}:{}: {}", self.file, self.line, self.message)
+        }
+    }
+}
+
+impl core::error::Error for ZoneError {}
+
+/// All records of one name and type.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RRset {
+    /// The type.
+    pub rtype: u16,
+    /// The TTL (of the first record; RFC 2181 §5.2 wants them equal).
+    pub ttl: u32,
+    /// The data, duplicates removed.
+    pub rdatas: Vec<Rdata>,
+}
+
+/// The RRsets at one name; empty for an empty non-terminal.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Node {
+    /// The RRsets.
+    pub rrsets: Vec<RRset>,
+}
+
+impl Node {
+    /// The RRset of `rtype`, if any.
+    pub fn get(&self, rtype: u16) -> Option<&RRset> {
+        self.rrsets.iter().find(|s| s.rtype == rtype)
+    }
+}
+
+/// A parsed, checked zone.
+#[derive(Debug, Clone)]
+pub struct Zone {
+    /// The apex.
+    pub origin: Name,
+    /// Every name in the zone, including empty non-terminals.
+    pub nodes: BTreeMap<Name, Node>,
+    /// The apex SOA and its TTL.
+    pub soa: (u32, Soa),
+    /// Number of records.
+    pub records: usize,
+}
+
+/// Reads the file named by `$INCLUDE` (hosted builds pass one; VM images
+/// have no files, so `$INCLUDE` is an error there).
+pub type Includer<'a> = &'a dyn Fn(&str) -> Result<String, String>;
+
+struct Line {
+    number: usize,
+    indented: bool,
+    tokens: Vec<Token>,
+}
+
+fn tokenize(text: &str, file: &str) -> Result<Vec<Line>, ZoneError> {
+    let err = |line, message: &str| ZoneError { file: file.into(), line, message: message.into() };
+    let mut lines = Vec::new();
+    let mut cur: Option<Line> = None;
+    let mut depth = 0usize;
+    let mut line_no = 1usize;
+    let mut chars = text.chars().peekable();
+    let mut at_line_start = true;
+    let mut paren_line = 0;
+    while let Some(&c) = chars.peek() {
+        if at_line_start && depth == 0 {
+            if let Some(l) = cur.take() {
+                lines.push(l);
+            }
+            cur = Some(Line { number: line_no, indented: c == ' ' || c == '\t', tokens: Vec::new() });
+            at_line_start = false;
+        }
+        match c {
+            '\n' => {
+                chars.next();
+                line_no += 1;
+                at_line_start = true;
+            }
+            ' ' | '\t' | '\r' => {
+                chars.next();
+            }
+            ';' => {
+                while chars.peek().is_some_and(|&c| c != '\n') {
+                    chars.next();
+                }
+            }
+            '(' => {
+                chars.next();
+                if depth == 0 {
+                    paren_line = line_no;
+                }
+                depth += 1;
+            }
+            ')' => {
+                chars.next();
+                depth = depth.checked_sub(1).ok_or_else(|| err(line_no, "')' without '('"))?;
+            }
+            '"' => {
+                chars.next();
+                let start = line_no;
+                let mut s = String::new();
+                loop {
+                    match chars.next() {
+                        None => return Err(err(start, "unterminated quoted string")),
+                        Some('"') => break,
+                        Some('\\') => {
+                            s.push('\\');
+                            match chars.next() {
+                                Some(n) => {
+                                    if n == '\n' {
+                                        line_no += 1;
+                                    }
+                                    s.push(n);
+                                }
+                                None => return Err(err(start, "unterminated quoted string")),
+                            }
+                        }
+                        Some(ch) => {
+                            if ch == '\n' {
+                                line_no += 1;
+                            }
+                            s.push(ch);
+                        }
+                    }
+                }
+                if let Some(l) = cur.as_mut() {
+                    l.tokens.push(Token { text: s, quoted: true });
+                }
+            }
+            _ => {
+                let mut s = String::new();
+                while let Some(&ch) = chars.peek() {
+                    if matches!(ch, ' ' | '\t' | '\r' | '\n' | '(' | ')' | ';' | '"') {
+                        break;
+                    }
+                    chars.next();
+                    s.push(ch);
+                    if ch == '\\' {
+                        if let Some(n) = chars.next() {
+                            s.push(n);
+                        }
+                    }
+                }
+                if let Some(l) = cur.as_mut() {
+                    l.tokens.push(Token { text: s, quoted: false });
+                }
+            }
+        }
+    }
+    if depth > 0 {
+        return Err(err(paren_line, "'(' is never closed"));
+    }
+    if let Some(l) = cur.take() {
+        lines.push(l);
+    }
+    Ok(lines.into_iter().filter(|l| !l.tokens.is_empty()).collect())
+}
+
+struct Parsed {
+    owner: Name,
+    rtype: u16,
+    ttl: u32,
+    rdata: Rdata,
+    file: String,
+    line: usize,
+}
+
+struct Parser<'a> {
+    includer: Option<Includer<'a>>,
+    out: Vec<Parsed>,
+    default_ttl: Option<u32>,
+    last_ttl: Option<u32>,
+}
+
+impl Parser<'_> {
+    fn file(&mut self, text: &str, file: &str, mut origin: Name, depth: usize) -> Result<(), ZoneError> {
+        let mut last_owner: Option<Name> = None;
+        for line in tokenize(text, file)? {
+            let err = |message: String| ZoneError { file: file.into(), line: line.number, message };
+            let t = &line.tokens;
+            let first = t[0].text.as_str();
+            if !t[0].quoted && first.starts_with('$') {
+                match first.to_ascii_uppercase().as_str() {
+                    "$ORIGIN" => {
+                        let [_, o] = &t[..] else { return Err(err("$ORIGIN needs one name".into())) };
+                        origin = Name::parse(&o.text, Some(&origin)).map_err(|e| err(format!("bad $ORIGIN: {e}")))?;
+                    }
+                    "$TTL" => {
+                        let [_, v] = &t[..] else { return Err(err("$TTL needs one value".into())) };
+                        self.default_ttl = Some(rdata::parse_ttl(&v.text).map_err(|e| err(format!("bad $TTL: {e}")))?);
+                    }
+                    "$INCLUDE" => {
+                        if t.len() < 2 || t.len() > 3 {
+                            return Err(err("$INCLUDE needs a file name and optionally an origin".into()));
+                        }
+                        let Some(includer) = self.includer else {
+                            return Err(err("$INCLUDE is not available here (VM images have no files)".into()));
+                        };
+                        if depth >= 8 {
+                            return Err(err("$INCLUDE nested too deeply".into()));
+                        }
+                        let path = &t[1].text;
+                        let body = includer(path).map_err(|e| err(format!("$INCLUDE {path}: {e}")))?;
+                        let inc_origin = match t.get(2) {
+                            Some(o) => {
+                                Name::parse(&o.text, Some(&origin)).map_err(|e| err(format!("bad origin: {e}")))?
+                            }
+                            None => origin.clone(),
+                        };
+                        self.file(&body, path, inc_origin, depth + 1)?;
+                    }
+                    other => return Err(err(format!("unknown directive {other}"))),
+                }
+                continue;
+            }
+            let mut i = 0;
+            let owner = if line.indented {
+                last_owner.clone().ok_or_else(|| err("no owner name: the first record must name one".into()))?
+            } else {
+                i = 1;
+                Name::parse(first, Some(&origin)).map_err(|e| err(format!("bad owner name '{first}': {e}")))?
+            };
+            let mut ttl = None;
+            let mut class_seen = false;
+            while i < t.len() {
+                let tok = &t[i].text;
+                let up = tok.to_ascii_uppercase();
+                if !class_seen && up == "IN" {
+                    class_seen = true;
+                } else if !class_seen && matches!(up.as_str(), "CH" | "HS" | "CS" | "ANY" | "NONE") {
+                    return Err(err(format!("class {up} is not supported (only IN)")));
+                } else if ttl.is_none() && tok.starts_with(|c: char| c.is_ascii_digit()) {
+                    ttl = Some(rdata::parse_ttl(tok).map_err(err)?);
+                } else {
+                    break;
+                }
+                i += 1;
+            }
+            let type_tok = t.get(i).ok_or_else(|| err("record has no type".into()))?;
+            let rt = rdata::type_from_name(&type_tok.text)
+                .ok_or_else(|| err(format!("unknown record type '{}'", type_tok.text)))?;
+            if matches!(rt, rtype::OPT | rtype::AXFR | rtype::IXFR | rtype::ANY | rtype::MAILA | rtype::MAILB) {
+                return Err(err(format!("type {} cannot appear in a zone", rdata::type_name(rt))));
+            }
+            let data = parse_text(rt, &t[i + 1..], &origin).map_err(err)?;
+            if data.to_wire().len() > 65535 {
+                return Err(err("record data over 65535 octets".into()));
+            }
+            let ttl = match ttl {
+                Some(v) => {
+                    self.last_ttl = Some(v);
+                    v
+                }
+                None => self.default_ttl.or(self.last_ttl).ok_or_else(|| err("no TTL: give one or set $TTL".into()))?,
+            };
+            last_owner = Some(owner.clone());
+            self.out.push(Parsed { owner, rtype: rt, ttl, rdata: data, file: file.into(), line: line.number });
+        }
+        Ok(())
+    }
+}
+
+impl Zone {
+    /// Parses and checks the master file `text` for the zone `origin`.
+    /// `file` names it in errors; `includer` reads `$INCLUDE`d files.
+    pub fn parse(text: &str, origin: &Name, file: &str, includer: Option<Includer<'_>>) -> Result<Zone, ZoneError> {
+        let mut p = Parser { includer, out: Vec::new(), default_ttl: None, last_ttl: None };
+        p.file(text, file, origin.clone(), 0)?;
+        Zone::build(origin, p.out, file)
+    }
+
+    fn build(origin: &Name, records: Vec<Parsed>, file: &str) -> Result<Zone, ZoneError> {
+        let at = |r: &Parsed, message: String| ZoneError { file: r.file.clone(), line: r.line, message };
+        let mut nodes: BTreeMap<Name, Node> = BTreeMap::new();
+        let mut lines: BTreeMap<(Name, u16), usize> = BTreeMap::new();
+        let mut soa = None;
+        let mut count = 0;
+        for r in &records {
+            if !r.owner.is_within(origin) {
+                return Err(at(r, format!("'{}' is outside the zone {origin}", r.owner)));
+            }
+            if r.rtype == rtype::SOA {
+                if r.owner != *origin {
+                    return Err(at(r, format!("SOA record at '{}', not at the apex {origin}", r.owner)));
+                }
+                if soa.is_some() {
+                    return Err(at(r, "more than one SOA record".into()));
+                }
+                if let Rdata::Soa(s) = &r.rdata {
+                    soa = Some((r.ttl, s.clone()));
+                }
+            }
+            let node = nodes.entry(r.owner.clone()).or_default();
+            let has_cname = node.get(rtype::CNAME).is_some();
+            let other_data = node.rrsets.iter().any(|s| s.rtype != rtype::CNAME);
+            if (r.rtype == rtype::CNAME && (other_data || has_cname)) || (r.rtype != rtype::CNAME && has_cname) {
+                return Err(at(r, format!("'{}' has a CNAME and other data (RFC 1034 §3.6.2)", r.owner)));
+            }
+            match node.rrsets.iter_mut().find(|s| s.rtype == r.rtype) {
+                Some(set) => {
+                    if !set.rdatas.contains(&r.rdata) {
+                        set.rdatas.push(r.rdata.clone());
+                        count += 1;
+                    }
+                }
+                None => {
+                    node.rrsets.push(RRset { rtype: r.rtype, ttl: r.ttl, rdatas: alloc::vec![r.rdata.clone()] });
+                    lines.insert((r.owner.clone(), r.rtype), r.line);
+                    count += 1;
+                }
+            }
+        }
+        let whole = |message: String| ZoneError { file: file.into(), line: 0, message };
+        let soa = soa.ok_or_else(|| whole(format!("no SOA record at the apex {origin}")))?;
+        if nodes.get(origin).and_then(|n| n.get(rtype::NS)).is_none() {
+            return Err(whole(format!("no NS records at the apex {origin}")));
+        }
+        // Glue: an NS target at or below its own delegation needs an address.
+        for (name, node) in &nodes {
+            if name == origin {
+                continue;
+            }
+            let Some(ns) = node.get(rtype::NS) else { continue };
+            for target in ns.rdatas.iter().filter_map(Rdata::target) {
+                if target.is_within(name) {
+                    let has_addr =
+                        nodes.get(target).is_some_and(|n| n.get(rtype::A).is_some() || n.get(rtype::AAAA).is_some());
+                    if !has_addr {
+                        let line = lines.get(&(name.clone(), rtype::NS)).copied().unwrap_or(0);
+                        return Err(ZoneError {
+                            file: file.into(),
+                            line,
+                            message: format!(
+                                "delegation '{name}' to '{target}' needs glue (an A or AAAA record for '{target}')"
+                            ),
+                        });
+                    }
+                }
+            }
+        }
+        // Empty non-terminals exist too (RFC 4592 §2.2.2).
+        let names: Vec<Name> = nodes.keys().cloned().collect();
+        for name in names {
+            let mut cur = name.parent();
+            while let Some(p) = cur {
+                if !p.is_within(origin) || nodes.contains_key(&p) {
+                    break;
+                }
+                nodes.insert(p.clone(), Node::default());
+                cur = p.parent();
+            }
+        }
+        Ok(Zone { origin: origin.clone(), nodes, soa, records: count })
+    }
+
+    /// Every record, the apex SOA first, for zone transfers.
+    pub fn records(&self) -> impl Iterator<Item = (&Name, &RRset)> {
+        let apex =
+            self.nodes.get(&self.origin).into_iter().flat_map(|n| n.rrsets.iter()).filter(|s| s.rtype == rtype::SOA);
+        let rest = self
+            .nodes
+            .iter()
+            .flat_map(|(name, node)| node.rrsets.iter().map(move |s| (name, s)))
+            .filter(|(_, s)| s.rtype != rtype::SOA);
+        apex.map(|s| (&self.origin, s)).chain(rest)
+    }
+}
+
+/// A boxed includer that refuses every `$INCLUDE`.
+pub fn no_includes() -> Box<dyn Fn(&str) -> Result<String, String>> {
+    Box::new(|_| Err("not available".to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn origin() -> Name {
+        Name::parse("example.com.", None).unwrap()
+    }
+
+    fn parse(text: &str) -> Result<Zone, ZoneError> {
+        Zone::parse(text, &origin(), "test.zone", None)
+    }
+
+    const GOOD: &str = "\
+$TTL 1h
+@   IN  SOA ns1 hostmaster ( 2024010101 ; serial
+            7200 3600 1209600 300 )
+    IN  NS  ns1
+    NS  ns2.example.net.
+ns1 A   192.0.2.1
+www 300 IN A 192.0.2.10
+    AAAA 2001:db8::10
+txt TXT \"hello world\" \"semi;colon\" unquoted
+a.b.c  A 192.0.2.20
+*.wild CNAME www
+sub NS ns.sub
+ns.sub A 192.0.2.53
+gen TYPE65534 \\# 3 abcdef
+";
+
+    #[test]
+    fn rfc1035_5_1_master_file() {
+        let z = parse(GOOD).unwrap();
+        assert_eq!(z.soa.1.serial, 2024010101);
+        assert_eq!(z.soa.0, 3600);
+        let www = &z.nodes[&Name::parse("www.example.com.", None).unwrap()];
+        assert_eq!(www.get(rtype::A).unwrap().ttl, 300);
+        assert_eq!(www.get(rtype::AAAA).unwrap().ttl, 3600, "$TTL applies, not the previous explicit TTL");
+        let txt = &z.nodes[&Name::parse("txt.example.com.", None).unwrap()];
+        assert_eq!(txt.get(rtype::TXT).unwrap().rdatas[0].to_wire(), b"\x0bhello world\x0asemi;colon\x08unquoted");
+        // Empty non-terminals exist.
+        assert!(z.nodes[&Name::parse("b.c.example.com.", None).unwrap()].rrsets.is_empty());
+        assert_eq!(z.records, 12);
+    }
+
+    #[test]
+    fn rfc1035_5_1_origin_and_include() {
+        let text = "$TTL 60\n@ SOA ns h 1 2 3 4 5\n@ NS ns\nns A 192.0.2.1\n$ORIGIN sub.example.com.\nx A 192.0.2.2\n$INCLUDE inc.zone example.org.\ny A 192.0.2.3\n";
+        let inc =
+            |p: &str| if p == "inc.zone" { Ok("z A 192.0.2.4\n".to_string()) } else { Err("missing".to_string()) };
+        let err = Zone::parse(text, &origin(), "t.zone", Some(&inc)).unwrap_err();
+        assert_eq!(err.file, "inc.zone", "the included record is outside the zone");
+        assert!(err.message.contains("'z.example.org.' is outside the zone"), "{err}");
+        let text = text.replace("example.org.", "inc.example.com.");
+        let z = Zone::parse(&text, &origin(), "t.zone", Some(&inc)).unwrap();
+        assert!(z.nodes.contains_key(&Name::parse("z.inc.example.com.", None).unwrap()));
+        assert!(
+            z.nodes.contains_key(&Name::parse("y.sub.example.com.", None).unwrap()),
+            "$ORIGIN is restored after $INCLUDE"
+        );
+        let err = Zone::parse(&text, &origin(), "t.zone", None).unwrap_err();
+        assert_eq!(err.line, 7);
+        assert!(err.message.contains("$INCLUDE is not available"));
+    }
+
+    fn expect_error(text: &str, line: usize, needle: &str) {
+        let e = parse(text).unwrap_err();
+        assert_eq!(e.line, line, "{e}");
+        assert!(e.message.contains(needle), "{e}");
+        assert!(e.to_string().starts_with(&format!("test.zone:{line}")) || line == 0, "{e}");
+    }
+
+    #[test]
+    fn bad_zone_files_name_the_line() {
+        let head = "$TTL 60\n@ SOA ns h 1 2 3 4 5\n@ NS ns\nns A 192.0.2.1\n";
+        expect_error(&format!("{head}www A 192.0.2.300\n"), 5, "not an IPv4 address");
+        expect_error(&format!("{head}www BOGUS x\n"), 5, "unknown record type 'BOGUS'");
+        expect_error(&format!("{head}www CH A 192.0.2.1\n"), 5, "class CH is not supported");
+        expect_error(&format!("{head}www.other.org. A 192.0.2.1\n"), 5, "outside the zone");
+        expect_error(&format!("{head}x CNAME www\nx A 192.0.2.1\n"), 6, "CNAME and other data");
+        expect_error(&format!("{head}x A 192.0.2.1\nx CNAME www\n"), 6, "CNAME and other data");
+        expect_error(&format!("{head}sub NS ns.sub\n"), 5, "needs glue");
+        expect_error(&format!("{head}@ SOA ns h 2 2 3 4 5\n"), 5, "more than one SOA");
+        expect_error(&format!("{head}x SOA ns h 2 2 3 4 5\n"), 5, "not at the apex");
+        expect_error(&format!("{head}x TXT \"open\n"), 5, "unterminated quoted string");
+        expect_error(&format!("{head}x ( A 192.0.2.1\n"), 5, "'(' is never closed");
+        expect_error(&format!("{head}x A 192.0.2.1 )\n"), 5, "')' without '('");
+        expect_error(&format!("{head}x MX ten mail\n"), 5, "not a valid MX preference");
+        expect_error(&format!("{head}x 1q A 192.0.2.1\n"), 5, "not a TTL");
+        expect_error(&format!("{head}$FOO bar\n"), 5, "unknown directive $FOO");
+        expect_error(&format!("{head}x TXT \"{}\"\n", "a".repeat(256)), 5, "at most 255");
+        expect_error(&format!("{head}{}.x A 192.0.2.1\n", "a".repeat(64)), 5, "label longer than 63");
+        expect_error("@ 60 NS ns\nns 60 A 192.0.2.1\n", 0, "no SOA record");
+        expect_error("@ 60 SOA ns h 1 2 3 4 5\n", 0, "no NS records");
+        expect_error("@ SOA ns h 1 2 3 4 5\n", 1, "no TTL");
+        expect_error("  A 192.0.2.1\n", 1, "no owner name");
+    }
+}
