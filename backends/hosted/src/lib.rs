@@ -107,6 +107,11 @@ pub fn since_entry() -> core::time::Duration {
     core::time::Duration::from_nanos(monotonic().as_nanos())
 }
 
+/// Reads a text file.
+pub fn read_file(path: &str) -> Result<String, String> {
+    std::fs::read_to_string(path).map_err(|e| e.to_string())
+}
+
 /// Ends the process with `code`.
 pub fn exit(code: i32) -> ! {
     std::process::exit(code)

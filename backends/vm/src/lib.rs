@@ -61,6 +61,11 @@ pub fn print_error(msg: &str) {
     print("\n");
 }
 
+/// VM images have no files.
+pub fn read_file(_path: &str) -> Result<String, &'static str> {
+    Err("files are not available in a VM image (embed data at build time)")
+}
+
 /// Ends the VM.
 pub fn exit(code: i32) -> ! {
     morgana_x86::exit(code)

@@ -64,6 +64,23 @@ pub type ClockDevice = backend::ClockDevice;
 /// The entropy source type of this build's backend.
 pub type EntropyDevice = backend::EntropyDevice;
 
+/// True when the app runs as a Linux process, false in a VM image. For
+/// defaults that should differ (an unprivileged port when hosted); never
+/// needed to choose devices or stacks.
+pub const HOSTED: bool = cfg!(not(target_os = "none"));
+
+/// Why a file could not be read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileError(pub alloc::string::String);
+
+impl core::fmt::Display for FileError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl core::error::Error for FileError {}
+
 /// What an app is given: its devices and the executor. Dereferences to the
 /// executor's [`Handle`] (`env.spawn(..)`, `env.sleep(..)`, `env.now()`).
 pub struct Env {
@@ -81,6 +98,14 @@ pub struct Env {
     pub block: Option<BlockDevice>,
     /// The console.
     pub console: ConsoleDevice,
+}
+
+impl Env {
+    /// Reads a text file. Only hosted processes have files; in a VM image
+    /// this fails (embed data at build time instead).
+    pub fn read_file(&self, path: &str) -> core::result::Result<alloc::string::String, FileError> {
+        backend::read_file(path).map_err(|e| FileError(alloc::format!("{path}: {e}")))
+    }
 }
 
 impl Deref for Env {

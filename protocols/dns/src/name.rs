@@ -51,6 +51,8 @@ impl fmt::Display for NameError {
     }
 }
 
+impl core::error::Error for NameError {}
+
 impl Name {
     /// The root name.
     pub fn root() -> Name {

@@ -1,0 +1,128 @@
+//! An authoritative DNS server: answers for the zones embedded at build
+//! time (and, hosted, for zone files named with `--zone`) over UDP and TCP.
+#![cfg_attr(target_os = "none", no_std, no_main)]
+#![forbid(unsafe_code)]
+
+extern crate alloc;
+
+use alloc::format;
+use alloc::rc::Rc;
+use alloc::string::String;
+use alloc::vec::Vec;
+use core::net::SocketAddr;
+use core::str::FromStr;
+use core::time::Duration;
+
+use morgana::log::info;
+use morgana::{ArgError, Args, Context, Env, ListenAddr};
+use morgana_dns::server::{self, Network};
+use morgana_dns::{Catalog, Name, Zone};
+
+include!(concat!(env!("OUT_DIR"), "/zones.rs"));
+
+/// `--listen`: `ADDR:PORT`, `[V6]:PORT` or `:PORT` (all addresses).
+#[derive(Debug, Clone, Copy)]
+struct Listen(ListenAddr);
+
+impl FromStr for Listen {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        if let Some(port) = s.strip_prefix(':') {
+            return port.parse().map(|p: u16| Listen(p.into())).map_err(|_| format!("'{port}' is not a port"));
+        }
+        let addr: SocketAddr = s.parse().map_err(|_| String::from("expected ADDR:PORT, [V6ADDR]:PORT or :PORT"))?;
+        Ok(Listen(addr.into()))
+    }
+}
+
+/// `--zone ORIGIN=PATH`.
+#[derive(Debug, Clone)]
+struct ZoneFile {
+    origin: Name,
+    path: String,
+}
+
+impl FromStr for ZoneFile {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let (origin, path) = s.split_once('=').ok_or("expected ORIGIN=PATH")?;
+        let origin = Name::parse(origin, Some(&Name::root())).map_err(|e| format!("bad origin '{origin}': {e}"))?;
+        if path.is_empty() {
+            return Err(String::from("empty path"));
+        }
+        Ok(ZoneFile { origin, path: path.into() })
+    }
+}
+
+struct Config {
+    listen: Vec<Listen>,
+    zones: Vec<ZoneFile>,
+    server: server::Config,
+}
+
+fn config(args: &mut Args) -> Result<Config, ArgError> {
+    let mut listen: Vec<Listen> = args.values("listen", "address to serve UDP and TCP on, ADDR:PORT or :PORT (repeatable)")?;
+    if listen.is_empty() {
+        // A process serves on loopback at an unprivileged port; a VM on
+        // port 53 of its addresses.
+        let default = if morgana::HOSTED { "127.0.0.1:5353" } else { ":53" };
+        listen.push(default.parse().map_err(|e: String| ArgError::Conflict(e))?);
+    }
+    let zones = args.values("zone", "ORIGIN=PATH: serve a zone file (hosted only; repeatable)")?;
+    let axfr_allow: Vec<Network> =
+        args.values("axfr-allow", "address or network allowed to transfer zones (repeatable; none by default)")?;
+    let d = server::Config::default();
+    let idle: Option<u64> = args.value("tcp-idle", "seconds before an idle TCP connection is closed (default 10)")?;
+    let max: Option<usize> = args.value("tcp-max", "concurrent TCP connections (default 128)")?;
+    let server = server::Config {
+        tcp_idle: idle.map(Duration::from_secs).unwrap_or(d.tcp_idle),
+        tcp_max_connections: max.unwrap_or(d.tcp_max_connections),
+        axfr_allow,
+    };
+    Ok(Config { listen, zones, server })
+}
+
+fn load(env: &Env, cfg: &Config) -> morgana::Result<Catalog> {
+    let mut zones = Vec::new();
+    for (origin, file, text) in ZONES {
+        let name = Name::parse(origin, None).context(origin)?;
+        let zone = Zone::parse(text, &name, file, None)?;
+        info!("zone {}: {} records, serial {} (embedded {file})", zone.origin, zone.records, zone.soa.1.serial);
+        zones.push(zone);
+    }
+    for z in &cfg.zones {
+        let text = env.read_file(&z.path).context(format_args!("zone {}", z.origin))?;
+        let dir = z.path.rsplit_once('/').map(|(d, _)| d).unwrap_or(".");
+        let include = |p: &str| -> Result<String, String> {
+            let full = if p.starts_with('/') { String::from(p) } else { format!("{dir}/{p}") };
+            env.read_file(&full).map_err(|e| format!("{e}"))
+        };
+        let zone = Zone::parse(&text, &z.origin, &z.path, Some(&include))?;
+        info!("zone {}: {} records, serial {} ({})", zone.origin, zone.records, zone.soa.1.serial, z.path);
+        zones.push(zone);
+    }
+    if zones.is_empty() {
+        return Err("no zones to serve".into());
+    }
+    Ok(Catalog::new(zones))
+}
+
+async fn serve(env: Env, cfg: Config) -> morgana::Result {
+    let catalog = Rc::new(load(&env, &cfg)?);
+    let server_cfg = Rc::new(cfg.server.clone());
+    for l in &cfg.listen {
+        let udp = env.net.udp_bind(l.0).context(format_args!("UDP {}", l.0))?;
+        let tcp = env.net.tcp_listen(l.0).context(format_args!("TCP {}", l.0))?;
+        env.spawn(server::serve_udp(udp, catalog.clone()));
+        env.spawn(server::serve_tcp(tcp, catalog.clone(), server_cfg.clone(), env.rt.clone()));
+        info!("serving DNS on {} (UDP and TCP)", l.0);
+    }
+    if let (Some(l), Some(zone)) = (cfg.listen.first(), catalog.zones().last()) {
+        let at = l.0.ip.map(|ip| format!("{ip}")).unwrap_or_else(|| String::from("127.0.0.1"));
+        info!("try: dig @{at} -p {} www.{}", l.0.port, zone.origin);
+    }
+    core::future::pending::<()>().await;
+    Ok(())
+}
+
+morgana::main!(config, serve);
