@@ -16,18 +16,22 @@ fn main() {
         .filter(|p| p.extension().is_some_and(|x| x == "zone"))
         .collect();
     files.sort();
-    let mut out = String::from("/// Zones embedded at build time: (origin, file name, text).\npub static ZONES: &[(&str, &str, &str)] = &[\n");
+    let mut out = String::from(
+        "/// Zones embedded at build time: (origin, file name, text).\npub static ZONES: &[(&str, &str, &str)] = &[\n",
+    );
     for path in files {
         println!("cargo:rerun-if-changed={}", path.display());
         let stem = path.file_stem().and_then(|s| s.to_str()).expect("UTF-8 zone file name");
         let origin = format!("{}.", stem.trim_end_matches('.'));
         let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-        let name = morgana_dns::Name::parse(&origin, None).unwrap_or_else(|e| panic!("{}: bad origin: {e}", path.display()));
+        let name =
+            morgana_dns::Name::parse(&origin, None).unwrap_or_else(|e| panic!("{}: bad origin: {e}", path.display()));
         let file = path.file_name().and_then(|f| f.to_str()).unwrap_or(stem).to_string();
         if let Err(e) = morgana_dns::Zone::parse(&text, &name, &file, None) {
             panic!("embedded zone {e}");
         }
-        writeln!(out, "    ({origin:?}, {file:?}, include_str!({:?})),", path.display().to_string()).expect("write to String");
+        writeln!(out, "    ({origin:?}, {file:?}, include_str!({:?})),", path.display().to_string())
+            .expect("write to String");
     }
     out.push_str("];\n");
     let dest = PathBuf::from(std::env::var("OUT_DIR").expect("cargo sets OUT_DIR")).join("zones.rs");

@@ -3,6 +3,7 @@
 #![forbid(unsafe_code)]
 
 pub mod client;
+pub mod dnsmsg;
 pub mod netns;
 pub mod process;
 pub mod vtime;

@@ -61,7 +61,8 @@ struct Config {
 }
 
 fn config(args: &mut Args) -> Result<Config, ArgError> {
-    let mut listen: Vec<Listen> = args.values("listen", "address to serve UDP and TCP on, ADDR:PORT or :PORT (repeatable)")?;
+    let mut listen: Vec<Listen> =
+        args.values("listen", "address to serve UDP and TCP on, ADDR:PORT or :PORT (repeatable)")?;
     if listen.is_empty() {
         // A process serves on loopback at an unprivileged port; a VM on
         // port 53 of its addresses.

@@ -97,6 +97,20 @@ impl Catalog {
         self.zones.iter().find(|z| name.is_within(&z.origin))
     }
 
+    /// The zone that answers `qtype` at `name`: the longest match, except
+    /// that DS at a zone's apex belongs to the parent zone when we serve it
+    /// (RFC 4035 §3.1.4.1).
+    fn zone_for(&self, name: &[u8], qtype: u16) -> Option<&Zone> {
+        let mut matches = self.zones.iter().filter(|z| name::is_within(name, z.origin.wire()));
+        let first = matches.next()?;
+        if qtype == rtype::DS && first.origin.wire() == name && name != [0] {
+            if let Some(parent) = matches.next() {
+                return Some(parent);
+            }
+        }
+        Some(first)
+    }
+
     /// Answers the message `msg`. `None` means: send nothing (the message
     /// was a response, or too short to carry an ID).
     pub fn answer(&self, msg: &[u8], transport: Transport) -> Option<Vec<u8>> {
@@ -148,11 +162,11 @@ impl Catalog {
             w.set_rcode(rcode::NOTIMP);
             return finish(w, 0);
         }
-        let Some(zone) = self.find_zone(&q.qname) else {
+        let Some(zone) = self.zone_for(q.qname.wire(), q.qtype) else {
             w.set_rcode(rcode::REFUSED);
             return finish(w, 0);
         };
-        let mut r = resolve(zone, q);
+        let mut r = self.resolve(zone, q);
         if q.qclass == CLASS_ANY {
             // As NSD: data from the IN zone, not authoritative, no extras.
             r.aa = false;
@@ -287,58 +301,70 @@ fn apex_ns<'a>(zone: &'a Zone, r: &mut Response<'a>) {
     }
 }
 
-fn resolve<'a>(zone: &'a Zone, q: &'a Query) -> Response<'a> {
-    let mut r = Response { aa: true, ..Response::default() };
-    let mut name: &'a [u8] = q.qname.wire();
-    for _ in 0..MAX_CHAIN {
-        let node = match lookup(zone, name, q.qtype) {
-            Lookup::Referral(cut, ns) => {
-                if r.answer.is_empty() {
-                    r.aa = false;
-                    push_rrset(&mut r.authority, cut.wire(), ns);
-                    r.authority_required = true;
-                    let auth = r.authority.clone();
-                    additional_for(zone, &auth, &mut r);
+impl Catalog {
+    fn resolve<'a>(&'a self, first_zone: &'a Zone, q: &'a Query) -> Response<'a> {
+        let mut r = Response { aa: true, ..Response::default() };
+        let mut zone = first_zone;
+        let mut name: &'a [u8] = q.qname.wire();
+        let mut visited: Vec<&[u8]> = Vec::new();
+        for _ in 0..MAX_CHAIN {
+            visited.push(name);
+            let node = match lookup(zone, name, q.qtype) {
+                Lookup::Referral(cut, ns) => {
+                    if r.answer.is_empty() {
+                        r.aa = false;
+                        push_rrset(&mut r.authority, cut.wire(), ns);
+                        r.authority_required = true;
+                        let auth = r.authority.clone();
+                        additional_for(zone, &auth, &mut r);
+                    }
+                    return r;
+                }
+                Lookup::NxDomain => {
+                    negative(zone, &mut r, rcode::NXDOMAIN);
+                    return r;
+                }
+                Lookup::Found(node) | Lookup::Wildcard(node) => node,
+            };
+            if q.qtype == rtype::ANY {
+                // RFC 8482: one RRset is enough.
+                if let Some(set) = node.rrsets.first() {
+                    push_rrset(&mut r.answer, name, set);
+                    let ans = r.answer.clone();
+                    additional_for(zone, &ans, &mut r);
+                } else {
+                    negative(zone, &mut r, rcode::NOERROR);
                 }
                 return r;
             }
-            Lookup::NxDomain => {
-                negative(zone, &mut r, rcode::NXDOMAIN);
+            if let Some(set) = node.get(q.qtype) {
+                push_rrset(&mut r.answer, name, set);
+                apex_ns_if_not_answer(zone, q.qtype, name, &mut r);
+                let ans = r.answer.clone();
+                additional_for(zone, &ans, &mut r);
+                let auth = r.authority.clone();
+                additional_for(zone, &auth, &mut r);
                 return r;
             }
-            Lookup::Found(node) | Lookup::Wildcard(node) => node,
-        };
-        if q.qtype == rtype::ANY {
-            // RFC 8482: one RRset is enough.
-            if let Some(set) = node.rrsets.first() {
-                push_rrset(&mut r.answer, name, set);
-            } else {
-                negative(zone, &mut r, rcode::NOERROR);
+            if let Some(cname) = node.get(rtype::CNAME) {
+                push_rrset(&mut r.answer, name, cname);
+                let Some(target) = cname.rdatas[0].target() else { return r };
+                if visited.contains(&target.wire()) {
+                    return r; // a loop: what we have is the answer
+                }
+                // Follow into whichever of our zones holds the target.
+                match self.zone_for(target.wire(), q.qtype) {
+                    Some(z) => zone = z,
+                    None => return r, // not ours: the resolver follows it
+                }
+                name = target.wire();
+                continue;
             }
+            negative(zone, &mut r, rcode::NOERROR);
             return r;
         }
-        if let Some(set) = node.get(q.qtype) {
-            push_rrset(&mut r.answer, name, set);
-            apex_ns_if_not_answer(zone, q.qtype, name, &mut r);
-            let ans = r.answer.clone();
-            additional_for(zone, &ans, &mut r);
-            let auth = r.authority.clone();
-            additional_for(zone, &auth, &mut r);
-            return r;
-        }
-        if let Some(cname) = node.get(rtype::CNAME) {
-            push_rrset(&mut r.answer, name, cname);
-            let Some(target) = cname.rdatas[0].target() else { return r };
-            if !target.is_within(&zone.origin) {
-                return r; // leaves the zone: the resolver follows it
-            }
-            name = target.wire();
-            continue;
-        }
-        negative(zone, &mut r, rcode::NOERROR);
-        return r;
+        r
     }
-    r
 }
 
 fn apex_ns_if_not_answer<'a>(zone: &'a Zone, qtype: u16, name: &[u8], r: &mut Response<'a>) {
