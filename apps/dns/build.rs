@@ -1,6 +1,7 @@
 //! Embeds the zone files of `zones/` (or of the directory named by
-//! `MORGANA_DNS_ZONES`) into the binary, after checking each one: a bad
-//! zone fails the build with its file, line and error.
+//! `MORGANA_DNS_ZONES`) into the binary, parsed and checked here: a bad
+//! zone fails the build with its file, line and error, and the image
+//! carries compact binary records instead of the text parser.
 
 use std::fmt::Write;
 use std::path::PathBuf;
@@ -16,8 +17,9 @@ fn main() {
         .filter(|p| p.extension().is_some_and(|x| x == "zone"))
         .collect();
     files.sort();
+    let out_dir = PathBuf::from(std::env::var("OUT_DIR").expect("cargo sets OUT_DIR"));
     let mut out = String::from(
-        "/// Zones embedded at build time: (origin, file name, text).\npub static ZONES: &[(&str, &str, &str)] = &[\n",
+        "/// Zones embedded at build time: (origin, file name, binary records).\npub static ZONES: &[(&str, &str, &[u8])] = &[\n",
     );
     for path in files {
         println!("cargo:rerun-if-changed={}", path.display());
@@ -27,13 +29,13 @@ fn main() {
         let name =
             morgana_dns::Name::parse(&origin, None).unwrap_or_else(|e| panic!("{}: bad origin: {e}", path.display()));
         let file = path.file_name().and_then(|f| f.to_str()).unwrap_or(stem).to_string();
-        if let Err(e) = morgana_dns::Zone::parse(&text, &name, &file, None) {
-            panic!("embedded zone {e}");
-        }
-        writeln!(out, "    ({origin:?}, {file:?}, include_str!({:?})),", path.display().to_string())
+        let zone = morgana_dns::Zone::parse(&text, &name, &file, None).unwrap_or_else(|e| panic!("embedded zone {e}"));
+        let bin = out_dir.join(format!("{origin}bin"));
+        std::fs::write(&bin, zone.to_binary()).expect("write binary zone");
+        writeln!(out, "    ({origin:?}, {file:?}, include_bytes!({:?})),", bin.display().to_string())
             .expect("write to String");
     }
     out.push_str("];\n");
-    let dest = PathBuf::from(std::env::var("OUT_DIR").expect("cargo sets OUT_DIR")).join("zones.rs");
+    let dest = out_dir.join("zones.rs");
     std::fs::write(dest, out).expect("write zones.rs");
 }

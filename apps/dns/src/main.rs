@@ -85,13 +85,16 @@ fn config(args: &mut Args) -> Result<Config, ArgError> {
 
 fn load(env: &Env, cfg: &Config) -> morgana::Result<Catalog> {
     let mut zones = Vec::new();
-    for (origin, file, text) in ZONES {
+    for (origin, file, records) in ZONES {
         let name = Name::parse(origin, None).context(origin)?;
-        let zone = Zone::parse(text, &name, file, None)?;
+        let zone = Zone::from_binary(records, &name, file)?;
         info!("zone {}: {} records, serial {} (embedded {file})", zone.origin, zone.records, zone.soa.1.serial);
         zones.push(zone);
     }
-    for z in &cfg.zones {
+    if !morgana::HOSTED && !cfg.zones.is_empty() {
+        return Err("--zone needs files, which VM images do not have; embed zones at build time".into());
+    }
+    for z in cfg.zones.iter().filter(|_| morgana::HOSTED) {
         let text = env.read_file(&z.path).context(format_args!("zone {}", z.origin))?;
         let dir = z.path.rsplit_once('/').map(|(d, _)| d).unwrap_or(".");
         let include = |p: &str| -> Result<String, String> {
