@@ -33,7 +33,7 @@ fn start_nsd() -> Result<Nsd> {
     let dir = std::env::temp_dir().join(format!("morgana-nsd-{}-{port}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
     let mut conf = format!(
-        "server:\n  ip-address: 127.0.0.1@{port}\n  server-count: 1\n  username: \"\"\n  chroot: \"\"\n  zonesdir: \"{}\"\n  database: \"\"\n  zonelistfile: \"{d}/zone.list\"\n  xfrdfile: \"{d}/xfrd.state\"\n  pidfile: \"{d}/nsd.pid\"\n  verbosity: 0\nremote-control:\n  control-enable: no\n",
+        "server:\n  ip-address: 127.0.0.1@{port}\n  server-count: 1\n  username: \"\"\n  chroot: \"\"\n  zonesdir: \"{}\"\n  database: \"\"\n  zonelistfile: \"{d}/zone.list\"\n  xfrdfile: \"{d}/xfrd.state\"\n  pidfile: \"{d}/nsd.pid\"\n  verbosity: 0\n  rrl-ratelimit: 0\nremote-control:\n  control-enable: no\n",
         zone_dir().display(),
         d = dir.display()
     );

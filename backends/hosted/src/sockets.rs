@@ -124,7 +124,7 @@ impl StackDriver for HostStack {
         let mut udp = MioUdp::from_std(socket.into());
         let reg = self.reactor.register(&mut udp).map_err(net_error)?;
         let addr = ListenAddr { ip: addr.ip, port: local.map(|a| a.port()).unwrap_or(addr.port) };
-        Ok(Box::new(HostUdp { udp, reg, addr, dual }))
+        Ok(Box::new(HostUdp { udp, reg, addr, dual, batch: RecvBatch::new() }))
     }
 }
 
@@ -251,14 +251,23 @@ struct HostUdp {
     reg: Registration,
     addr: ListenAddr,
     dual: bool,
+    batch: RecvBatch,
 }
 
 impl UdpSocketDriver for HostUdp {
     fn poll_recv_from(&mut self, cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<Result<(usize, SocketAddr), Error>> {
-        let u = &self.udp;
+        use std::os::fd::AsRawFd;
+        let fd = self.udp.as_raw_fd();
         loop {
-            match self.reg.poll_io(cx, Direction::Read, || u.recv_from(buf)) {
-                Poll::Ready(Ok((n, from))) => return Poll::Ready(Ok((n, unmap(from)))),
+            if let Some((n, from)) = self.batch.take(buf) {
+                match from {
+                    Some(from) => return Poll::Ready(Ok((n, from))),
+                    None => continue, // an address family we cannot express
+                }
+            }
+            let batch = &mut self.batch;
+            match self.reg.poll_io(cx, Direction::Read, || batch.fill(fd)) {
+                Poll::Ready(Ok(())) => continue,
                 // ICMP errors for earlier sends surface here; they are not
                 // this receive's failure.
                 Poll::Ready(Err(e)) if e.kind() == io::ErrorKind::ConnectionRefused => continue,
@@ -289,5 +298,97 @@ impl UdpSocketDriver for HostUdp {
 impl Drop for HostUdp {
     fn drop(&mut self) {
         self.reg.deregister(&mut self.udp);
+    }
+}
+
+/// Receives up to [`BATCH`] datagrams per system call (`recvmmsg`), so a
+/// busy server pays one receive call per batch rather than per datagram.
+/// Buffers hold the largest datagram, and are allocated on first use.
+struct RecvBatch {
+    bufs: Vec<Box<[u8]>>,
+    lens: [usize; BATCH],
+    from: [Option<SocketAddr>; BATCH],
+    count: usize,
+    next: usize,
+}
+
+const BATCH: usize = 16;
+const MAX_DATAGRAM: usize = 65536;
+
+#[allow(unsafe_code)] // recvmmsg(2): see the SAFETY comments
+impl RecvBatch {
+    fn new() -> RecvBatch {
+        RecvBatch { bufs: Vec::new(), lens: [0; BATCH], from: [None; BATCH], count: 0, next: 0 }
+    }
+
+    /// Takes the next received datagram into `buf` (truncating).
+    fn take(&mut self, buf: &mut [u8]) -> Option<(usize, Option<SocketAddr>)> {
+        if self.next == self.count {
+            return None;
+        }
+        let i = self.next;
+        self.next += 1;
+        let n = self.lens[i].min(buf.len());
+        buf[..n].copy_from_slice(&self.bufs[i][..n]);
+        Some((n, self.from[i]))
+    }
+
+    /// One `recvmmsg` call on the non-blocking socket `fd`.
+    fn fill(&mut self, fd: std::os::fd::RawFd) -> io::Result<()> {
+        if self.bufs.is_empty() {
+            self.bufs = (0..BATCH).map(|_| vec![0u8; MAX_DATAGRAM].into_boxed_slice()).collect();
+        }
+        // SAFETY: all-zero bytes are a valid value for these plain C structs.
+        let mut addrs: [libc::sockaddr_storage; BATCH] = unsafe { std::mem::zeroed() };
+        // SAFETY: as above.
+        let mut iovs: [libc::iovec; BATCH] = unsafe { std::mem::zeroed() };
+        // SAFETY: as above.
+        let mut msgs: [libc::mmsghdr; BATCH] = unsafe { std::mem::zeroed() };
+        for i in 0..BATCH {
+            iovs[i].iov_base = self.bufs[i].as_mut_ptr().cast();
+            iovs[i].iov_len = self.bufs[i].len();
+            msgs[i].msg_hdr.msg_name = (&raw mut addrs[i]).cast();
+            msgs[i].msg_hdr.msg_namelen = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+            msgs[i].msg_hdr.msg_iov = &raw mut iovs[i];
+            msgs[i].msg_hdr.msg_iovlen = 1;
+        }
+        // SAFETY: `msgs` holds BATCH headers whose name and iovec pointers
+        // point into `addrs`, `iovs` and `self.bufs`, all live and unaliased
+        // for the duration of the call; the kernel writes only within the
+        // lengths given.
+        let n = unsafe {
+            libc::recvmmsg(fd, msgs.as_mut_ptr(), BATCH as libc::c_uint, libc::MSG_DONTWAIT, std::ptr::null_mut())
+        };
+        if n < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        let n = n as usize;
+        for i in 0..n {
+            self.lens[i] = msgs[i].msg_len as usize;
+            self.from[i] = sockaddr_to_std(&addrs[i]);
+        }
+        self.count = n;
+        self.next = 0;
+        Ok(())
+    }
+}
+
+#[allow(unsafe_code)] // reading the address the kernel wrote
+fn sockaddr_to_std(a: &libc::sockaddr_storage) -> Option<SocketAddr> {
+    match a.ss_family as libc::c_int {
+        libc::AF_INET => {
+            // SAFETY: the family says the storage holds a sockaddr_in, which
+            // is smaller than and alignment-compatible with sockaddr_storage.
+            let v4 = unsafe { &*(a as *const libc::sockaddr_storage).cast::<libc::sockaddr_in>() };
+            let ip = std::net::Ipv4Addr::from(u32::from_be(v4.sin_addr.s_addr));
+            Some(SocketAddr::new(IpAddr::V4(ip), u16::from_be(v4.sin_port)))
+        }
+        libc::AF_INET6 => {
+            // SAFETY: as above, for sockaddr_in6.
+            let v6 = unsafe { &*(a as *const libc::sockaddr_storage).cast::<libc::sockaddr_in6>() };
+            let ip = Ipv6Addr::from(v6.sin6_addr.s6_addr);
+            Some(unmap(SocketAddr::new(IpAddr::V6(ip), u16::from_be(v6.sin6_port))))
+        }
+        _ => None,
     }
 }

@@ -222,10 +222,16 @@ impl Catalog {
 /// Walks `zone` from the apex towards `qname`.
 fn lookup<'z>(zone: &'z Zone, qname: &[u8], qtype: u16) -> Lookup<'z> {
     let apex_len = zone.origin.wire().len();
-    let offsets: Vec<usize> = name::label_offsets(qname).filter(|&o| qname.len() - o >= apex_len).collect();
+    let mut offsets = [0u8; 128];
+    let mut count = 0;
+    for o in name::label_offsets(qname).filter(|&o| qname.len() - o >= apex_len) {
+        offsets[count] = o as u8;
+        count += 1;
+    }
     // From the apex down: shortest suffix (largest offset) first.
     let mut encloser: &[u8] = zone.origin.wire();
-    for &off in offsets.iter().rev() {
+    for &off in offsets[..count].iter().rev() {
+        let off = off as usize;
         let candidate = &qname[off..];
         let Some(node) = zone.nodes.get(candidate) else {
             // No such name: the wildcard at the closest encloser, if any.
@@ -303,7 +309,13 @@ fn apex_ns<'a>(zone: &'a Zone, r: &mut Response<'a>) {
 
 impl Catalog {
     fn resolve<'a>(&'a self, first_zone: &'a Zone, q: &'a Query) -> Response<'a> {
-        let mut r = Response { aa: true, ..Response::default() };
+        let mut r = Response {
+            aa: true,
+            answer: Vec::with_capacity(8),
+            authority: Vec::with_capacity(4),
+            additional: Vec::with_capacity(4),
+            ..Response::default()
+        };
         let mut zone = first_zone;
         let mut name: &'a [u8] = q.qname.wire();
         let mut visited: Vec<&[u8]> = Vec::new();

@@ -244,9 +244,15 @@ fn raw_name(msg: &[u8], mut pos: usize) -> Option<Vec<u8>> {
 /// Builds a message, compressing names.
 pub struct Writer {
     buf: Vec<u8>,
-    /// Names written so far (lowercase wire suffix, offset in `buf`).
-    names: Vec<(usize, usize, usize)>,
+    /// Names written so far: (hash of the lowercase suffix, offset in
+    /// `buf`, suffix length).
+    names: Vec<(u32, usize, usize)>,
     counts: [u16; 4],
+}
+
+/// FNV-1a over lowercase bytes: a cheap filter before comparing names.
+fn suffix_hash(suffix: &[u8]) -> u32 {
+    suffix.iter().fold(0x811c_9dc5u32, |h, b| (h ^ b.to_ascii_lowercase() as u32).wrapping_mul(0x0100_0193))
 }
 
 /// The sections of a message.
@@ -264,7 +270,7 @@ impl Writer {
     /// A message with the given header fields and no records; `question`
     /// (name bytes as received, type, class) is written if given.
     pub fn new(id: u16, flags: u16, question: Option<(&[u8], u16, u16)>) -> Writer {
-        let mut w = Writer { buf: Vec::with_capacity(512), names: Vec::new(), counts: [0; 4] };
+        let mut w = Writer { buf: Vec::with_capacity(512), names: Vec::with_capacity(16), counts: [0; 4] };
         w.buf.extend_from_slice(&id.to_be_bytes());
         w.buf.extend_from_slice(&flags.to_be_bytes());
         w.buf.extend_from_slice(&[0; 8]);
@@ -322,24 +328,25 @@ impl Writer {
                 self.buf.push(0);
                 return;
             }
+            let hash = suffix_hash(suffix);
             if compress {
-                if let Some(target) = self.find(suffix) {
+                if let Some(target) = self.find(suffix, hash) {
                     self.buf.extend_from_slice(&(0xc000 | target as u16).to_be_bytes());
                     return;
                 }
             }
             let here = self.buf.len();
             if here < 0x4000 {
-                self.names.push((here, off, wire.len() - off));
+                self.names.push((hash, here, wire.len() - off));
             }
             let len = wire[off] as usize;
             self.buf.extend_from_slice(&wire[off..off + 1 + len]);
         }
     }
 
-    fn find(&self, suffix: &[u8]) -> Option<usize> {
-        'outer: for &(offset, _, len) in &self.names {
-            if len != suffix.len() {
+    fn find(&self, suffix: &[u8], hash: u32) -> Option<usize> {
+        'outer: for &(h, offset, len) in &self.names {
+            if h != hash || len != suffix.len() {
                 continue;
             }
             // Compare the name written at `offset` (following pointers) to
