@@ -1,10 +1,9 @@
 //! RFC 1035 master files (with RFC 2308 `$TTL` and RFC 3597 generic data)
 //! and the checks a zone must pass before it is served.
 
-use alloc::boxed::Box;
 use alloc::collections::BTreeMap;
 use alloc::format;
-use alloc::string::{String, ToString};
+use alloc::string::String;
 use alloc::vec::Vec;
 use core::fmt;
 
@@ -324,7 +323,7 @@ impl Zone {
             let node = nodes.entry(r.owner.clone()).or_default();
             let has_cname = node.get(rtype::CNAME).is_some();
             let other_data = node.rrsets.iter().any(|s| s.rtype != rtype::CNAME);
-            if (r.rtype == rtype::CNAME && (other_data || has_cname)) || (r.rtype != rtype::CNAME && has_cname) {
+            if has_cname || (r.rtype == rtype::CNAME && other_data) {
                 return Err(at(r, format!("'{}' has a CNAME and other data (RFC 1034 §3.6.2)", r.owner)));
             }
             match node.rrsets.iter_mut().find(|s| s.rtype == r.rtype) {
@@ -432,11 +431,6 @@ impl Zone {
             .filter(|(_, s)| s.rtype != rtype::SOA);
         apex.map(|s| (&self.origin, s)).chain(rest)
     }
-}
-
-/// A boxed includer that refuses every `$INCLUDE`.
-pub fn no_includes() -> Box<dyn Fn(&str) -> Result<String, String>> {
-    Box::new(|_| Err("not available".to_string()))
 }
 
 #[cfg(test)]
