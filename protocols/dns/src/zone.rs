@@ -436,6 +436,7 @@ impl Zone {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use alloc::string::ToString;
 
     fn origin() -> Name {
         Name::parse("example.com.", None).unwrap()
