@@ -153,3 +153,116 @@ pub fn min_memory() -> Result<(), String> {
     }
     Ok(())
 }
+
+/// A minimal DNS query for `www.example.com A` with ID `id`.
+fn dns_query(id: u16) -> Vec<u8> {
+    let mut q = id.to_be_bytes().to_vec();
+    q.extend_from_slice(&[0, 0, 0, 1, 0, 0, 0, 0, 0, 0]);
+    q.extend_from_slice(b"\x03www\x07example\x03com\x00\x00\x01\x00\x01");
+    q
+}
+
+/// Time from spawning QEMU until a DNS answer arrives through the
+/// forwarded UDP port.
+fn dns_once(vm: &Vm, port: u16) -> Result<(Duration, Option<f64>), String> {
+    let mut cmd = vm.command();
+    cmd.stdout(Stdio::piped()).stderr(Stdio::null());
+    let sock = std::net::UdpSocket::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
+    sock.set_read_timeout(Some(Duration::from_millis(2))).map_err(|e| e.to_string())?;
+    let start = Instant::now();
+    let mut child = cmd.spawn().map_err(|e| e.to_string())?;
+    let mut buf = [0u8; 512];
+    let mut id = 0u16;
+    let result = loop {
+        if start.elapsed() > Duration::from_secs(20) {
+            break Err("no DNS answer within 20 s".to_string());
+        }
+        id = id.wrapping_add(1);
+        let _ = sock.send_to(&dns_query(id), ("127.0.0.1", port));
+        if let Ok(n) = sock.recv(&mut buf) {
+            if n > 12 && buf[2] & 0x80 != 0 {
+                break Ok(start.elapsed());
+            }
+        }
+    };
+    let _ = child.kill();
+    let mut out = String::new();
+    if let Some(mut o) = child.stdout.take() {
+        let _ = o.read_to_string(&mut out);
+    }
+    let _ = child.wait();
+    let ready = out.lines().find_map(|l| l.split("ready to serve, ").nth(1)?.split(" ms").next()?.parse::<f64>().ok());
+    result.map(|t| (t, ready))
+}
+
+/// The DNS VM benchmark: image size, launch→first answer against the floor
+/// on microvm, the smallest memory, and queries per second through QEMU's
+/// user network with dnsperf.
+pub fn dns(runs: usize) -> Result<(), String> {
+    sizes(&["dns"])?;
+    let image = build_image("dns", true)?;
+    let floor = build_image("pvh-floor", true)?;
+    let mut fvm = Vm::new(&floor);
+    fvm.rng = false;
+    let (mut ft, mut dt, mut ready) = (Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..runs {
+        ft.push(floor_once(&fvm)?.as_secs_f64() * 1e3);
+        let port = free_port();
+        let mut vm = Vm::new(&image);
+        vm.rng = false;
+        vm.forwards = vec![format!("udp:127.0.0.1:{port}-:53").parse()?];
+        vm.cmdline = "--ipv4=10.0.2.15/24 --ipv4-gateway=10.0.2.2".into();
+        let (t, r) = dns_once(&vm, port)?;
+        dt.push(t.as_secs_f64() * 1e3);
+        ready.extend(r);
+    }
+    let (fmin, fmed) = stats(&mut ft);
+    let (dmin, dmed) = stats(&mut dt);
+    let (_, rmed) = if ready.is_empty() { (0.0, f64::NAN) } else { stats(&mut ready) };
+    println!();
+    println!("| microvm, {runs} runs | floor: launch→exit min / median (ms) | DNS: launch→first answer min / median (ms) | ratio (median) | guest entry→ready median (ms) |");
+    println!("|---|---|---|---|---|");
+    println!("| | {fmin:.1} / {fmed:.1} | {dmin:.1} / {dmed:.1} | {:.2}× | {rmed:.1} |", dmed / fmed);
+
+    let serves = |mib: u32| {
+        let port = free_port();
+        let mut vm = Vm::new(&image);
+        vm.memory_mib = mib;
+        vm.rng = false;
+        vm.forwards = vec![format!("udp:127.0.0.1:{port}-:53").parse().expect("forward")];
+        vm.cmdline = "--ipv4=10.0.2.15/24 --ipv4-gateway=10.0.2.2".into();
+        dns_once(&vm, port).is_ok()
+    };
+    let min = (1..=64).find(|&m| serves(m));
+    println!();
+    println!("| smallest -m at which the DNS image boots and answers (microvm) |");
+    println!("|---|");
+    println!("| {} |", min.map_or("more than 64 MiB".into(), |m| format!("{m} MiB")));
+
+    // Throughput through QEMU's user network (slirp), 10 s of dnsperf.
+    let port = free_port();
+    let mut vm = Vm::new(&image);
+    vm.forwards = vec![format!("udp:127.0.0.1:{port}-:53").parse()?];
+    vm.cmdline = "--ipv4=10.0.2.15/24 --ipv4-gateway=10.0.2.2".into();
+    let mut cmd = vm.command();
+    cmd.stdout(Stdio::null()).stderr(Stdio::null());
+    let mut child = cmd.spawn().map_err(|e| e.to_string())?;
+    std::thread::sleep(Duration::from_secs(2));
+    let queries = std::env::temp_dir().join("morgana-dns-queries.txt");
+    std::fs::write(&queries, "www.example.com A\nexample.com MX\nnothere.example.com A\nmail.example.com AAAA\n")
+        .map_err(|e| e.to_string())?;
+    let out = Command::new("dnsperf")
+        .args(["-s", "127.0.0.1", "-p", &port.to_string(), "-l", "10", "-q", "100", "-d"])
+        .arg(&queries)
+        .output();
+    let _ = child.kill();
+    let _ = child.wait();
+    let text = out.map(|o| String::from_utf8_lossy(&o.stdout).into_owned()).unwrap_or_default();
+    let qps = text.lines().find(|l| l.contains("Queries per second")).and_then(|l| l.split_whitespace().last()).unwrap_or("n/a");
+    let lost = text.lines().find(|l| l.contains("Queries lost")).map(str::trim).unwrap_or("");
+    println!();
+    println!("| DNS VM (microvm, TCG) through QEMU user networking, dnsperf 10 s | queries/s |");
+    println!("|---|---|");
+    println!("| {lost} | {qps} |");
+    Ok(())
+}

@@ -323,6 +323,9 @@ pub fn parse_text(rtype: u16, tokens: &[Token], origin: &Name) -> Result<Rdata, 
 fn parse_generic(rtype: u16, tokens: &[Token]) -> Result<Rdata, String> {
     let len: usize = tokens.first().ok_or("\\# needs a length")?.text.parse().map_err(|_| "bad \\# length")?;
     let hex: String = tokens[1..].iter().map(|t| t.text.as_str()).collect();
+    if !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err("bad hex digit in \\# data".into());
+    }
     if hex.len() % 2 != 0 {
         return Err("odd number of hex digits in \\# data".into());
     }
@@ -428,6 +431,8 @@ mod tests {
         assert!(parse_text(65534, &toks(&["\\#", "4", "abcdef"]), &origin()).is_err());
         assert!(parse_text(rtype::A, &toks(&["\\#", "3", "c00002"]), &origin()).is_err());
         assert_eq!(parse_text(65534, &toks(&["\\#", "0"]), &origin()), Ok(Rdata::Opaque(vec![])));
+        // Found by the zone fuzzer: non-ASCII where hex digits belong.
+        assert!(parse_text(65534, &toks(&["\\#", "2", "9\u{de}4"]), &origin()).is_err());
     }
 
     #[test]
