@@ -258,7 +258,11 @@ pub fn dns(runs: usize) -> Result<(), String> {
     let _ = child.kill();
     let _ = child.wait();
     let text = out.map(|o| String::from_utf8_lossy(&o.stdout).into_owned()).unwrap_or_default();
-    let qps = text.lines().find(|l| l.contains("Queries per second")).and_then(|l| l.split_whitespace().last()).unwrap_or("n/a");
+    let qps = text
+        .lines()
+        .find(|l| l.contains("Queries per second"))
+        .and_then(|l| l.split_whitespace().last())
+        .unwrap_or("n/a");
     let lost = text.lines().find(|l| l.contains("Queries lost")).map(str::trim).unwrap_or("");
     println!();
     println!("| DNS VM (microvm, TCG) through QEMU user networking, dnsperf 10 s | queries/s |");
