@@ -112,6 +112,35 @@ pub fn read_file(path: &str) -> Result<String, String> {
     std::fs::read_to_string(path).map_err(|e| e.to_string())
 }
 
+/// Reads every file under `dir`: (path relative to `dir` with `/`
+/// separators, bytes, modification time in Unix seconds).
+pub fn load_dir(dir: &str) -> Result<Vec<(String, Vec<u8>, u64)>, String> {
+    fn walk(
+        root: &std::path::Path,
+        dir: &std::path::Path,
+        out: &mut Vec<(String, Vec<u8>, u64)>,
+    ) -> std::io::Result<()> {
+        let mut entries: Vec<_> = std::fs::read_dir(dir)?.collect::<Result<_, _>>()?;
+        entries.sort_by_key(|e| e.path());
+        for e in entries {
+            let path = e.path();
+            let meta = std::fs::metadata(&path)?;
+            if meta.is_dir() {
+                walk(root, &path, out)?;
+            } else if meta.is_file() {
+                let rel = path.strip_prefix(root).unwrap_or(&path).to_string_lossy().replace('\\', "/");
+                let modified = meta.modified().ok().and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok());
+                out.push((rel, std::fs::read(&path)?, modified.map_or(0, |d| d.as_secs())));
+            }
+        }
+        Ok(())
+    }
+    let root = std::path::Path::new(dir);
+    let mut out = Vec::new();
+    walk(root, root, &mut out).map_err(|e| e.to_string())?;
+    Ok(out)
+}
+
 /// Ends the process with `code`.
 pub fn exit(code: i32) -> ! {
     std::process::exit(code)

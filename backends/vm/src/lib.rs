@@ -66,6 +66,11 @@ pub fn read_file(_path: &str) -> Result<String, &'static str> {
     Err("files are not available in a VM image (embed data at build time)")
 }
 
+/// VM images have no directories.
+pub fn load_dir(_dir: &str) -> Result<Vec<(String, Vec<u8>, u64)>, &'static str> {
+    Err("files are not available in a VM image (embed data at build time)")
+}
+
 /// Ends the VM.
 pub fn exit(code: i32) -> ! {
     morgana_x86::exit(code)

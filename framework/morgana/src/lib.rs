@@ -108,6 +108,17 @@ impl Env {
     }
 }
 
+impl Env {
+    /// Reads every file under a directory: (relative path with `/`
+    /// separators, bytes, modification time in Unix seconds). Hosted only.
+    pub fn load_dir(
+        &self,
+        path: &str,
+    ) -> core::result::Result<alloc::vec::Vec<(alloc::string::String, alloc::vec::Vec<u8>, u64)>, FileError> {
+        backend::load_dir(path).map_err(|e| FileError(alloc::format!("{path}: {e}")))
+    }
+}
+
 impl Deref for Env {
     type Target = Handle;
     fn deref(&self) -> &Handle {

@@ -1,0 +1,160 @@
+//! A static web server: the site embedded at build time (or, hosted, a
+//! directory given with `--site`) over HTTP/1.1 and HTTPS.
+#![cfg_attr(target_os = "none", no_std, no_main)]
+#![forbid(unsafe_code)]
+
+extern crate alloc;
+
+use alloc::format;
+use alloc::rc::Rc;
+use alloc::string::String;
+use alloc::vec::Vec;
+use core::cell::Cell;
+use core::net::SocketAddr;
+use core::str::FromStr;
+use core::time::Duration;
+
+use morgana::log::{debug, info};
+use morgana::{ArgError, Args, ClockDevice, Context, Env, Handle, ListenAddr, TcpListener, TcpStream};
+use morgana_http::{serve_connection, Site};
+
+include!(concat!(env!("OUT_DIR"), "/site.rs"));
+
+/// `--http`/`--https`: `ADDR:PORT`, `[V6]:PORT` or `:PORT`.
+#[derive(Debug, Clone, Copy)]
+struct Listen(ListenAddr);
+
+impl FromStr for Listen {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        if let Some(port) = s.strip_prefix(':') {
+            return port.parse().map(|p: u16| Listen(p.into())).map_err(|_| format!("'{port}' is not a port"));
+        }
+        let addr: SocketAddr = s.parse().map_err(|_| String::from("expected ADDR:PORT, [V6ADDR]:PORT or :PORT"))?;
+        Ok(Listen(addr.into()))
+    }
+}
+
+struct Config {
+    http: Vec<Listen>,
+    site_dir: Option<String>,
+    max_connections: usize,
+    http_cfg: morgana_http::Config,
+}
+
+fn config(args: &mut Args) -> Result<Config, ArgError> {
+    let mut http: Vec<Listen> = args.values("http", "address for plain HTTP (repeatable)")?;
+    if http.is_empty() {
+        let default = if morgana::HOSTED { "127.0.0.1:8080" } else { ":80" };
+        http.push(default.parse().map_err(ArgError::Conflict)?);
+    }
+    let site_dir = args.value("site", "serve this directory instead of the embedded site (hosted only)")?;
+    let max_connections = args.value("max-connections", "open connections at most (default 512)")?.unwrap_or(512);
+    let d = morgana_http::Config::default();
+    let secs = |v: Option<u64>, d: Duration| v.map(Duration::from_secs).unwrap_or(d);
+    let http_cfg = morgana_http::Config {
+        header_timeout: secs(
+            args.value("header-timeout", "seconds to receive a request head (default 10)")?,
+            d.header_timeout,
+        ),
+        idle_timeout: secs(
+            args.value("idle-timeout", "seconds a kept-alive connection may idle (default 30)")?,
+            d.idle_timeout,
+        ),
+        ..d
+    };
+    if site_dir.is_some() && !morgana::HOSTED {
+        return Err(ArgError::Conflict("--site needs files, which VM images do not have".into()));
+    }
+    Ok(Config { http, site_dir, max_connections, http_cfg })
+}
+
+fn load_site(env: &Env, cfg: &Config) -> morgana::Result<Site> {
+    let mut site = Site::new();
+    match &cfg.site_dir {
+        Some(dir) => {
+            for (path, bytes, modified) in env.load_dir(dir)? {
+                site.add(&path, bytes.into(), modified);
+            }
+        }
+        None => {
+            for (path, bytes, modified) in SITE {
+                site.add(path, Rc::from(*bytes), *modified);
+            }
+        }
+    }
+    site.link_gzip_variants();
+    if site.is_empty() {
+        return Err("the site has no files".into());
+    }
+    let from = cfg.site_dir.as_deref().unwrap_or("embedded");
+    info!("site: {} files, {} bytes ({from})", site.len(), site.bytes());
+    Ok(site)
+}
+
+/// Shared by every connection of one listener.
+struct Server {
+    site: Rc<Site>,
+    cfg: morgana_http::Config,
+    rt: Handle,
+    clock: ClockDevice,
+    open: Rc<Cell<usize>>,
+    max: usize,
+}
+
+async fn accept_loop(mut listener: TcpListener, server: Rc<Server>) {
+    loop {
+        let (mut stream, peer) = match listener.accept().await {
+            Ok(x) => x,
+            Err(e) => {
+                debug!("accept: {e}");
+                continue;
+            }
+        };
+        if server.open.get() >= server.max {
+            let _ = stream
+                .write_all(b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+                .await;
+            let _ = stream.close().await;
+            continue;
+        }
+        server.open.set(server.open.get() + 1);
+        let s = server.clone();
+        server.rt.spawn(async move {
+            plain_connection(stream, peer, &s).await;
+            s.open.set(s.open.get() - 1);
+        });
+    }
+}
+
+async fn plain_connection(mut stream: TcpStream, peer: SocketAddr, s: &Server) {
+    match serve_connection(&mut stream, &s.site, &s.cfg, &s.rt, &s.clock).await {
+        Ok((outcome, n)) => {
+            debug!("{peer}: {n} requests, {outcome:?}");
+            let _ = stream.close().await;
+        }
+        Err(e) => debug!("{peer}: {e}"),
+    }
+}
+
+async fn serve(env: Env, cfg: Config) -> morgana::Result {
+    let site = Rc::new(load_site(&env, &cfg)?);
+    let open = Rc::new(Cell::new(0));
+    for l in &cfg.http {
+        let listener = env.net.tcp_listen(l.0).context(format_args!("HTTP {}", l.0))?;
+        let server = Rc::new(Server {
+            site: site.clone(),
+            cfg: cfg.http_cfg.clone(),
+            rt: env.rt.clone(),
+            clock: env.clock,
+            open: open.clone(),
+            max: cfg.max_connections,
+        });
+        env.spawn(accept_loop(listener, server));
+        info!("serving HTTP on {}", l.0);
+    }
+    core::future::pending::<()>().await;
+    Ok(())
+}
+
+morgana::main!(config, serve);
