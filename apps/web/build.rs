@@ -1,5 +1,7 @@
 //! Embeds the files of `site/` (or of `MORGANA_WEB_SITE`) into the image,
-//! like MirageOS's crunch: the VM needs no disk.
+//! like MirageOS's crunch: the VM needs no disk. Also embeds a certificate
+//! and key: the files named by `MORGANA_WEB_CERT` and `MORGANA_WEB_KEY`, or
+//! else a development certificate for localhost generated here once.
 
 use std::fmt::Write;
 use std::path::{Path, PathBuf};
@@ -38,6 +40,41 @@ fn main() {
         writeln!(out, "    ({rel:?}, include_bytes!({:?}), {modified}),", path.display().to_string()).expect("write");
     }
     out.push_str("];\n");
-    let dest = PathBuf::from(std::env::var("OUT_DIR").expect("cargo sets OUT_DIR")).join("site.rs");
-    std::fs::write(dest, out).expect("write site.rs");
+    let out_dir = PathBuf::from(std::env::var("OUT_DIR").expect("cargo sets OUT_DIR"));
+    std::fs::write(out_dir.join("site.rs"), out).expect("write site.rs");
+    certificate(&out_dir);
+}
+
+fn certificate(out_dir: &Path) {
+    println!("cargo:rerun-if-env-changed=MORGANA_WEB_CERT");
+    println!("cargo:rerun-if-env-changed=MORGANA_WEB_KEY");
+    let (cert, key, dev) = match (std::env::var_os("MORGANA_WEB_CERT"), std::env::var_os("MORGANA_WEB_KEY")) {
+        (Some(c), Some(k)) => (PathBuf::from(c), PathBuf::from(k), false),
+        (None, None) => {
+            let (c, k) = (out_dir.join("dev-cert.pem"), out_dir.join("dev-key.pem"));
+            if !c.exists() || !k.exists() {
+                let mut params =
+                    rcgen::CertificateParams::new(vec!["localhost".into(), "127.0.0.1".into(), "::1".into()])
+                        .expect("certificate parameters");
+                let mut dn = rcgen::DistinguishedName::new();
+                dn.push(rcgen::DnType::CommonName, "localhost");
+                dn.push(rcgen::DnType::OrganizationName, "Morgana DEVELOPMENT certificate - not for production");
+                params.distinguished_name = dn;
+                let key = rcgen::KeyPair::generate().expect("generate key");
+                let cert = params.self_signed(&key).expect("self-sign");
+                std::fs::write(&c, cert.pem()).expect("write certificate");
+                std::fs::write(&k, key.serialize_pem()).expect("write key");
+            }
+            (c, k, true)
+        }
+        _ => panic!("set both MORGANA_WEB_CERT and MORGANA_WEB_KEY, or neither"),
+    };
+    println!("cargo:rerun-if-changed={}", cert.display());
+    println!("cargo:rerun-if-changed={}", key.display());
+    let rs = format!(
+        "/// The embedded certificate chain (PEM).\npub static CERT: &[u8] = include_bytes!({:?});\n/// Its key (PEM).\npub static KEY: &[u8] = include_bytes!({:?});\n/// Whether it is the generated development certificate.\npub const DEV_CERT: bool = {dev};\n",
+        cert.display().to_string(),
+        key.display().to_string()
+    );
+    std::fs::write(out_dir.join("cert.rs"), rs).expect("write cert.rs");
 }

@@ -17,8 +17,10 @@ use core::time::Duration;
 use morgana::log::{debug, info};
 use morgana::{ArgError, Args, ClockDevice, Context, Env, Handle, ListenAddr, TcpListener, TcpStream};
 use morgana_http::{serve_connection, Site};
+use morgana_tls::TlsAcceptor;
 
 include!(concat!(env!("OUT_DIR"), "/site.rs"));
+include!(concat!(env!("OUT_DIR"), "/cert.rs"));
 
 /// `--http`/`--https`: `ADDR:PORT`, `[V6]:PORT` or `:PORT`.
 #[derive(Debug, Clone, Copy)]
@@ -37,6 +39,9 @@ impl FromStr for Listen {
 
 struct Config {
     http: Vec<Listen>,
+    https: Vec<Listen>,
+    cert: Option<String>,
+    key: Option<String>,
     site_dir: Option<String>,
     max_connections: usize,
     http_cfg: morgana_http::Config,
@@ -47,6 +52,27 @@ fn config(args: &mut Args) -> Result<Config, ArgError> {
     if http.is_empty() {
         let default = if morgana::HOSTED { "127.0.0.1:8080" } else { ":80" };
         http.push(default.parse().map_err(ArgError::Conflict)?);
+    }
+    let mut https: Vec<Listen> = args.values("https", "address for HTTPS (repeatable)")?;
+    let no_https = args.switch("no-https", "serve plain HTTP only")?;
+    if https.is_empty() && !no_https {
+        let default = if morgana::HOSTED { "127.0.0.1:8443" } else { ":443" };
+        https.push(default.parse().map_err(ArgError::Conflict)?);
+    }
+    if no_https {
+        https.clear();
+    }
+    let cert: Option<String> = args.value("cert", "certificate chain, PEM (hosted; default: the embedded one)")?;
+    let key: Option<String> = args.value("key", "private key, PEM (hosted; default: the embedded one)")?;
+    if cert.is_some() != key.is_some() {
+        return Err(ArgError::Conflict("--cert and --key go together".into()));
+    }
+    if (cert.is_some()) && !morgana::HOSTED {
+        return Err(ArgError::Conflict("--cert needs files, which VM images do not have".into()));
+    }
+    let redirect = args.switch("redirect-https", "answer plain HTTP with a redirect to HTTPS")?;
+    if redirect && https.is_empty() {
+        return Err(ArgError::Conflict("--redirect-https needs an HTTPS listener".into()));
     }
     let site_dir = args.value("site", "serve this directory instead of the embedded site (hosted only)")?;
     let max_connections = args.value("max-connections", "open connections at most (default 512)")?.unwrap_or(512);
@@ -66,7 +92,7 @@ fn config(args: &mut Args) -> Result<Config, ArgError> {
     if site_dir.is_some() && !morgana::HOSTED {
         return Err(ArgError::Conflict("--site needs files, which VM images do not have".into()));
     }
-    Ok(Config { http, site_dir, max_connections, http_cfg })
+    Ok(Config { http, https, cert, key, site_dir, max_connections, http_cfg })
 }
 
 fn load_site(env: &Env, cfg: &Config) -> morgana::Result<Site> {
@@ -102,7 +128,7 @@ struct Server {
     max: usize,
 }
 
-async fn accept_loop(mut listener: TcpListener, server: Rc<Server>) {
+async fn accept_loop(mut listener: TcpListener, server: Rc<Server>, tls: Option<TlsAcceptor>) {
     loop {
         let (mut stream, peer) = match listener.accept().await {
             Ok(x) => x,
@@ -120,8 +146,12 @@ async fn accept_loop(mut listener: TcpListener, server: Rc<Server>) {
         }
         server.open.set(server.open.get() + 1);
         let s = server.clone();
+        let tls = tls.clone();
         server.rt.spawn(async move {
-            plain_connection(stream, peer, &s).await;
+            match tls {
+                None => plain_connection(stream, peer, &s).await,
+                Some(acceptor) => tls_connection(stream, peer, &s, &acceptor).await,
+            }
             s.open.set(s.open.get() - 1);
         });
     }
@@ -137,21 +167,60 @@ async fn plain_connection(mut stream: TcpStream, peer: SocketAddr, s: &Server) {
     }
 }
 
+async fn tls_connection(stream: TcpStream, peer: SocketAddr, s: &Server, acceptor: &TlsAcceptor) {
+    let mut tls = match acceptor.accept(stream, &s.rt, s.cfg.header_timeout).await {
+        Ok(t) => t,
+        Err(e) => {
+            debug!("{peer}: TLS handshake: {e}");
+            return;
+        }
+    };
+    match serve_connection(&mut tls, &s.site, &s.cfg, &s.rt, &s.clock).await {
+        Ok((outcome, n)) => {
+            debug!("{peer}: {n} requests over {:?}, {outcome:?}", tls.version());
+            let _ = tls.close().await;
+        }
+        Err(e) => debug!("{peer}: {e}"),
+    }
+}
+
+fn acceptor(env: &Env, cfg: &Config) -> morgana::Result<TlsAcceptor> {
+    let (cert, key) = match (&cfg.cert, &cfg.key) {
+        (Some(c), Some(k)) => (env.read_file(c)?.into_bytes(), env.read_file(k)?.into_bytes()),
+        _ => {
+            if DEV_CERT {
+                info!(
+                    "HTTPS uses the DEVELOPMENT certificate for localhost generated at build time: not for production"
+                );
+            }
+            (CERT.to_vec(), KEY.to_vec())
+        }
+    };
+    Ok(TlsAcceptor::new(&cert, &key, &[b"http/1.1"], env.clock)?)
+}
+
 async fn serve(env: Env, cfg: Config) -> morgana::Result {
     let site = Rc::new(load_site(&env, &cfg)?);
     let open = Rc::new(Cell::new(0));
-    for l in &cfg.http {
-        let listener = env.net.tcp_listen(l.0).context(format_args!("HTTP {}", l.0))?;
+    let tls = if cfg.https.is_empty() { None } else { Some(acceptor(&env, &cfg)?) };
+    let listeners = cfg.http.iter().map(|l| (l, None)).chain(cfg.https.iter().map(|l| (l, tls.clone())));
+    for (l, tls) in listeners {
+        let scheme = if tls.is_some() { "HTTPS" } else { "HTTP" };
+        let listener = env.net.tcp_listen(l.0).context(format_args!("{scheme} {}", l.0))?;
         let server = Rc::new(Server {
             site: site.clone(),
-            cfg: cfg.http_cfg.clone(),
+            cfg: morgana_http::Config {
+                // Only plain HTTP redirects to HTTPS.
+                redirect_https: if tls.is_some() { None } else { cfg.http_cfg.redirect_https },
+                ..cfg.http_cfg.clone()
+            },
             rt: env.rt.clone(),
             clock: env.clock,
             open: open.clone(),
             max: cfg.max_connections,
         });
-        env.spawn(accept_loop(listener, server));
-        info!("serving HTTP on {}", l.0);
+        env.spawn(accept_loop(listener, server, tls));
+        info!("serving {scheme} on {}", l.0);
     }
     core::future::pending::<()>().await;
     Ok(())

@@ -63,6 +63,11 @@ pub struct VirtioRng {
     dev: VirtIORng<VirtioHal, Transport>,
 }
 
+// SAFETY: Morgana runs one CPU and no threads; the device is used only from
+// task context (never from an interrupt handler), so moving it into the
+// platform's global entropy source cannot race.
+unsafe impl Send for VirtioRng {}
+
 impl VirtioRng {
     /// Negotiates with the device.
     pub fn new(transport: Transport) -> Result<VirtioRng, virtio_drivers::Error> {

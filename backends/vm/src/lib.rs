@@ -128,31 +128,14 @@ impl fmt::Display for BootError {
 impl core::error::Error for BootError {}
 
 /// The entropy source: virtio-rng, else RDRAND, else none (every `fill`
-/// fails; Morgana never substitutes a fixed or time-based seed).
-pub enum EntropyDevice {
-    /// A virtio-rng device.
-    #[cfg(feature = "virtio")]
-    Virtio(Box<morgana_virtio::VirtioRng>),
-    /// The CPU's RDRAND instruction.
-    Rdrand,
-    /// No source.
-    None,
-}
+/// fails; Morgana never substitutes a fixed or time-based seed). The same
+/// source feeds `getrandom` (RustCrypto, TLS).
+#[derive(Debug, Default, Clone, Copy)]
+pub struct EntropyDevice;
 
 impl Entropy for EntropyDevice {
     fn fill(&mut self, buf: &mut [u8]) -> Result<(), EntropyError> {
-        match self {
-            #[cfg(feature = "virtio")]
-            EntropyDevice::Virtio(rng) => rng.fill(buf),
-            EntropyDevice::Rdrand => {
-                for chunk in buf.chunks_mut(8) {
-                    let v = morgana_x86::cpu::rdrand64().ok_or(EntropyError::Unavailable)?;
-                    chunk.copy_from_slice(&v.to_le_bytes()[..chunk.len()]);
-                }
-                Ok(())
-            }
-            EntropyDevice::None => Err(EntropyError::Unavailable),
-        }
+        morgana_x86::entropy::fill(buf).map_err(|()| EntropyError::Unavailable)
     }
 }
 
@@ -250,7 +233,8 @@ fn seed(entropy: &mut EntropyDevice) -> u64 {
 /// Finds the devices and starts the network stack on `rt`.
 pub fn start(cfg: BootConfig, _machine: &Rc<Machine>, rt: &Handle) -> Result<Devices, BootError> {
     let words = PLATFORM_WORDS.get().cloned().unwrap_or_default();
-    let mut entropy = if morgana_x86::cpu::rdrand64().is_some() { EntropyDevice::Rdrand } else { EntropyDevice::None };
+    let mut entropy = EntropyDevice;
+    let mut have_rng = false;
     let mut console = ConsoleDevice::Serial(Serial);
     let mut block = None;
     let mut nic = None;
@@ -287,10 +271,11 @@ pub fn start(cfg: BootConfig, _machine: &Rc<Machine>, rt: &Handle) -> Result<Dev
                     log::info!("virtio-console at {loc}, irq {irq:?}");
                     console = ConsoleDevice::Virtio(Box::new(c));
                 }
-                DeviceType::EntropySource if !matches!(entropy, EntropyDevice::Virtio(_)) => {
-                    let r = morgana_virtio::VirtioRng::new(dev.transport).map_err(|e| err("virtio-rng", loc, e))?;
+                DeviceType::EntropySource if !have_rng => {
+                    let mut r = morgana_virtio::VirtioRng::new(dev.transport).map_err(|e| err("virtio-rng", loc, e))?;
                     log::info!("virtio-rng at {loc}");
-                    entropy = EntropyDevice::Virtio(Box::new(r));
+                    morgana_x86::entropy::set_source(Box::new(move |buf| r.fill(buf).map_err(|_| ())));
+                    have_rng = true;
                 }
                 other => log::info!("ignoring virtio device {other:?} at {loc}"),
             }

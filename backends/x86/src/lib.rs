@@ -22,6 +22,7 @@ extern crate alloc;
 pub mod boot;
 pub mod clock;
 pub mod cpu;
+pub mod entropy;
 pub mod exit;
 pub mod fault;
 pub mod heap;
