@@ -110,6 +110,24 @@ fn error<'a>(status: u16, clock: &dyn Clock, body: &'a mut String, extra: &str) 
     Reply { status, headers, body: body.as_bytes(), head_only: false, close: !matches!(status, 404 | 416) }
 }
 
+/// 505 for a well-formed version we do not speak (`HTTP/2.0`), 400 for a
+/// request line that is simply malformed.
+fn version_error(head: &[u8]) -> u16 {
+    let line = head.split(|b| *b == b'\n').next().unwrap_or(&[]);
+    let line = core::str::from_utf8(line).unwrap_or("").trim_end_matches('\r');
+    let mut parts = line.split(' ');
+    let (_m, _t, v) = (parts.next(), parts.next(), parts.next());
+    let well_formed = v.and_then(|v| v.strip_prefix("HTTP/")).is_some_and(|n| {
+        let b = n.as_bytes();
+        b.len() == 3 && b[0].is_ascii_digit() && b[1] == b'.' && b[2].is_ascii_digit()
+    });
+    if well_formed && parts.next().is_none() {
+        505
+    } else {
+        400
+    }
+}
+
 /// Decodes a request target's path (origin or absolute form) into a site
 /// path without the leading `/`, and returns the query too. `None`:
 /// malformed, or an attempt to leave the site root.
@@ -316,7 +334,7 @@ where
                 Ok(httparse::Status::Complete(n)) => break Ok(n),
                 Ok(httparse::Status::Partial) => {}
                 Err(httparse::Error::TooManyHeaders) => break Err(431),
-                Err(httparse::Error::Version) => break Err(505),
+                Err(httparse::Error::Version) => break Err(version_error(&buf[..filled])),
                 Err(_) => break Err(400),
             }
             let line_done = buf[..filled].contains(&b'\n');
