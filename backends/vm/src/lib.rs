@@ -135,7 +135,7 @@ pub struct EntropyDevice;
 
 impl Entropy for EntropyDevice {
     fn fill(&mut self, buf: &mut [u8]) -> Result<(), EntropyError> {
-        morgana_x86::entropy::fill(buf).map_err(|()| EntropyError::Unavailable)
+        morgana_x86::entropy::fill(buf)
     }
 }
 
@@ -274,7 +274,7 @@ pub fn start(cfg: BootConfig, _machine: &Rc<Machine>, rt: &Handle) -> Result<Dev
                 DeviceType::EntropySource if !have_rng => {
                     let mut r = morgana_virtio::VirtioRng::new(dev.transport).map_err(|e| err("virtio-rng", loc, e))?;
                     log::info!("virtio-rng at {loc}");
-                    morgana_x86::entropy::set_source(Box::new(move |buf| r.fill(buf).map_err(|_| ())));
+                    morgana_x86::entropy::set_source(Box::new(move |buf| r.fill(buf)));
                     have_rng = true;
                 }
                 other => log::info!("ignoring virtio device {other:?} at {loc}"),

@@ -3,8 +3,10 @@
 
 use alloc::boxed::Box;
 
+use morgana_devices::EntropyError;
+
 /// A source: fills the buffer or fails.
-pub type Source = Box<dyn FnMut(&mut [u8]) -> Result<(), ()> + Send>;
+pub type Source = Box<dyn FnMut(&mut [u8]) -> Result<(), EntropyError> + Send>;
 
 static SOURCE: spin::Mutex<Option<Source>> = spin::Mutex::new(None);
 
@@ -15,12 +17,12 @@ pub fn set_source(source: Source) {
 }
 
 /// Fills `buf` with unpredictable bytes.
-pub fn fill(buf: &mut [u8]) -> Result<(), ()> {
+pub fn fill(buf: &mut [u8]) -> Result<(), EntropyError> {
     if let Some(source) = SOURCE.lock().as_mut() {
         return source(buf);
     }
     for chunk in buf.chunks_mut(8) {
-        let v = crate::cpu::rdrand64().ok_or(())?;
+        let v = crate::cpu::rdrand64().ok_or(EntropyError::Unavailable)?;
         chunk.copy_from_slice(&v.to_le_bytes()[..chunk.len()]);
     }
     Ok(())
@@ -32,7 +34,7 @@ pub fn available() -> bool {
 }
 
 fn getrandom_fill(buf: &mut [u8]) -> Result<(), getrandom::Error> {
-    fill(buf).map_err(|()| getrandom::Error::UNSUPPORTED)
+    fill(buf).map_err(|_| getrandom::Error::UNSUPPORTED)
 }
 
 getrandom::register_custom_getrandom!(getrandom_fill);
