@@ -114,11 +114,11 @@ pub fn read_file(path: &str) -> Result<String, String> {
 
 /// Reads every file under `dir`: (path relative to `dir` with `/`
 /// separators, bytes, modification time in Unix seconds).
-pub fn load_dir(dir: &str) -> Result<Vec<(String, Vec<u8>, u64)>, String> {
+pub fn load_dir(dir: &str) -> Result<Vec<morgana_runtime::FileEntry>, String> {
     fn walk(
         root: &std::path::Path,
         dir: &std::path::Path,
-        out: &mut Vec<(String, Vec<u8>, u64)>,
+        out: &mut Vec<morgana_runtime::FileEntry>,
     ) -> std::io::Result<()> {
         let mut entries: Vec<_> = std::fs::read_dir(dir)?.collect::<Result<_, _>>()?;
         entries.sort_by_key(|e| e.path());

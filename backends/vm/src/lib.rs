@@ -67,7 +67,7 @@ pub fn read_file(_path: &str) -> Result<String, &'static str> {
 }
 
 /// VM images have no directories.
-pub fn load_dir(_dir: &str) -> Result<Vec<(String, Vec<u8>, u64)>, &'static str> {
+pub fn load_dir(_dir: &str) -> Result<Vec<morgana_runtime::FileEntry>, &'static str> {
     Err("files are not available in a VM image (embed data at build time)")
 }
 

@@ -111,10 +111,7 @@ impl Env {
 impl Env {
     /// Reads every file under a directory: (relative path with `/`
     /// separators, bytes, modification time in Unix seconds). Hosted only.
-    pub fn load_dir(
-        &self,
-        path: &str,
-    ) -> core::result::Result<alloc::vec::Vec<(alloc::string::String, alloc::vec::Vec<u8>, u64)>, FileError> {
+    pub fn load_dir(&self, path: &str) -> core::result::Result<alloc::vec::Vec<morgana_runtime::FileEntry>, FileError> {
         backend::load_dir(path).map_err(|e| FileError(alloc::format!("{path}: {e}")))
     }
 }

@@ -21,3 +21,7 @@ pub use args::{ArgError, Args};
 pub use executor::{Executor, Handle, JoinHandle, Platform};
 pub use morgana_devices::Instant;
 pub use time::{Elapsed, Sleep, Timeout};
+
+/// A file read from a directory: relative path (`/`-separated), bytes,
+/// modification time in Unix seconds.
+pub type FileEntry = (alloc::string::String, alloc::vec::Vec<u8>, u64);
