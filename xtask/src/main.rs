@@ -10,10 +10,15 @@ const USAGE: &str = "usage: cargo xtask run APP [--machine microvm|pc] [--memory
 [--forward PROTO:HOST:PORT-:PORT]... [--disk FILE] [--no-rng] [--debug] [-- BOOT ARGUMENTS...]
        cargo xtask build APP [--debug]
        cargo xtask bench-vm [RUNS]
-       cargo xtask bench-dns-vm [RUNS]";
+       cargo xtask bench-dns-vm [RUNS]
+       cargo xtask bench-web-vm";
 
 fn run(args: &[String]) -> Result<ExitCode, String> {
     let (cmd, rest) = args.split_first().ok_or(USAGE)?;
+    if cmd == "bench-web-vm" {
+        xtask::bench::web()?;
+        return Ok(ExitCode::SUCCESS);
+    }
     if cmd == "bench-dns-vm" {
         let runs = rest.first().map(|r| r.parse().map_err(|_| "bad run count")).transpose()?.unwrap_or(20);
         xtask::bench::dns(runs)?;

@@ -1,0 +1,72 @@
+#!/usr/bin/env bash
+# Web benchmark: wrk against Morgana web (hosted, release) and nginx (one
+# worker), the same files and certificate, one run: a small file and a
+# 1 MiB file over HTTP and HTTPS keep-alive, and new TLS handshakes per
+# second (a fresh connection per request). Servers on core 0, wrk on core 1.
+#
+#   bench/web/run.sh [SECONDS]     (default 10 s per measurement)
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+secs=${1:-10}
+work=$(mktemp -d)
+chmod 755 "$work"  # nginx workers run as another user
+trap 'kill $(jobs -p) 2>/dev/null || true; [ -f "$work/nginx.pid" ] && kill "$(cat "$work/nginx.pid")" 2>/dev/null; rm -rf "$work"' EXIT
+
+cargo build --release -q -p web
+mkdir -p "$work/site"
+cp -r apps/web/site/. "$work/site/"
+head -c $((1024 * 1024)) /dev/urandom > "$work/site/big.bin"
+chmod -R a+rX "$work/site"
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 1 -subj /CN=localhost \
+  -addext "subjectAltName=DNS:localhost,IP:127.0.0.1" -keyout "$work/key.pem" -out "$work/cert.pem" 2>/dev/null
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+m_http=$(free_port); m_https=$(free_port); n_http=$(free_port); n_https=$(free_port)
+
+taskset -c 0 target/release/web --http "127.0.0.1:$m_http" --https "127.0.0.1:$m_https" --site "$work/site" \
+  --cert "$work/cert.pem" --key "$work/key.pem" --log=warn &
+cat > "$work/nginx.conf" <<CONF
+worker_processes 1;
+daemon on;
+pid $work/nginx.pid;
+error_log $work/error.log warn;
+events { worker_connections 1024; }
+http {
+  access_log off;
+  include /etc/nginx/mime.types;
+  sendfile on;
+  keepalive_requests 1000000;
+  server {
+    listen 127.0.0.1:$n_http;
+    listen 127.0.0.1:$n_https ssl;
+    ssl_certificate $work/cert.pem;
+    ssl_certificate_key $work/key.pem;
+    ssl_protocols TLSv1.2 TLSv1.3;
+    root $work/site;
+  }
+}
+CONF
+taskset -c 0 nginx -c "$work/nginx.conf"
+sleep 1
+
+rps() { # url [extra wrk args] -> requests/s (fails on error responses)
+  local out
+  out=$(taskset -c 1 wrk -t1 -c"${CONNS:-32}" -d"${secs}s" "$@" 2>&1)
+  if grep -q "Non-2xx" <<<"$out"; then echo "error responses from $1" >&2; exit 1; fi
+  awk '/Requests\/sec/ {print $2}' <<<"$out"
+}
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "n/a" }'; }
+
+echo "| test (wrk, 1 thread, 32 connections) | Morgana req/s | nginx req/s | Morgana / nginx |"
+echo "|---|---|---|---|"
+for row in "small file, HTTP|http|index.html" "1 MiB file, HTTP|http|big.bin" \
+           "small file, HTTPS|https|index.html" "1 MiB file, HTTPS|https|big.bin"; do
+  IFS='|' read -r label scheme file <<<"$row"
+  if [ "$scheme" = http ]; then mp=$m_http; np=$n_http; else mp=$m_https; np=$n_https; fi
+  m=$(rps "$scheme://127.0.0.1:$mp/$file")
+  n=$(rps "$scheme://127.0.0.1:$np/$file")
+  echo "| $label | $m | $n | $(ratio "$m" "$n") |"
+done
+m=$(CONNS=8 rps "https://127.0.0.1:$m_https/index.html" -H "Connection: close")
+n=$(CONNS=8 rps "https://127.0.0.1:$n_https/index.html" -H "Connection: close")
+echo "| new TLS handshakes (Connection: close, 8 connections) | $m | $n | $(ratio "$m" "$n") |"
