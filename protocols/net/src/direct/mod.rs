@@ -81,6 +81,8 @@ struct Inner<D: Net> {
     next_port: u16,
     link: LinkState,
     rt: Handle,
+    /// A static IPv4 address has been announced with gratuitous ARP.
+    announced: bool,
 }
 
 fn link_local(mac: [u8; 6]) -> Ipv6Addr {
@@ -145,6 +147,7 @@ impl<D: Net + 'static> DirectStack<D> {
                 next_port,
                 link: LinkState::Up,
                 rt: rt.clone(),
+                announced: false,
             })),
             rt,
         }
@@ -206,6 +209,9 @@ impl<D: Net> Inner<D> {
             log::info!("link {}", if link == LinkState::Up { "up" } else { "down" });
             self.link = link;
         }
+        if !self.announced {
+            self.announce(cx);
+        }
         let ts = smol_now(now);
         let Inner { device, iface, sockets, listeners, config, .. } = self;
         let mut device = Adapter { device, cx };
@@ -237,6 +243,35 @@ impl<D: Net> Inner<D> {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         }
+    }
+
+    /// Sends a gratuitous ARP request for a static IPv4 address (RFC 5227
+    /// §3), so neighbours (a hypervisor's NAT, a switch) learn the address
+    /// before the first packet for it arrives.
+    fn announce(&mut self, cx: &mut Context<'_>) {
+        let Ipv4Mode::Static(c) = self.config.ipv4 else {
+            self.announced = true;
+            return;
+        };
+        use morgana_devices::TxToken;
+        use smoltcp::wire::{ArpOperation, ArpPacket, ArpRepr, EthernetFrame, EthernetProtocol, EthernetRepr};
+        let mac = EthernetAddress(self.device.mac_address());
+        let arp = ArpRepr::EthernetIpv4 {
+            operation: ArpOperation::Request,
+            source_hardware_addr: mac,
+            source_protocol_addr: c.addr,
+            target_hardware_addr: EthernetAddress([0; 6]),
+            target_protocol_addr: c.addr,
+        };
+        let eth =
+            EthernetRepr { src_addr: mac, dst_addr: EthernetAddress::BROADCAST, ethertype: EthernetProtocol::Arp };
+        let Some(token) = self.device.transmit(cx) else { return }; // retried on the next poll
+        token.consume(eth.buffer_len() + arp.buffer_len(), |buf| {
+            let mut frame = EthernetFrame::new_unchecked(buf);
+            eth.emit(&mut frame);
+            arp.emit(&mut ArpPacket::new_unchecked(frame.payload_mut()));
+        });
+        self.announced = true;
     }
 
     fn poll_dhcp(&mut self) {
