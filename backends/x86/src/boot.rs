@@ -146,6 +146,7 @@ unsafe extern "Rust" {
 /// The first Rust code, on the main stack with the boot page tables.
 #[unsafe(no_mangle)]
 extern "C" fn morgana_x86_main(start_info_paddr: u32) -> ! {
+    crate::xen::init();
     serial::init();
     let info = start_info::read(start_info_paddr);
     paging::init(info);

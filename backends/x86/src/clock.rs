@@ -11,8 +11,10 @@ use x86_64::instructions::port::Port;
 
 use crate::cpu;
 
-/// LAPIC timer frequency on QEMU and KVM.
-const LAPIC_HZ: u64 = 1_000_000_000;
+/// LAPIC timer frequency assumed when the TSC's is unknown: QEMU and KVM
+/// run it at 1 GHz.
+const LAPIC_HZ_QEMU: u64 = 1_000_000_000;
+static LAPIC_HZ: AtomicU64 = AtomicU64::new(LAPIC_HZ_QEMU);
 
 static TSC_HZ: AtomicU64 = AtomicU64::new(1_000_000_000);
 /// Nanoseconds per TSC tick, as a 32.32 fixed-point number.
@@ -43,13 +45,29 @@ fn tsc_hz_from_cpuid() -> Option<u64> {
 }
 
 pub(crate) fn init() {
-    let hz = tsc_hz_from_cpuid().unwrap_or_else(|| {
-        let ticks = 250_000; // 250 µs at 1 GHz
-        let cycles = crate::irq::lapic_timer_span(ticks as u32);
-        cycles * LAPIC_HZ / ticks
-    });
+    let xen = crate::xen::present();
+    let known = if xen { crate::xen::tsc_hz() } else { tsc_hz_from_cpuid() };
+    let hz = match known {
+        Some(hz) => {
+            // Measure the LAPIC timer against the known TSC (Xen runs it
+            // at 100 MHz, not 1 GHz).
+            let ticks = 100_000u64;
+            let cycles = crate::irq::lapic_timer_span(ticks as u32).max(1);
+            LAPIC_HZ.store((ticks as u128 * hz as u128 / cycles as u128) as u64, Ordering::Relaxed);
+            hz
+        }
+        None => {
+            let ticks = 250_000; // 250 µs at 1 GHz
+            let cycles = crate::irq::lapic_timer_span(ticks as u32);
+            cycles * LAPIC_HZ_QEMU / ticks
+        }
+    };
     set_tsc_hz(hz);
-    if let Some(wall) = read_rtc() {
+    if xen {
+        if let Some(wall) = crate::xen::wall_ns() {
+            set_wall_time(WallTime(wall));
+        }
+    } else if let Some(wall) = read_rtc() {
         WALL_AT_ENTRY.store(wall.saturating_sub(now().as_nanos()), Ordering::Relaxed);
     }
     log::debug!("TSC {} MHz, wall clock {}", hz / 1_000_000, if wall_time().is_some() { "from CMOS" } else { "none" });
@@ -78,7 +96,7 @@ pub fn now() -> Instant {
 }
 
 pub(crate) fn ns_to_lapic_ticks(ns: u64) -> u64 {
-    ns.saturating_mul(LAPIC_HZ / 1_000_000_000)
+    ((ns as u128 * LAPIC_HZ.load(Ordering::Relaxed) as u128) / 1_000_000_000) as u64
 }
 
 /// Wall-clock time, if the machine has an RTC.

@@ -109,12 +109,15 @@ fn set_masked(gsi: u32, masked: bool) {
 /// Masks the legacy PICs, enables the local APIC and masks every IOAPIC
 /// line. Interrupts stay disabled until the executor first waits.
 pub(crate) fn init() {
+    let xen = crate::xen::present();
     // SAFETY: ports 0x21 and 0xa1 are the 8259 PICs' mask registers on PC
     // machines (and ignored where there is no PIC); masking them keeps
     // legacy interrupts from arriving through LINT0.
-    unsafe {
-        x86_64::instructions::port::Port::<u8>::new(0x21).write(0xff);
-        x86_64::instructions::port::Port::<u8>::new(0xa1).write(0xff);
+    if !xen {
+        unsafe {
+            x86_64::instructions::port::Port::<u8>::new(0x21).write(0xff);
+            x86_64::instructions::port::Port::<u8>::new(0xa1).write(0xff);
+        }
     }
     // SAFETY: IA32_APIC_BASE exists on every x86_64 CPU; reading it has no
     // side effects.
@@ -126,6 +129,11 @@ pub(crate) fn init() {
     lapic_write(LAPIC_LVT_TIMER, LVT_MASKED | TIMER_VECTOR as u32);
     lapic_write(LAPIC_TIMER_DIVIDE, 0b1011); // divide by 1
     lapic_write(LAPIC_SVR, 0x100 | SPURIOUS_VECTOR as u32);
+    if xen {
+        // PVH has no IOAPIC: devices signal through event channels.
+        crate::xen::enable_upcall();
+        return;
+    }
     for (base, first) in IOAPIC_BASES {
         for pin in 0..ioapic_entries(base) {
             if first + pin < MAX_GSI {
@@ -165,6 +173,12 @@ pub(crate) fn device_interrupt(vector: u8) {
         }
         PENDING.fetch_or(bit, Ordering::AcqRel);
     }
+    eoi();
+}
+
+/// Called by the trap handler for Xen's event-channel upcall.
+pub(crate) fn upcall_interrupt() {
+    crate::xen::upcall_interrupt();
     eoi();
 }
 
@@ -272,7 +286,7 @@ impl Platform for Machine {
     fn wait(&self, deadline: Option<Instant>) {
         loop {
             interrupts::disable();
-            if PENDING.load(Ordering::Acquire) != 0 {
+            if PENDING.load(Ordering::Acquire) != 0 || crate::xen::upcall_pending() {
                 interrupts::enable();
                 break;
             }
@@ -292,5 +306,6 @@ impl Platform for Machine {
         }
         lapic_write(LAPIC_TIMER_INIT, 0);
         dispatch();
+        crate::xen::dispatch();
     }
 }

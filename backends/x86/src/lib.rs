@@ -32,6 +32,7 @@ pub mod pci;
 pub mod serial;
 pub mod start_info;
 mod trap;
+pub mod xen;
 
 pub use clock::SystemClock;
 pub use exit::exit;

@@ -18,6 +18,9 @@ static PORT: spin::Mutex<Option<Uart16550<PioBackend>>> = spin::Mutex::new(None)
 
 /// Initialises COM1 (115200 8N1). Without a UART, output is dropped.
 pub(crate) fn init() {
+    if crate::xen::present() {
+        return; // PVH has no UART; output goes to Xen's debug port
+    }
     // SAFETY: 0x3f8..0x400 is COM1's register block on PC-compatible
     // machines, and only this module drives it.
     if let Ok(mut uart) = unsafe { Uart16550::new_port(COM1) } {
@@ -30,6 +33,10 @@ pub(crate) fn init() {
 /// Writes bytes without taking the port's lock: for panics and exception
 /// reports, which may interrupt a writer holding it.
 pub fn write_raw(bytes: &[u8]) {
+    if crate::xen::present() {
+        crate::xen::debug_write(bytes);
+        return;
+    }
     let mut data: Port<u8> = Port::new(COM1);
     let mut status: Port<u8> = Port::new(COM1 + 5);
     for &b in bytes {
@@ -46,6 +53,10 @@ pub fn write_raw(bytes: &[u8]) {
 }
 
 fn write_locked(bytes: &[u8]) {
+    if crate::xen::present() {
+        crate::xen::debug_write(bytes);
+        return;
+    }
     let mut port = PORT.lock();
     match port.as_mut() {
         Some(uart) => uart.send_bytes_exact(bytes),

@@ -266,6 +266,7 @@ extern "C" fn morgana_x86_trap(frame: &mut TrapFrame) {
             crate::exit::exit(crate::FATAL_EXIT);
         }
         irq::TIMER_VECTOR => irq::timer_interrupt(),
+        crate::xen::UPCALL_VECTOR => irq::upcall_interrupt(),
         irq::SPURIOUS_VECTOR => {}
         v => irq::device_interrupt(v),
     }
