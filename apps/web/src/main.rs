@@ -137,11 +137,18 @@ async fn accept_loop(mut listener: TcpListener, server: Rc<Server>, tls: Option<
                 continue;
             }
         };
+        // Every write and the final close get a bound, so a client that
+        // stops reading cannot hold a connection slot.
+        stream.set_timeout(Some(server.cfg.write_timeout.max(server.cfg.idle_timeout)));
         if server.open.get() >= server.max {
-            let _ = stream
-                .write_all(b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
-                .await;
-            let _ = stream.close().await;
+            // Answered in its own task: a stalled client must not stall
+            // the accept loop.
+            server.rt.spawn(async move {
+                let _ = stream
+                    .write_all(b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+                    .await;
+                let _ = stream.close().await;
+            });
             continue;
         }
         server.open.set(server.open.get() + 1);

@@ -387,7 +387,9 @@ fn sockaddr_to_std(a: &libc::sockaddr_storage) -> Option<SocketAddr> {
             // SAFETY: as above, for sockaddr_in6.
             let v6 = unsafe { &*(a as *const libc::sockaddr_storage).cast::<libc::sockaddr_in6>() };
             let ip = Ipv6Addr::from(v6.sin6_addr.s6_addr);
-            Some(unmap(SocketAddr::new(IpAddr::V6(ip), u16::from_be(v6.sin6_port))))
+            let port = u16::from_be(v6.sin6_port);
+            let addr = std::net::SocketAddrV6::new(ip, port, u32::from_be(v6.sin6_flowinfo), v6.sin6_scope_id);
+            Some(unmap(SocketAddr::V6(addr)))
         }
         _ => None,
     }

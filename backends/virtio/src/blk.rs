@@ -42,8 +42,9 @@ pub struct VirtioBlk {
 
 impl VirtioBlk {
     /// Negotiates with the device.
-    pub fn new(transport: Transport, irq: Option<IrqLine>) -> Result<VirtioBlk, virtio_drivers::Error> {
+    pub fn new(transport: Transport, gsi: Option<u32>) -> Result<VirtioBlk, virtio_drivers::Error> {
         let dev = VirtIOBlk::<VirtioHal, Transport>::new(transport)?;
+        let irq = gsi.and_then(|g| IrqLine::route(g, true));
         let info = BlockInfo { sector_size: SECTOR_SIZE, sectors: dev.capacity(), read_only: dev.readonly() };
         Ok(VirtioBlk {
             dev,

@@ -6,7 +6,6 @@ use alloc::vec::Vec;
 use core::fmt;
 use core::ptr::NonNull;
 
-use morgana_x86::IrqLine;
 use virtio_drivers::transport::mmio::{MmioTransport, VirtIOHeader};
 use virtio_drivers::transport::pci::bus::{ConfigurationAccess, DeviceFunction, PciRoot};
 use virtio_drivers::transport::pci::{virtio_device_type, PciTransport};
@@ -39,8 +38,10 @@ pub struct Found {
     pub kind: DeviceType,
     /// The transport to hand to the driver.
     pub transport: Transport,
-    /// Its interrupt line, if one could be routed.
-    pub irq: Option<IrqLine>,
+    /// Its interrupt line (a GSI), if it has one. Not routed yet: the
+    /// driver that takes the device routes it, so no line is enabled that
+    /// nobody acknowledges.
+    pub gsi: Option<u32>,
     /// Where it is.
     pub location: Location,
 }
@@ -98,27 +99,34 @@ impl ConfigurationAccess for PortCam {
 /// Problems are logged and the device skipped.
 pub fn discover(platform_words: &[String]) -> Vec<Found> {
     let mut found = Vec::new();
+    let mut seen: Vec<u64> = Vec::new();
     for word in platform_words.iter().filter(|w| w.starts_with("virtio_mmio.device=")) {
         let Some(slot) = parse_mmio_slot(word) else {
             log::warn!("ignoring malformed kernel parameter '{word}'");
             continue;
         };
-        if slot.base + slot.size > 4 << 30 || slot.size < 0x100 {
-            log::warn!("ignoring virtio-mmio slot at {:#x}: outside the mapped range", slot.base);
+        let in_range = slot.base.checked_add(slot.size).is_some_and(|end| end <= 4 << 30);
+        if !in_range || slot.size < 0x100 || morgana_x86::start_info::get().is_ram(slot.base, slot.size) {
+            log::warn!("ignoring virtio-mmio slot at {:#x}: not a device region below 4 GiB", slot.base);
             continue;
         }
+        if seen.contains(&slot.base) {
+            log::warn!("ignoring a second virtio-mmio slot at {:#x}", slot.base);
+            continue;
+        }
+        seen.push(slot.base);
         let header = NonNull::new(morgana_x86::phys_to_virt(slot.base) as *mut VirtIOHeader);
         let Some(header) = header else { continue };
         // SAFETY: the hypervisor named [base, base + size) as a virtio-mmio
-        // register block; it is identity mapped uncached (not RAM) and only
-        // this transport accesses it.
+        // register block; it is below 4 GiB, not RAM (checked above), so
+        // identity mapped uncached, and listed once, so only this transport
+        // accesses it.
         match unsafe { MmioTransport::new(header, slot.size as usize) } {
             Ok(t) => {
-                let irq = IrqLine::route(slot.irq, true);
                 found.push(Found {
                     kind: t.device_type(),
                     transport: t.into(),
-                    irq,
+                    gsi: Some(slot.irq),
                     location: Location::Mmio(slot.base),
                 });
             }
@@ -139,8 +147,8 @@ pub fn discover(platform_words: &[String]) -> Vec<Found> {
             match PciTransport::new::<VirtioHal, _>(&mut root, function) {
                 Ok(t) => {
                     let line = morgana_x86::pci::read32(function.bus, function.device, function.function, 0x3c) & 0xff;
-                    let irq = if line == 0 || line == 0xff { None } else { IrqLine::route(line, true) };
-                    found.push(Found { kind: t.device_type(), transport: t.into(), irq, location });
+                    let gsi = (line != 0 && line != 0xff).then_some(line);
+                    found.push(Found { kind: t.device_type(), transport: t.into(), gsi, location });
                 }
                 Err(e) => log::warn!("virtio device at {location}: {e}"),
             }

@@ -62,8 +62,9 @@ pub type Error = virtio_drivers::Error;
 
 impl VirtioNet {
     /// Negotiates with the device and posts the receive buffers.
-    pub fn new(transport: Transport, irq: Option<IrqLine>) -> Result<VirtioNet, Error> {
+    pub fn new(transport: Transport, gsi: Option<u32>) -> Result<VirtioNet, Error> {
         let dev = VirtIONetRaw::<VirtioHal, Transport, QUEUE>::new(transport)?;
+        let irq = gsi.and_then(|g| IrqLine::route(g, true));
         let mac = dev.mac_address();
         let mut net = VirtioNet {
             tx: TxState {
@@ -145,7 +146,7 @@ impl TxState {
 
 /// A received frame, in a buffer lent by the device.
 pub struct Rx<'a> {
-    buf: Buf,
+    buf: Option<Buf>,
     start: usize,
     len: usize,
     done: &'a mut Vec<Buf>,
@@ -159,9 +160,17 @@ pub struct Tx<'a> {
 
 impl RxToken for Rx<'_> {
     fn consume<R, F: FnOnce(&mut [u8]) -> R>(mut self, f: F) -> R {
-        let r = f(&mut self.buf[self.start..self.start + self.len]);
-        self.done.push(self.buf);
-        r
+        let buf = self.buf.as_mut().expect("a token holds its buffer until dropped");
+        f(&mut buf[self.start..self.start + self.len])
+    }
+}
+
+impl Drop for Rx<'_> {
+    /// Consumed or not, the buffer goes back to the device.
+    fn drop(&mut self) {
+        if let Some(buf) = self.buf.take() {
+            self.done.push(buf);
+        }
     }
 }
 
@@ -228,7 +237,7 @@ impl Net for VirtioNet {
                 Ok((start, len)) if start + len <= BUF && len <= MTU + 14 => {
                     bump(&self.counters.rx_frames, 1);
                     bump(&self.counters.rx_bytes, len as u64);
-                    let rx = Rx { buf, start, len, done: &mut self.rx_done };
+                    let rx = Rx { buf: Some(buf), start, len, done: &mut self.rx_done };
                     let tx = Tx { tx: &mut self.tx, counters: &self.counters };
                     return Some((rx, tx));
                 }

@@ -18,23 +18,34 @@ pub struct VirtioConsole {
 
 impl VirtioConsole {
     /// Negotiates with the device.
-    pub fn new(transport: Transport, irq: Option<IrqLine>) -> Result<VirtioConsole, virtio_drivers::Error> {
-        Ok(VirtioConsole { dev: VirtIOConsole::new(transport)?, irq })
+    pub fn new(transport: Transport, gsi: Option<u32>) -> Result<VirtioConsole, virtio_drivers::Error> {
+        let dev = VirtIOConsole::new(transport)?;
+        Ok(VirtioConsole { dev, irq: gsi.and_then(|g| IrqLine::route(g, true)) })
+    }
+
+    /// Acknowledges the device if its line fired (output completions raise
+    /// it too), so a shared line is not left asserted.
+    fn acknowledge(&mut self) {
+        if let Some(irq) = self.irq {
+            let dev = &mut self.dev;
+            irq.acknowledge(|| {
+                let _ = dev.ack_interrupt();
+            });
+        }
     }
 }
 
 impl Console for VirtioConsole {
     fn write(&mut self, bytes: &[u8]) -> Result<(), ConsoleError> {
         // The driver waits for the device to take each chunk.
-        self.dev.send_bytes(bytes).map_err(|_| ConsoleError::Device)
+        let r = self.dev.send_bytes(bytes).map_err(|_| ConsoleError::Device);
+        self.acknowledge();
+        r
     }
 
     fn poll_read(&mut self, cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<Result<usize, ConsoleError>> {
+        self.acknowledge();
         if let Some(irq) = self.irq {
-            let dev = &mut self.dev;
-            irq.acknowledge(|| {
-                let _ = dev.ack_interrupt();
-            });
             irq.register(cx.waker());
         }
         let mut n = 0;

@@ -246,16 +246,16 @@ pub fn start(cfg: BootConfig, _machine: &Rc<Machine>, rt: &Handle) -> Result<Dev
         };
         for dev in morgana_virtio::discover(&words) {
             let loc = dev.location;
-            let irq = dev.irq.map(|i| i.gsi());
+            let irq = dev.gsi;
             match dev.kind {
                 DeviceType::Network if nic.is_none() => {
-                    let n = morgana_virtio::VirtioNet::new(dev.transport, dev.irq)
+                    let n = morgana_virtio::VirtioNet::new(dev.transport, dev.gsi)
                         .map_err(|e| err("virtio-net", loc, e))?;
                     log::info!("virtio-net at {loc}, irq {irq:?}, MAC {:02x?}", morgana_devices::Net::mac_address(&n));
                     nic = Some(n);
                 }
                 DeviceType::Block if block.is_none() => {
-                    let b = morgana_virtio::VirtioBlk::new(dev.transport, dev.irq)
+                    let b = morgana_virtio::VirtioBlk::new(dev.transport, dev.gsi)
                         .map_err(|e| err("virtio-blk", loc, e))?;
                     let i = b.info();
                     log::info!(
@@ -266,7 +266,7 @@ pub fn start(cfg: BootConfig, _machine: &Rc<Machine>, rt: &Handle) -> Result<Dev
                     block = Some(BlockDevice::Virtio(b));
                 }
                 DeviceType::Console if matches!(console, ConsoleDevice::Serial(_)) => {
-                    let c = morgana_virtio::VirtioConsole::new(dev.transport, dev.irq)
+                    let c = morgana_virtio::VirtioConsole::new(dev.transport, dev.gsi)
                         .map_err(|e| err("virtio-console", loc, e))?;
                     log::info!("virtio-console at {loc}, irq {irq:?}");
                     console = ConsoleDevice::Virtio(Box::new(c));

@@ -37,6 +37,11 @@ pub fn entry_tsc() -> u64 {
 
 // The PVH ELF note (XEN_ELFNOTE_PHYS32_ENTRY = 18) names the 32-bit entry.
 // The note section must be 4-byte aligned.
+//
+// SAFETY: this is the first code to run, in 32-bit protected mode with
+// paging off (the PVH contract). It sets its own stack, zeroes .bss (page
+// aligned, so whole dwords), identity-maps 4 GiB for the switch to long
+// mode, and enters Rust with a 16-byte aligned stack.
 core::arch::global_asm!(
     r#"
     .section .note.Xen, "a"
@@ -53,6 +58,8 @@ core::arch::global_asm!(
 pvh_start32:
     cli
     cld
+    # PVH leaves ESP undefined: take our own stack before anything pushes.
+    movl $MORGANA_STACK + {stack_bytes}, %esp
     rdtsc
     movl %eax, BOOT_TSC
     movl %edx, BOOT_TSC+4

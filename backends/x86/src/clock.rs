@@ -115,8 +115,8 @@ pub fn set_wall_time(wall: WallTime) {
 fn cmos(reg: u8) -> u8 {
     let mut index: Port<u8> = Port::new(0x70);
     let mut data: Port<u8> = Port::new(0x71);
-    // SAFETY: ports 0x70/0x71 are the CMOS index and data registers; bit 7
-    // of the index keeps NMIs enabled as they were.
+    // SAFETY: ports 0x70/0x71 are the CMOS index and data registers; a clear
+    // bit 7 in the index leaves NMIs enabled (Morgana never disables them).
     unsafe {
         index.write(reg & 0x7f);
         data.read()

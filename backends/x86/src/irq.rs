@@ -74,20 +74,20 @@ fn ioapic_for(gsi: u32) -> Option<(usize, u32)> {
 
 fn ioapic_write(base: usize, reg: u32, value: u32) {
     // SAFETY: `base` is an IOAPIC register window (identity mapped
-    // uncached): IOREGSEL at +0, IOWIN at +0x10. Interrupts are disabled by
-    // callers that race with the interrupt handler (see `set_masked`).
-    unsafe {
+    // uncached): IOREGSEL at +0, IOWIN at +0x10. Interrupts are off, so the
+    // handler's own select/access pair cannot come in between.
+    interrupts::without_interrupts(|| unsafe {
         (base as *mut u32).write_volatile(reg);
         ((base + 0x10) as *mut u32).write_volatile(value);
-    }
+    })
 }
 
 fn ioapic_read(base: usize, reg: u32) -> u32 {
     // SAFETY: as for `ioapic_write`.
-    unsafe {
+    interrupts::without_interrupts(|| unsafe {
         (base as *mut u32).write_volatile(reg);
         ((base + 0x10) as *const u32).read_volatile()
-    }
+    })
 }
 
 /// Number of redirection entries of the IOAPIC at `base` (0 if absent).
@@ -164,7 +164,10 @@ fn eoi() {
 
 /// Called by the trap handler for vectors from [`DEVICE_BASE`].
 pub(crate) fn device_interrupt(vector: u8) {
-    let gsi = (vector - DEVICE_BASE) as u32;
+    let Some(gsi) = vector.checked_sub(DEVICE_BASE).map(u32::from) else {
+        eoi();
+        return;
+    };
     if gsi < MAX_GSI {
         let bit = 1u64 << gsi;
         if LEVEL.load(Ordering::Relaxed) & bit != 0 {

@@ -92,7 +92,7 @@ pub(crate) fn init(info: &StartInfo) {
     }
     pml4.0[0] = (&raw const *pdpt) as u64 | PRESENT | WRITABLE;
     // SAFETY: the new tables map the running code (text, executable), the
-    // stack in use (below the guard page) and all data identically to the
+    // stack in use (above its guard page) and all data identically to the
     // boot tables, so execution continues at the same addresses.
     unsafe {
         core::arch::asm!("mov cr3, {}", in(reg) &raw const *pml4 as u64, options(nostack, preserves_flags));

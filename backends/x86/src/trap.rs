@@ -54,6 +54,12 @@ struct TrapFrame {
     ss: u64,
 }
 
+// SAFETY (for the assembly below): each stub fits its 16-byte slot (at most
+// 12 bytes), the CPU pushes an error code exactly for vectors 8, 10-14, 17,
+// 21, 29 and 30, the common path saves every general register in
+// `TrapFrame` order, keeps RSP 16-byte aligned at the call (176 bytes
+// pushed on an aligned frame), and restores them before `iretq`.
+//
 // 256 entry stubs, 16 bytes apart: each pushes a zero error code (unless the
 // CPU pushes one for that vector) and its vector number, then jumps to the
 // common path, which saves the registers, calls `morgana_x86_trap` and

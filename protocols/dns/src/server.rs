@@ -39,6 +39,12 @@ impl FromStr for Network {
             None => max,
             Some(p) => p.parse().ok().filter(|p| *p <= max).ok_or_else(|| format!("bad prefix length '{p}'"))?,
         };
+        // Clients are matched as IPv4 when IPv4-mapped; configure alike.
+        if let IpAddr::V6(v6) = addr {
+            if let (Some(v4), true) = (v6.to_ipv4_mapped(), prefix >= 96) {
+                return Ok(Network { addr: IpAddr::V4(v4), prefix: prefix - 96 });
+            }
+        }
         Ok(Network { addr, prefix })
     }
 }
@@ -142,9 +148,9 @@ pub async fn serve_tcp(mut listener: TcpListener, catalog: Rc<Catalog>, config: 
             continue;
         }
         open.set(open.get() + 1);
-        let (catalog, config, open) = (catalog.clone(), config.clone(), open.clone());
+        let (catalog, config, open, rt2) = (catalog.clone(), config.clone(), open.clone(), rt.clone());
         rt.spawn(async move {
-            if let Err(e) = connection(stream, peer, &catalog, &config).await {
+            if let Err(e) = connection(stream, peer, &catalog, &config, &rt2).await {
                 log::debug!("{peer}: TCP connection: {e}");
             }
             open.set(open.get() - 1);
@@ -165,32 +171,52 @@ async fn read_exact(stream: &mut TcpStream, buf: &mut [u8]) -> Result<bool, Erro
 }
 
 async fn send(stream: &mut TcpStream, msg: &[u8]) -> Result<(), Error> {
+    if msg.len() > u16::MAX as usize {
+        return Err(Error::TooLarge); // cannot be framed
+    }
     let mut framed = Vec::with_capacity(msg.len() + 2);
     framed.extend_from_slice(&(msg.len() as u16).to_be_bytes());
     framed.extend_from_slice(msg);
     stream.write_all(&framed).await
 }
 
-async fn connection(mut stream: TcpStream, peer: SocketAddr, catalog: &Catalog, config: &Config) -> Result<(), Error> {
+/// Reads one length-prefixed message into `buf`; `Ok(None)` when the client
+/// has closed between messages.
+async fn read_frame(stream: &mut TcpStream, buf: &mut Vec<u8>) -> Result<Option<usize>, Error> {
+    let mut len = [0u8; 2];
+    if !read_exact(stream, &mut len).await? {
+        return Ok(None);
+    }
+    let len = u16::from_be_bytes(len) as usize;
+    buf.resize(len, 0);
+    if !read_exact(stream, &mut buf[..len]).await? {
+        return Err(Error::ConnectionReset);
+    }
+    Ok(Some(len))
+}
+
+async fn connection(
+    mut stream: TcpStream,
+    peer: SocketAddr,
+    catalog: &Catalog,
+    config: &Config,
+    rt: &Handle,
+) -> Result<(), Error> {
+    // Each write gets the idle time too; each whole query must arrive within
+    // it (a byte now and then does not keep a slot).
     stream.set_timeout(Some(config.tcp_idle));
-    let mut buf = vec![0u8; 65535];
+    let mut buf = Vec::new();
     loop {
-        let mut len = [0u8; 2];
-        match read_exact(&mut stream, &mut len).await {
-            Ok(true) => {}
-            Ok(false) => return stream.close().await, // the client is done
-            Err(Error::TimedOut) => {
+        let len = match rt.timeout(config.tcp_idle, read_frame(&mut stream, &mut buf)).await {
+            Ok(Ok(Some(len))) => len,
+            Ok(Ok(None)) => return stream.close().await, // the client is done
+            Err(_) | Ok(Err(Error::TimedOut)) => {
                 log::debug!("{peer}: TCP idle timeout");
                 stream.abort();
                 return Ok(());
             }
-            Err(e) => return Err(e),
-        }
-        let len = u16::from_be_bytes(len) as usize;
-        let query = &mut buf[..len];
-        if !read_exact(&mut stream, query).await? {
-            return Ok(());
-        }
+            Ok(Err(e)) => return Err(e),
+        };
         let query = &buf[..len];
         if let Ok(q) = parse_query(query) {
             if q.qtype == rtype::AXFR && q.edns.is_none_or(|e| e.version == 0) && q.qclass == CLASS_IN {
@@ -271,6 +297,8 @@ mod tests {
         assert!(!one.contains("127.0.0.1".parse().unwrap()));
         assert!("10.0.0.0/33".parse::<Network>().is_err());
         assert!("banana".parse::<Network>().is_err());
+        let mapped: Network = "::ffff:192.0.2.0/120".parse().unwrap();
+        assert!(mapped.contains("192.0.2.9".parse().unwrap()));
         let all: Network = "0.0.0.0/0".parse().unwrap();
         assert!(all.contains("203.0.113.9".parse().unwrap()));
     }

@@ -273,8 +273,10 @@ impl Parser<'_> {
                 return Err(err(format!("type {} cannot appear in a zone", rdata::type_name(rt))));
             }
             let data = parse_text(rt, &t[i + 1..], &origin).map_err(err)?;
-            if data.to_wire().len() > 65535 {
-                return Err(err("record data over 65535 octets".into()));
+            // Leaves room for the header, question and owner in one 64 KiB
+            // TCP message (AXFR sends each record whole).
+            if data.to_wire().len() > 65000 {
+                return Err(err("record data over 65000 octets".into()));
             }
             let ttl = match ttl {
                 Some(v) => {

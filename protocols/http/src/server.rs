@@ -179,6 +179,20 @@ fn decode_target(target: &str) -> Option<(String, &str)> {
     Some((out, query))
 }
 
+/// Percent-encodes a decoded path for a `Location` header (RFC 3986
+/// unreserved characters and `/` stay as they are).
+fn percent_encode(path: &str) -> String {
+    let mut out = String::with_capacity(path.len());
+    for b in path.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~/".contains(&b) {
+            out.push(b as char);
+        } else {
+            let _ = write!(out, "%{b:02X}");
+        }
+    }
+    out
+}
+
 fn header<'h>(headers: &'h [httparse::Header<'_>], name: &str) -> impl Iterator<Item = &'h [u8]> + 'h {
     let name = String::from(name);
     headers.iter().filter(move |h| h.name.eq_ignore_ascii_case(&name)).map(|h| h.value)
@@ -328,14 +342,22 @@ where
         let mut scratch = String::new();
         // Read until the head is complete, or fail with a status.
         let parsed: Result<usize, u16> = loop {
-            let mut headers_storage = vec![httparse::EMPTY_HEADER; cfg.max_headers];
-            let mut req = httparse::Request::new(&mut headers_storage);
-            match req.parse(&buf[..filled]) {
-                Ok(httparse::Status::Complete(n)) => break Ok(n),
-                Ok(httparse::Status::Partial) => {}
-                Err(httparse::Error::TooManyHeaders) => break Err(431),
-                Err(httparse::Error::Version) => break Err(version_error(&buf[..filled])),
-                Err(_) => break Err(400),
+            // Parse only once the head may be complete (a blank line has
+            // arrived), so trickled bytes do not cost a parse each; but
+            // reject a malformed request line as soon as it is complete.
+            let blank_line = buf[..filled].windows(2).any(|w| w == b"\n\n" || w == b"\n\r");
+            let line_end = buf[..filled].iter().position(|b| *b == b'\n');
+            let upto = if blank_line { Some(filled) } else { line_end.map(|e| e + 1) };
+            if let Some(upto) = upto {
+                let mut headers_storage = vec![httparse::EMPTY_HEADER; cfg.max_headers];
+                let mut req = httparse::Request::new(&mut headers_storage);
+                match req.parse(&buf[..upto]) {
+                    Ok(httparse::Status::Complete(n)) if blank_line => break Ok(n),
+                    Ok(_) => {}
+                    Err(httparse::Error::TooManyHeaders) => break Err(431),
+                    Err(httparse::Error::Version) => break Err(version_error(&buf[..filled])),
+                    Err(_) => break Err(400),
+                }
             }
             let line_done = buf[..filled].contains(&b'\n');
             if !line_done && filled >= cfg.max_request_line {
@@ -426,8 +448,13 @@ fn respond<'a>(
     let version = req.version.unwrap_or(1);
     // Request smuggling: never guess between two body lengths (RFC 9112 §6.3).
     let te = header(headers, "transfer-encoding").next().is_some();
-    let mut lengths = header(headers, "content-length")
-        .map(|v| core::str::from_utf8(v).ok().and_then(|s| s.trim().parse::<usize>().ok()));
+    // Strictly digits (after spaces and tabs): `+5` or odd whitespace could
+    // make this server and a proxy disagree about where the body ends.
+    let strict = |v: &[u8]| -> Option<usize> {
+        let v = core::str::from_utf8(v).ok()?.trim_matches([' ', '\t']);
+        (!v.is_empty() && v.bytes().all(|b| b.is_ascii_digit())).then(|| v.parse().ok()).flatten()
+    };
+    let mut lengths = header(headers, "content-length").map(strict);
     let first = lengths.next();
     let consistent = lengths.all(|l| l == first.flatten() && l.is_some());
     if te {
@@ -474,14 +501,20 @@ fn respond<'a>(
             _ => host,
         };
         let port = if port == 443 { String::new() } else { format!(":{port}") };
-        redirect(&format!("https://{bare}{port}{target}"), clock, scratch)
+        // The origin-form part of the target (an absolute-form target names
+        // its own host, which is not trusted for the redirect).
+        let origin_form = match target.strip_prefix("http://").or_else(|| target.strip_prefix("https://")) {
+            Some(rest) => rest.find('/').map_or("/", |i| &rest[i..]),
+            None => target,
+        };
+        redirect(&format!("https://{bare}{port}{origin_form}"), clock, scratch)
     } else {
         let index = if path.is_empty() || path.ends_with('/') { Some(format!("{path}index.html")) } else { None };
         match index.as_deref().or(Some(path.as_str())).and_then(|p| site.get(p)) {
             Some(entry) => serve_entry(entry, headers, head_only, clock),
             None if index.is_none() && site.is_dir(&path) => {
                 let q = if query.is_empty() { String::new() } else { format!("?{query}") };
-                redirect(&format!("/{path}/{q}"), clock, scratch)
+                redirect(&format!("/{}/{q}", percent_encode(&path)), clock, scratch)
             }
             None => error(404, clock, scratch, ""),
         }

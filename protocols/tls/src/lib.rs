@@ -154,6 +154,7 @@ impl TlsAcceptor {
             in_len: 0,
             outgoing: vec![0; 16 * 1024 + 512],
             out_len: 0,
+            out_sent: 0,
             plain: Vec::new(),
             plain_pos: 0,
             peer_closed: false,
@@ -167,6 +168,9 @@ impl TlsAcceptor {
         }
     }
 }
+
+/// Most ciphertext buffered before the connection is dropped.
+const MAX_INCOMING: usize = 256 * 1024;
 
 /// What the connection needs next.
 enum Next {
@@ -186,6 +190,9 @@ pub struct TlsStream {
     in_len: usize,
     outgoing: Vec<u8>,
     out_len: usize,
+    /// How much of `outgoing[..out_len]` has been sent (a write cancelled by
+    /// a timeout resumes here rather than resending).
+    out_sent: usize,
     plain: Vec<u8>,
     plain_pos: usize,
     peer_closed: bool,
@@ -208,7 +215,25 @@ impl TlsStream {
     fn pump(&mut self, mut write: Option<&[u8]>) -> Result<(Next, usize), TlsError> {
         loop {
             let UnbufferedStatus { discard, state } = self.conn.process_tls_records(&mut self.incoming[..self.in_len]);
-            let state = state?;
+            let state = match state {
+                Ok(s) => s,
+                Err(e) => {
+                    // rustls queues a fatal alert: encode it so the caller's
+                    // flush tells the peer why. (The discard applies first,
+                    // and the same buffer must be passed again.)
+                    if discard > 0 {
+                        self.incoming.copy_within(discard..self.in_len, 0);
+                        self.in_len -= discard;
+                    }
+                    let again = self.conn.process_tls_records(&mut self.incoming[..self.in_len]);
+                    if let Ok(ConnectionState::EncodeTlsData(mut enc)) = again.state {
+                        if let Ok(n) = enc.encode(&mut self.outgoing[self.out_len..]) {
+                            self.out_len += n;
+                        }
+                    }
+                    return Err(e.into());
+                }
+            };
             let mut result = None;
             match state {
                 ConnectionState::EncodeTlsData(mut e) => loop {
@@ -231,7 +256,9 @@ impl TlsStream {
                 ConnectionState::BlockedHandshake => result = Some((Next::Read, 0)),
                 ConnectionState::ReadTraffic(mut r) => {
                     while let Some(rec) = r.next_record() {
-                        self.plain.extend_from_slice(rec?.payload);
+                        let rec = rec?;
+                        debug_assert_eq!(rec.discard, 0, "rustls 0.23.46 never asks for a record discard");
+                        self.plain.extend_from_slice(rec.payload);
                     }
                 }
                 ConnectionState::ReadEarlyData(mut r) => {
@@ -275,17 +302,35 @@ impl TlsStream {
     }
 
     async fn flush_outgoing(&mut self) -> Result<(), TlsError> {
-        if self.out_len > 0 {
-            self.tcp.write_all(&self.outgoing[..self.out_len]).await?;
-            self.out_len = 0;
+        while self.out_sent < self.out_len {
+            let n = self.tcp.write(&self.outgoing[self.out_sent..self.out_len]).await?;
+            self.out_sent += n;
         }
+        self.out_len = 0;
+        self.out_sent = 0;
         Ok(())
+    }
+
+    /// Runs `pump`, sending any alert it queued when it fails.
+    async fn step(&mut self, write: Option<&[u8]>) -> Result<(Next, usize), TlsError> {
+        match self.pump(write) {
+            Ok(r) => Ok(r),
+            Err(e) => {
+                let _ = self.flush_outgoing().await;
+                Err(e)
+            }
+        }
     }
 
     /// Reads more ciphertext; `false` at end of stream.
     async fn fill(&mut self) -> Result<bool, TlsError> {
         if self.in_len == self.incoming.len() {
-            self.incoming.resize(self.incoming.len() * 2, 0);
+            // rustls needs at most a record plus a handshake message
+            // (about 80 KiB); anything far beyond is a misbehaving peer.
+            if self.incoming.len() >= MAX_INCOMING {
+                return Err(TlsError::Closed);
+            }
+            self.incoming.resize((self.incoming.len() * 2).min(MAX_INCOMING), 0);
         }
         let n = self.tcp.read(&mut self.incoming[self.in_len..]).await?;
         self.in_len += n;
@@ -294,7 +339,7 @@ impl TlsStream {
 
     async fn handshake(&mut self) -> Result<(), TlsError> {
         loop {
-            let (next, _) = self.pump(None)?;
+            let (next, _) = self.step(None).await?;
             self.flush_outgoing().await?;
             if !self.conn.is_handshaking() {
                 return Ok(());
@@ -326,7 +371,7 @@ impl TlsStream {
             if self.peer_closed {
                 return Ok(0);
             }
-            let (next, _) = self.pump(None)?;
+            let (next, _) = self.step(None).await?;
             self.flush_outgoing().await?;
             if self.plain_pos < self.plain.len() {
                 continue;
@@ -349,7 +394,7 @@ impl TlsStream {
             return Ok(0);
         }
         loop {
-            let (next, n) = self.pump(Some(data))?;
+            let (next, n) = self.step(Some(data)).await?;
             self.flush_outgoing().await?;
             match next {
                 Next::Ready if n > 0 => return Ok(n),
@@ -365,10 +410,44 @@ impl TlsStream {
 
     /// Sends close_notify and closes the TCP connection.
     pub async fn close(mut self) -> Result<(), TlsError> {
-        let status = self.conn.process_tls_records(&mut self.incoming[..self.in_len]);
-        if let Ok(ConnectionState::WriteTraffic(mut w)) = status.state {
-            if let Ok(n) = w.queue_close_notify(&mut self.outgoing[self.out_len..]) {
-                self.out_len += n;
+        // Finish anything pending, then queue close_notify once the
+        // connection can send.
+        for _ in 0..8 {
+            let status = self.conn.process_tls_records(&mut self.incoming[..self.in_len]);
+            let discard = status.discard;
+            let done = match status.state {
+                Ok(ConnectionState::WriteTraffic(mut w)) => {
+                    let need = self.out_len + 64;
+                    if self.outgoing.len() < need {
+                        self.outgoing.resize(need, 0);
+                    }
+                    if let Ok(n) = w.queue_close_notify(&mut self.outgoing[self.out_len..]) {
+                        self.out_len += n;
+                    }
+                    true
+                }
+                Ok(ConnectionState::TransmitTlsData(t)) => {
+                    t.done();
+                    false
+                }
+                Ok(ConnectionState::EncodeTlsData(mut e)) => {
+                    if let Ok(n) = e.encode(&mut self.outgoing[self.out_len..]) {
+                        self.out_len += n;
+                    }
+                    false
+                }
+                Ok(ConnectionState::ReadTraffic(mut r)) => {
+                    while let Some(Ok(_)) = r.next_record() {}
+                    false
+                }
+                _ => true,
+            };
+            if discard > 0 {
+                self.incoming.copy_within(discard..self.in_len, 0);
+                self.in_len -= discard;
+            }
+            if done {
+                break;
             }
         }
         self.flush_outgoing().await?;
