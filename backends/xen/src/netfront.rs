@@ -1,0 +1,391 @@
+//! netfront (`xen/include/public/io/netif.h`): a [`Net`] device over two
+//! shared rings, in copy mode (the backend copies received frames into
+//! pages we granted; we grant pages it reads transmitted frames from).
+
+use alloc::format;
+use alloc::string::String;
+use alloc::vec::Vec;
+use core::cell::Cell;
+use core::task::Context;
+
+use morgana_devices::{LinkState, Net, NetStats, RxToken, TxToken};
+use morgana_x86::xen::Port;
+
+use crate::grant::GrantRef;
+use crate::page::SharedPage;
+use crate::platform::{wait_backend, with_grants, Store};
+use crate::ring::FrontRing;
+use crate::XenbusState;
+
+#[repr(C)]
+#[derive(Clone, Copy)]
+struct TxReq {
+    gref: u32,
+    offset: u16,
+    flags: u16,
+    id: u16,
+    size: u16,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy)]
+struct TxRsp {
+    id: u16,
+    status: i16,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy)]
+struct RxReq {
+    id: u16,
+    pad: u16,
+    gref: u32,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy)]
+struct RxRsp {
+    id: u16,
+    offset: u16,
+    flags: u16,
+    status: i16,
+}
+
+const NETRXF_MORE_DATA: u16 = 1 << 2;
+const NETRXF_EXTRA_INFO: u16 = 1 << 3;
+/// Receive buffers posted (one page each).
+const N_RX: usize = 128;
+/// Transmit buffers (one page each).
+const N_TX: usize = 64;
+const MTU: usize = 1500;
+
+#[derive(Default)]
+struct Counters {
+    rx_frames: Cell<u64>,
+    rx_bytes: Cell<u64>,
+    rx_dropped: Cell<u64>,
+    tx_frames: Cell<u64>,
+    tx_bytes: Cell<u64>,
+    tx_dropped: Cell<u64>,
+}
+
+fn bump(c: &Cell<u64>, n: u64) {
+    c.set(c.get().wrapping_add(n));
+}
+
+struct TxSide {
+    ring: FrontRing<TxReq, TxRsp>,
+    bufs: Vec<(SharedPage, GrantRef)>,
+    free: Vec<u16>,
+    in_flight: Vec<bool>,
+    port: Port,
+}
+
+/// A Xen virtual network interface.
+pub struct Netfront {
+    tx: TxSide,
+    rx: FrontRing<RxReq, RxRsp>,
+    rx_bufs: Vec<(SharedPage, GrantRef)>,
+    rx_posted: Vec<bool>,
+    rx_done: Vec<u16>,
+    port: Port,
+    mac: [u8; 6],
+    counters: Counters,
+    broken: bool,
+}
+
+fn parse_mac(s: &str) -> Option<[u8; 6]> {
+    let mut mac = [0u8; 6];
+    let mut parts = s.trim().split(':');
+    for b in &mut mac {
+        *b = u8::from_str_radix(parts.next()?, 16).ok()?;
+    }
+    parts.next().is_none().then_some(mac)
+}
+
+fn read(xs: &mut Store, path: &str) -> Result<String, String> {
+    xs.read(path).map_err(|e| format!("{path}: {e}"))
+}
+
+impl Netfront {
+    /// Connects to the backend of the vif at `node` (`device/vif/N`).
+    pub fn connect(xs: &mut Store, node: &str) -> Result<Netfront, String> {
+        let backend = read(xs, &format!("{node}/backend"))?;
+        let backend_id: u16 = read(xs, &format!("{node}/backend-id"))?.parse().map_err(|_| "bad backend-id")?;
+        let mac = parse_mac(&read(xs, &format!("{node}/mac"))?).ok_or("bad MAC address in xenstore")?;
+        wait_backend(xs, &backend, XenbusState::InitWait)?;
+
+        let grant = |page: SharedPage, readonly: bool| {
+            with_grants(|g| g.grant(backend_id, page.gfn(), readonly)).map_err(|e| format!("granting a page: {e:?}"))
+        };
+        let tx_ring = FrontRing::<TxReq, TxRsp>::new(SharedPage::new());
+        let rx_ring = FrontRing::<RxReq, RxRsp>::new(SharedPage::new());
+        let tx_ref = grant(tx_ring.page(), false)?;
+        let rx_ref = grant(rx_ring.page(), false)?;
+        let port = Port::alloc_unbound(backend_id).map_err(|e| format!("event channel: error {e}"))?;
+        let mut rx_bufs = Vec::with_capacity(N_RX);
+        for _ in 0..N_RX {
+            let p = SharedPage::new();
+            rx_bufs.push((p, grant(p, false)?));
+        }
+        let mut tx_bufs = Vec::with_capacity(N_TX);
+        for _ in 0..N_TX {
+            let p = SharedPage::new();
+            tx_bufs.push((p, grant(p, true)?));
+        }
+        let mut nf = Netfront {
+            tx: TxSide {
+                ring: tx_ring,
+                bufs: tx_bufs,
+                free: (0..N_TX as u16).collect(),
+                in_flight: alloc::vec![false; N_TX],
+                port,
+            },
+            rx: rx_ring,
+            rx_bufs,
+            rx_posted: alloc::vec![false; N_RX],
+            rx_done: (0..N_RX as u16).collect(),
+            port,
+            mac,
+            counters: Counters::default(),
+            broken: false,
+        };
+        nf.repost();
+        for attempt in 0.. {
+            let tx = xs.transaction_start().map_err(|e| format!("{e}"))?;
+            let keys = [
+                ("tx-ring-ref", format!("{tx_ref}")),
+                ("rx-ring-ref", format!("{rx_ref}")),
+                ("event-channel", format!("{}", port.0)),
+                ("request-rx-copy", "1".into()),
+                ("feature-rx-notify", "1".into()),
+                ("feature-no-csum-offload", "1".into()),
+                ("feature-sg", "0".into()),
+                ("feature-gso-tcpv4", "0".into()),
+            ];
+            for (k, v) in keys {
+                xs.write(tx, &format!("{node}/{k}"), &v).map_err(|e| format!("{node}/{k}: {e}"))?;
+            }
+            match xs.transaction_end(tx, true) {
+                Ok(()) => break,
+                Err(crate::xenstore::XsError::Daemon(e)) if e == "EAGAIN" && attempt < 10 => continue,
+                Err(e) => return Err(format!("{e}")),
+            }
+        }
+        xs.write(0, &format!("{node}/state"), "4").map_err(|e| format!("{e}"))?;
+        port.unmask();
+        wait_backend(xs, &backend, XenbusState::Connected)?;
+        if nf.rx.publish() {
+            port.notify();
+        }
+        log::info!("netfront {node}: backend {backend} (domain {backend_id}), MAC {:02x?}", mac);
+        Ok(nf)
+    }
+
+    fn fail(&mut self, what: &dyn core::fmt::Display) {
+        if !self.broken {
+            log::error!("netfront: {what}; the interface stops");
+            self.broken = true;
+        }
+    }
+
+    /// Posts finished receive buffers back to the backend.
+    fn repost(&mut self) {
+        let mut pushed = false;
+        while let Some(&id) = self.rx_done.last() {
+            let req = RxReq { id, pad: 0, gref: self.rx_bufs[id as usize].1 };
+            if !self.rx.push_request(req) {
+                break;
+            }
+            self.rx_done.pop();
+            self.rx_posted[id as usize] = true;
+            pushed = true;
+        }
+        if pushed && self.rx.publish() {
+            self.port.notify();
+        }
+    }
+}
+
+impl TxSide {
+    /// Frees buffers whose frames the backend has sent.
+    fn reclaim(&mut self, counters: &Counters) -> Result<(), crate::ring::RingError> {
+        let n = self.ring.responses()?;
+        for _ in 0..n {
+            let rsp = self.ring.take_response();
+            let id = rsp.id as usize;
+            if id >= N_TX || !self.in_flight[id] {
+                return Err(crate::ring::RingError::UnknownId(rsp.id as u64));
+            }
+            self.in_flight[id] = false;
+            self.free.push(rsp.id);
+            if rsp.status < 0 {
+                bump(&counters.tx_dropped, 1);
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A received frame, in a receive page.
+pub struct Rx<'a> {
+    page: SharedPage,
+    offset: usize,
+    len: usize,
+    id: u16,
+    done: &'a mut Vec<u16>,
+}
+
+/// A transmit slot.
+pub struct Tx<'a> {
+    tx: &'a mut TxSide,
+    counters: &'a Counters,
+}
+
+impl RxToken for Rx<'_> {
+    fn consume<R, F: FnOnce(&mut [u8]) -> R>(self, f: F) -> R {
+        // SAFETY: the page is one of our receive pages (leaked, never
+        // freed); offset + len <= 4096 was checked; the backend is done with
+        // it (it answered) and does not get it back until `done` is reposted
+        // after this borrow ends.
+        let frame = unsafe { core::slice::from_raw_parts_mut(self.page.ptr().add(self.offset), self.len) };
+        f(frame)
+    }
+}
+
+impl Drop for Rx<'_> {
+    fn drop(&mut self) {
+        self.done.push(self.id);
+    }
+}
+
+impl TxToken for Tx<'_> {
+    fn consume<R, F: FnOnce(&mut [u8]) -> R>(self, len: usize, f: F) -> R {
+        let Some(id) = self.tx.free.pop().filter(|_| len <= MTU + 14) else {
+            bump(&self.counters.tx_dropped, 1);
+            let mut scratch = alloc::vec![0u8; len];
+            return f(&mut scratch);
+        };
+        let (page, gref) = self.tx.bufs[id as usize];
+        // SAFETY: the page is a transmit page not in flight (its id was
+        // free), so the backend is not reading it; len <= 1514 < 4096.
+        let buf = unsafe { core::slice::from_raw_parts_mut(page.ptr(), len) };
+        let r = f(buf);
+        let req = TxReq { gref, offset: 0, flags: 0, id, size: len as u16 };
+        if self.tx.ring.push_request(req) {
+            self.tx.in_flight[id as usize] = true;
+            bump(&self.counters.tx_frames, 1);
+            bump(&self.counters.tx_bytes, len as u64);
+            if self.tx.ring.publish() {
+                self.tx.port.notify();
+            }
+        } else {
+            self.tx.free.push(id);
+            bump(&self.counters.tx_dropped, 1);
+        }
+        r
+    }
+}
+
+impl Net for Netfront {
+    type RxToken<'a> = Rx<'a>;
+    type TxToken<'a> = Tx<'a>;
+
+    fn receive(&mut self, cx: &mut Context<'_>) -> Option<(Rx<'_>, Tx<'_>)> {
+        if self.broken {
+            return None;
+        }
+        self.port.take_fired();
+        if let Err(e) = self.tx.reclaim(&self.counters) {
+            self.fail(&e);
+            return None;
+        }
+        self.repost();
+        loop {
+            let ready = match self.rx.responses() {
+                Ok(n) => n,
+                Err(e) => {
+                    self.fail(&e);
+                    return None;
+                }
+            };
+            if ready == 0 {
+                self.port.register(cx.waker());
+                match self.rx.final_check() {
+                    Ok(true) => cx.waker().wake_by_ref(),
+                    Ok(false) => {}
+                    Err(e) => self.fail(&e),
+                }
+                return None;
+            }
+            let rsp = self.rx.take_response();
+            let id = rsp.id as usize;
+            if id >= N_RX || !self.rx_posted[id] {
+                self.fail(&crate::ring::RingError::UnknownId(rsp.id as u64));
+                return None;
+            }
+            self.rx_posted[id] = false;
+            if rsp.flags & NETRXF_EXTRA_INFO != 0 && self.rx.responses().unwrap_or(0) > 0 {
+                let _ = self.rx.take_response(); // an extra-info slot we did not ask for
+            }
+            let (offset, len) = (rsp.offset as usize, rsp.status as isize);
+            if len <= 0 || rsp.flags & NETRXF_MORE_DATA != 0 || offset + len as usize > 4096 || len as usize > MTU + 14
+            {
+                bump(&self.counters.rx_dropped, 1);
+                self.rx_done.push(rsp.id);
+                continue;
+            }
+            bump(&self.counters.rx_frames, 1);
+            bump(&self.counters.rx_bytes, len as u64);
+            let rx = Rx { page: self.rx_bufs[id].0, offset, len: len as usize, id: rsp.id, done: &mut self.rx_done };
+            let tx = Tx { tx: &mut self.tx, counters: &self.counters };
+            return Some((rx, tx));
+        }
+    }
+
+    fn transmit(&mut self, cx: &mut Context<'_>) -> Option<Tx<'_>> {
+        if self.broken {
+            return None;
+        }
+        if let Err(e) = self.tx.reclaim(&self.counters) {
+            self.fail(&e);
+            return None;
+        }
+        if self.tx.free.is_empty() || self.tx.ring.free_requests() == 0 {
+            self.port.register(cx.waker());
+            if let Ok(true) = self.tx.ring.final_check() {
+                cx.waker().wake_by_ref();
+            }
+            return None;
+        }
+        Some(Tx { tx: &mut self.tx, counters: &self.counters })
+    }
+
+    fn link_state(&mut self, _cx: &mut Context<'_>) -> LinkState {
+        if self.broken {
+            LinkState::Down
+        } else {
+            LinkState::Up
+        }
+    }
+
+    fn mac_address(&self) -> [u8; 6] {
+        self.mac
+    }
+
+    fn mtu(&self) -> usize {
+        MTU
+    }
+
+    fn stats(&self) -> NetStats {
+        let c = &self.counters;
+        NetStats {
+            rx_frames: c.rx_frames.get(),
+            rx_bytes: c.rx_bytes.get(),
+            rx_dropped: c.rx_dropped.get(),
+            tx_frames: c.tx_frames.get(),
+            tx_bytes: c.tx_bytes.get(),
+            tx_dropped: c.tx_dropped.get(),
+        }
+    }
+}
