@@ -76,7 +76,8 @@ pub fn exit(code: i32) -> ! {
     morgana_x86::exit(code)
 }
 
-/// Where log lines go: the serial console.
+/// Where log lines go: the serial console (Xen's debug port under Xen,
+/// until the PV console is up).
 pub fn log_sink() -> Box<dyn LogSink> {
     Box::new(Serial)
 }
@@ -139,8 +140,12 @@ impl Entropy for EntropyDevice {
     }
 }
 
-/// The console: a virtio console if there is one, else COM1.
+/// The console: a virtio console if there is one, Xen's PV console under
+/// Xen, else COM1.
 pub enum ConsoleDevice {
+    /// Xen's PV console.
+    #[cfg(feature = "xen")]
+    Xen(morgana_xen::PvConsole),
     /// A virtio-console port.
     #[cfg(feature = "virtio")]
     Virtio(Box<morgana_virtio::VirtioConsole>),
@@ -153,6 +158,8 @@ impl Console for ConsoleDevice {
         match self {
             #[cfg(feature = "virtio")]
             ConsoleDevice::Virtio(c) => c.write(bytes),
+            #[cfg(feature = "xen")]
+            ConsoleDevice::Xen(c) => c.write(bytes),
             ConsoleDevice::Serial(s) => s.write(bytes),
         }
     }
@@ -161,6 +168,8 @@ impl Console for ConsoleDevice {
         match self {
             #[cfg(feature = "virtio")]
             ConsoleDevice::Virtio(c) => c.poll_read(cx, buf),
+            #[cfg(feature = "xen")]
+            ConsoleDevice::Xen(c) => c.poll_read(cx, buf),
             ConsoleDevice::Serial(s) => s.poll_read(cx, buf),
         }
     }
@@ -170,7 +179,10 @@ impl Console for ConsoleDevice {
 pub enum BlockDevice {
     /// A virtio-blk disk.
     #[cfg(feature = "virtio")]
-    Virtio(morgana_virtio::VirtioBlk),
+    Virtio(Box<morgana_virtio::VirtioBlk>),
+    /// A Xen vbd.
+    #[cfg(feature = "xen")]
+    Xen(morgana_xen::Blkfront),
 }
 
 impl Block for BlockDevice {
@@ -178,6 +190,8 @@ impl Block for BlockDevice {
         match self {
             #[cfg(feature = "virtio")]
             BlockDevice::Virtio(b) => b.info(),
+            #[cfg(feature = "xen")]
+            BlockDevice::Xen(b) => b.info(),
         }
     }
 
@@ -185,6 +199,8 @@ impl Block for BlockDevice {
         match self {
             #[cfg(feature = "virtio")]
             BlockDevice::Virtio(b) => b.read(first, buf).await,
+            #[cfg(feature = "xen")]
+            BlockDevice::Xen(b) => b.read(first, buf).await,
         }
     }
 
@@ -192,6 +208,8 @@ impl Block for BlockDevice {
         match self {
             #[cfg(feature = "virtio")]
             BlockDevice::Virtio(b) => b.write(first, buf).await,
+            #[cfg(feature = "xen")]
+            BlockDevice::Xen(b) => b.write(first, buf).await,
         }
     }
 
@@ -199,6 +217,8 @@ impl Block for BlockDevice {
         match self {
             #[cfg(feature = "virtio")]
             BlockDevice::Virtio(b) => b.flush().await,
+            #[cfg(feature = "xen")]
+            BlockDevice::Xen(b) => b.flush().await,
         }
     }
 }
@@ -230,8 +250,18 @@ fn seed(entropy: &mut EntropyDevice) -> u64 {
     }
 }
 
-/// Finds the devices and starts the network stack on `rt`.
-pub fn start(cfg: BootConfig, _machine: &Rc<Machine>, rt: &Handle) -> Result<Devices, BootError> {
+/// Finds the devices and starts the network stack on `rt`: Xen's PV
+/// devices when booted on Xen, else virtio devices.
+pub fn start(cfg: BootConfig, machine: &Rc<Machine>, rt: &Handle) -> Result<Devices, BootError> {
+    #[cfg(feature = "xen")]
+    if morgana_x86::xen::present() {
+        return xen::start(cfg, rt);
+    }
+    #[cfg(not(feature = "xen"))]
+    if morgana_x86::xen::present() {
+        return Err(BootError::Device("booted on Xen, but this image was built without the xen feature".into()));
+    }
+    let _ = machine;
     let words = PLATFORM_WORDS.get().cloned().unwrap_or_default();
     let mut entropy = EntropyDevice;
     let mut have_rng = false;
@@ -263,7 +293,7 @@ pub fn start(cfg: BootConfig, _machine: &Rc<Machine>, rt: &Handle) -> Result<Dev
                         i.sectors,
                         if i.read_only { ", read-only" } else { "" }
                     );
-                    block = Some(BlockDevice::Virtio(b));
+                    block = Some(BlockDevice::Virtio(Box::new(b)));
                 }
                 DeviceType::Console if matches!(console, ConsoleDevice::Serial(_)) => {
                     let c = morgana_virtio::VirtioConsole::new(dev.transport, dev.gsi)
@@ -289,6 +319,84 @@ pub fn start(cfg: BootConfig, _machine: &Rc<Machine>, rt: &Handle) -> Result<Dev
         }
     };
     Ok(Devices { stack, clock: SystemClock, entropy, block, console })
+}
+
+#[cfg(feature = "xen")]
+mod xen {
+    use super::*;
+    use alloc::format;
+    use morgana_x86::xen::Port;
+    use morgana_xen::Store;
+
+    pub(super) fn start(cfg: BootConfig, rt: &Handle) -> Result<Devices, BootError> {
+        let devs = morgana_xen::start().map_err(|e| BootError::Device(format!("Xen devices: {e}")))?;
+        let console = match devs.console {
+            Some(c) => {
+                morgana_runtime::logger::set_sink(Box::new(c));
+                log::info!("Xen PV console");
+                ConsoleDevice::Xen(c)
+            }
+            None => ConsoleDevice::Serial(Serial),
+        };
+        let mut entropy = EntropyDevice;
+        let block = devs.block.map(|b| {
+            let i = b.info();
+            log::info!("Xen vbd: {} sectors{}", i.sectors, if i.read_only { ", read-only" } else { "" });
+            BlockDevice::Xen(b)
+        });
+        let stack = match devs.net {
+            Some(nic) => {
+                log::info!("Xen vif, MAC {:02x?}", morgana_devices::Net::mac_address(&nic));
+                direct::start(nic, cfg.direct, seed(&mut entropy), rt).0
+            }
+            None => {
+                log::info!("no network device");
+                Stack::new(Rc::new(NoNetwork), rt.clone())
+            }
+        };
+        rt.spawn(watch_shutdown(devs.store, devs.store_port));
+        Ok(Devices { stack, clock: SystemClock, entropy, block, console })
+    }
+
+    /// Waits for the toolstack to write `control/shutdown` (`xl shutdown`,
+    /// `xl reboot`), acknowledges it and ends the VM through the normal exit
+    /// path. A unikernel cannot suspend; that request is refused.
+    async fn watch_shutdown(mut xs: Store, port: Port) {
+        const NODE: &str = "control/shutdown";
+        let mut broken = false;
+        let request = core::future::poll_fn(|cx| {
+            port.register(cx.waker());
+            while !broken {
+                match xs.poll_event() {
+                    Ok(Some((path, _))) if path == NODE => {
+                        xs.channel().extend(core::time::Duration::from_secs(1));
+                        let what = xs.read(NODE).unwrap_or_default();
+                        match what.as_str() {
+                            "" => {}
+                            "poweroff" | "halt" | "reboot" => {
+                                let _ = xs.write(0, NODE, "");
+                                return Poll::Ready(what);
+                            }
+                            other => {
+                                log::warn!("ignoring Xen shutdown request {other:?}: not supported");
+                                let _ = xs.write(0, NODE, "");
+                            }
+                        }
+                    }
+                    Ok(Some(_)) => {}
+                    Ok(None) => return Poll::Pending,
+                    Err(e) => {
+                        log::error!("xenstore: {e}; no longer watching for shutdown requests");
+                        broken = true;
+                    }
+                }
+            }
+            Poll::Pending
+        });
+        let what = request.await;
+        log::info!("Xen asked for {what}: exiting");
+        morgana_x86::exit(0);
+    }
 }
 
 #[cfg(feature = "virtio")]

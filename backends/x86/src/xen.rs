@@ -249,6 +249,11 @@ static FIRED: [AtomicU64; MAX_PORTS / 64] = [const { AtomicU64::new(0) }; MAX_PO
 
 /// Called by the trap handler for [`UPCALL_VECTOR`].
 pub(crate) fn upcall_interrupt() {
+    // Xen re-injects the vector on every entry while `evtchn_upcall_pending`
+    // is set, so it is cleared here; `dispatch` reads the pending words.
+    // SAFETY: the shared-info page is mapped; a byte write to the ABI's
+    // `evtchn_upcall_pending` field, volatile since Xen also writes it.
+    unsafe { (&raw mut (*shared()).vcpu_info[0].evtchn_upcall_pending).write_volatile(0) };
     UPCALL.store(true, Ordering::Release);
 }
 
@@ -269,7 +274,6 @@ pub(crate) fn dispatch() {
     // atomics of the same size is sound.
     unsafe {
         let v = &raw mut (*s).vcpu_info[0];
-        (&raw mut (*v).evtchn_upcall_pending).write_volatile(0);
         let sel = &*(&raw mut (*v).evtchn_pending_sel).cast::<AtomicU64>();
         let mut words = sel.swap(0, Ordering::AcqRel);
         while words != 0 {

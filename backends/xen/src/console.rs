@@ -91,7 +91,6 @@ impl PvConsole {
 
 impl LogSink for PvConsole {
     fn write_str(&mut self, s: &str) {
-        morgana_x86::xen::debug_write(s.as_bytes());
         self.write_all(s.as_bytes());
     }
 }

@@ -37,7 +37,7 @@ pub use console::PvConsole;
 #[cfg(target_os = "none")]
 pub use netfront::Netfront;
 #[cfg(target_os = "none")]
-pub use platform::{start, Devices};
+pub use platform::{start, Devices, Store, StoreChannel};
 
 /// Xenbus states (`io/xenbus.h`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

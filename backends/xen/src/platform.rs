@@ -112,12 +112,14 @@ pub fn start() -> Result<Devices, String> {
     // allocated for this and leaked; nothing else uses them.
     *GRANTS.lock() = Some(Grants(unsafe { GrantTable::new(table.ptr(), FRAMES * PER_FRAME) }));
 
+    log::debug!("xen: {FRAMES} grant frames at {:#x}", table.addr());
     let store_page = param(xen::HVM_PARAM_STORE_PFN, "xenstore ring")? << 12;
     let store_port = Port(param(xen::HVM_PARAM_STORE_EVTCHN, "xenstore event channel")? as u32);
     store_port.unmask();
     let page = SharedPage::at(store_page as usize).ok_or("xenstore ring not page aligned")?;
     let mut xs = Client::new(page, StoreChannel { port: store_port, deadline: morgana_x86::clock::now() });
     xs.channel().extend(Duration::from_secs(10));
+    log::debug!("xen: xenstore ring at {store_page:#x}, port {}", store_port.0);
 
     let console = match (xen::hvm_param(xen::HVM_PARAM_CONSOLE_PFN), xen::hvm_param(xen::HVM_PARAM_CONSOLE_EVTCHN)) {
         (Some(pfn), Some(port)) if pfn != 0 => PvConsole::new(pfn << 12, Port(port as u32)),
@@ -130,7 +132,9 @@ pub fn start() -> Result<Devices, String> {
             .and_then(|v| v.into_iter().next())
             .map(|id| format!("device/{class}/{id}"))
     };
-    let net = match first(&mut xs, "vif") {
+    let vif = first(&mut xs, "vif");
+    log::debug!("xen: console {}, vif {vif:?}", console.is_some());
+    let net = match vif {
         Some(node) => Some(Netfront::connect(&mut xs, &node)?),
         None => None,
     };
@@ -138,6 +142,10 @@ pub fn start() -> Result<Devices, String> {
         Some(node) => Some(Blkfront::connect(&mut xs, &node)?),
         None => None,
     };
-    xs.watch("control/shutdown", "shutdown").map_err(|e| format!("{e}"))?;
+    xs.watch("control/shutdown", "shutdown").map_err(|e| format!("watching control/shutdown: {e}"))?;
+    // Tells the toolstack that `xl shutdown` is understood.
+    if let Err(e) = xs.write(0, "control/feature-poweroff", "1") {
+        log::warn!("control/feature-poweroff: {e}");
+    }
     Ok(Devices { net, block, console, store: xs, store_port })
 }

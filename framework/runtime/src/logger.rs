@@ -67,6 +67,12 @@ pub fn init(level: LevelFilter, sink: Box<dyn LogSink>, clock: fn() -> Instant) 
     log::set_max_level(level);
 }
 
+/// Sends log lines to `sink` from now on (a backend's console that
+/// comes up after the logger).
+pub fn set_sink(sink: Box<dyn LogSink>) {
+    *LOGGER.sink.lock() = Some(sink);
+}
+
 /// Parses a `--log` value: off, error, warn, info, debug or trace.
 pub fn parse_level(s: &str) -> Result<LevelFilter, &'static str> {
     s.parse().map_err(|_| "expected off, error, warn, info, debug or trace")
