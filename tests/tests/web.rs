@@ -408,6 +408,22 @@ fn vm_curl() -> Result {
     check(t12.contains("Protocol  : TLSv1.2"), "TLS 1.2 in the VM", &t12)
 }
 
+/// Without virtio-rng (and no RDRAND in QEMU's default CPU) the image must
+/// refuse HTTPS at boot, saying why, rather than fail at the first handshake.
+fn vm_without_entropy_refuses_https() -> Result {
+    let image = xtask::build_image("web", true)?;
+    let mut vm = xtask::Vm::new(&image);
+    vm.rng = false;
+    vm.network = true;
+    let out = vm.command().output()?;
+    let text = String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    check(
+        xtask::app_exit_code(out.status) == Some(1) && text.contains("HTTPS needs an entropy source"),
+        "exit 1 with a clear message",
+        &text,
+    )
+}
+
 fn chromium_renders_vm_site() -> Result {
     let vm = start_vm()?;
     let dir = std::env::temp_dir().join(format!("morgana-chromium-{}", std::process::id()));
@@ -464,6 +480,7 @@ fn main() {
         t("slowloris_is_cut_off", slowloris, false),
         t("connection_cap", connection_cap, false),
         t("vm_image_curl_http_https", vm_curl, !(qemu && curl_ok && ossl)),
+        t("vm_without_entropy_refuses_https", vm_without_entropy_refuses_https, !qemu),
         t("chromium_renders_site_from_vm", chromium_renders_vm_site, !(qemu && chromium)),
     ];
     libtest_mimic::run(&args, tests).exit();

@@ -3,6 +3,7 @@
 #![forbid(unsafe_code)]
 
 pub mod bench;
+pub mod xen;
 
 use std::fmt;
 use std::path::{Path, PathBuf};

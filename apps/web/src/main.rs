@@ -15,6 +15,7 @@ use core::str::FromStr;
 use core::time::Duration;
 
 use morgana::log::{debug, info};
+use morgana::Entropy;
 use morgana::{ArgError, Args, ClockDevice, Context, Env, Handle, ListenAddr, TcpListener, TcpStream};
 use morgana_http::{serve_connection, Site};
 use morgana_tls::TlsAcceptor;
@@ -206,7 +207,14 @@ fn acceptor(env: &Env, cfg: &Config) -> morgana::Result<TlsAcceptor> {
     Ok(TlsAcceptor::new(&cert, &key, &[b"http/1.1"], env.clock)?)
 }
 
-async fn serve(env: Env, cfg: Config) -> morgana::Result {
+async fn serve(mut env: Env, cfg: Config) -> morgana::Result {
+    if !cfg.https.is_empty() {
+        // TLS keys and nonces need real randomness: refuse to start without it.
+        let mut probe = [0u8; 16];
+        env.entropy.fill(&mut probe).map_err(|e| {
+            format!("HTTPS needs an entropy source (virtio-rng or RDRAND), and none works: {e}; use --no-https to serve plain HTTP")
+        })?;
+    }
     let site = Rc::new(load_site(&env, &cfg)?);
     let open = Rc::new(Cell::new(0));
     let tls = if cfg.https.is_empty() { None } else { Some(acceptor(&env, &cfg)?) };

@@ -1,0 +1,223 @@
+//! The VM images as Xen PVH guests, on a real Xen (4.17, nested in QEMU
+//! under TCG; see `tests/xen/`). One boot of the test host runs every
+//! scenario from dom0 with real clients (the echo client, `dig`, `xl`);
+//! each test then checks its part of the log.
+//!
+//! Needs root (debootstrap builds the host once, cached in
+//! `target/xen-host`), debootstrap and qemu-system-x86_64; skipped without
+//! them.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use libtest_mimic::{Arguments, Trial};
+use morgana_tests::client;
+use morgana_tests::process::Running;
+use xtask::xen::{self, Domain, XenHost};
+
+type Result = std::result::Result<(), libtest_mimic::Failed>;
+
+fn check(ok: bool, what: &str, detail: &str) -> Result {
+    if ok {
+        Ok(())
+    } else {
+        Err(format!("{what}\n--- output\n{detail}").into())
+    }
+}
+
+/// What the host run produced: the log split into sections, and the share.
+struct HostRun {
+    sections: BTreeMap<String, String>,
+    share: PathBuf,
+}
+
+const SCRIPT: &str = r#"
+cp /share/echo /share/dns /share/vmcheck /share/echo-client /share/dns-probe /tmp/
+
+section echo-boot
+xl create /share/echo.cfg 2>&1 || echo "xl create failed"
+i=0; until /tmp/echo-client udp 10.77.0.2:7 1 8 >/dev/null 2>&1; do i=$((i+1)); [ $i -gt 150 ] && break; sleep 0.2; done
+section echo-tcp
+/tmp/echo-client tcp 10.77.0.2:7 1048576 2>&1
+section echo-udp
+/tmp/echo-client udp 10.77.0.2:7 50 1200 2>&1
+section echo-concurrent
+/tmp/echo-client concurrent 10.77.0.2:7 20 2>&1
+section echo-shutdown
+timeout 60 xl shutdown -w echo 2>&1; echo "xl shutdown status $?"
+section echo-gone
+wait_gone echo 30
+section echo-console
+cat /var/log/xen/guest-echo.log
+
+section dns-boot
+xl create /share/dns.cfg 2>&1 || echo "xl create failed"
+/tmp/dns-probe 10.77.0.3:53 www.example.com 60 >/dev/null && echo "dns answered"
+section dns-udp
+dig @10.77.0.3 +norec +tries=3 www.example.com A 2>&1
+section dns-tcp
+dig @10.77.0.3 +norec +tcp mail.example.com MX 2>&1
+section dns-refused
+dig @10.77.0.3 +norec +tries=3 example.org A 2>&1
+section dns-shutdown
+timeout 60 xl shutdown -w dns 2>&1; echo "xl shutdown status $?"
+section dns-console
+cat /var/log/xen/guest-dns.log
+
+truncate -s 8M /tmp/disk.img
+section blk-write
+timeout 120 xl create -F /share/blkw.cfg 2>&1; echo "xl create -F status $?"
+section blk-write-console
+cat /var/log/xen/guest-blkw.log
+section blk-read
+timeout 120 xl create -F /share/blkr.cfg 2>&1; echo "xl create -F status $?"
+section blk-read-console
+cat /var/log/xen/guest-blkr.log
+section end
+"#;
+
+fn host_run() -> &'static std::result::Result<HostRun, String> {
+    static RUN: OnceLock<std::result::Result<HostRun, String>> = OnceLock::new();
+    RUN.get_or_init(|| {
+        let host = XenHost::ensure()?;
+        let share = xen::share_dir("test")?;
+        for app in ["echo", "dns", "vmcheck"] {
+            xen::put(&share, app, &xtask::build_image(app, true)?)?;
+        }
+        xen::put(&share, "echo-client", env!("CARGO_BIN_EXE_echo-client").as_ref())?;
+        xen::put(&share, "dns-probe", env!("CARGO_BIN_EXE_dns-probe").as_ref())?;
+        let mut echo = Domain::new("echo", "/tmp/echo");
+        echo.cmdline = "--ipv4=10.77.0.2/24".into();
+        echo.mac = Some("00:16:3e:00:00:02".into());
+        let mut dns = Domain::new("dns", "/tmp/dns");
+        dns.cmdline = "--ipv4=10.77.0.3/24".into();
+        dns.mac = Some("00:16:3e:00:00:03".into());
+        let mut blkw = Domain::new("blkw", "/tmp/vmcheck");
+        blkw.cmdline = "--check=blk-write".into();
+        blkw.disk = Some("/tmp/disk.img".into());
+        let mut blkr = blkw.clone();
+        blkr.name = "blkr".into();
+        blkr.cmdline = "--check=blk-read".into();
+        for (d, file) in [(&echo, "echo.cfg"), (&dns, "dns.cfg"), (&blkw, "blkw.cfg"), (&blkr, "blkr.cfg")] {
+            std::fs::write(share.join(file), d.config()).map_err(|e| e.to_string())?;
+        }
+        xen::put_script(&share, &format!("{}{SCRIPT}", xen::SCRIPT_PRELUDE))?;
+        let run = host.run(&share, Duration::from_secs(600))?;
+        eprintln!("xen host run took {:.0} s", run.elapsed.as_secs_f64());
+        if run.status != Some(0) {
+            return Err(format!(
+                "dom0's script did not finish ({:?})\n--- run.log\n{}\n--- serial\n{}",
+                run.status,
+                run.log,
+                xen::tail(&run.serial, 3000)
+            ));
+        }
+        Ok(HostRun { sections: xen::sections(&run.log), share })
+    })
+}
+
+/// The section `name` of the host run's log.
+fn section(name: &str) -> std::result::Result<String, libtest_mimic::Failed> {
+    let run = host_run().as_ref().map_err(|e| e.clone())?;
+    run.sections.get(name).cloned().ok_or_else(|| format!("no section {name} in the run log").into())
+}
+
+fn echo_over_netfront() -> Result {
+    let out = section("echo-tcp")?;
+    check(out.contains("tcp 1048576 bytes echoed"), "1 MiB TCP echo through netfront, byte-exact", &out)?;
+    let out = section("echo-udp")?;
+    check(out.contains("udp 50 datagrams of 1200 bytes echoed"), "UDP echo through netfront", &out)?;
+    let out = section("echo-concurrent")?;
+    check(out.contains("20 concurrent connections echoed"), "20 concurrent TCP connections", &out)
+}
+
+fn xl_shutdown_ends_the_app() -> Result {
+    let out = section("echo-shutdown")?;
+    check(
+        out.contains("has been shut down, reason code 0") && out.contains("xl shutdown status 0"),
+        "xl shutdown acknowledged, domain powered off",
+        &out,
+    )?;
+    let gone = section("echo-gone")?;
+    check(gone.contains("domain echo ended"), "domain destroyed after xl shutdown", &gone)?;
+    let console = section("echo-console")?;
+    check(
+        console.contains("Xen vif, MAC [00, 16, 3e, 00, 00, 02]")
+            && console.contains("ready to serve")
+            && console.contains("Xen asked for poweroff: exiting"),
+        "PV console log shows the boot, the vif and the app's exit path",
+        &console,
+    )
+}
+
+fn dns_over_netfront() -> Result {
+    check(section("dns-boot")?.contains("dns answered"), "DNS domU answers", &section("dns-boot")?)?;
+    let out = section("dns-udp")?;
+    check(
+        out.contains("status: NOERROR") && out.contains("flags: qr aa") && out.contains("192.0.2.80"),
+        "dig over UDP",
+        &out,
+    )?;
+    let out = section("dns-tcp")?;
+    check(out.contains("status: NOERROR") && out.contains("(TCP)"), "dig over TCP", &out)?;
+    let out = section("dns-refused")?;
+    check(out.contains("status: REFUSED"), "dig for a zone not served", &out)?;
+    let out = section("dns-shutdown")?;
+    check(out.contains("reason code 0"), "DNS domU shut down cleanly", &out)
+}
+
+fn blkfront_data_survives_a_second_domain() -> Result {
+    let out = section("blk-write")?;
+    check(out.contains("reason code 0 ") && out.contains("xl create -F status 0"), "writer domU powered off", &out)?;
+    let console = section("blk-write-console")?;
+    check(console.contains("blk: wrote and flushed 1048576 bytes"), "writer wrote and flushed", &console)?;
+    let out = section("blk-read")?;
+    check(out.contains("reason code 0 ") && out.contains("xl create -F status 0"), "reader domU powered off", &out)?;
+    let console = section("blk-read-console")?;
+    check(console.contains("blk: pattern intact (1048576 bytes)"), "a second domU reads the pattern back", &console)
+}
+
+/// The very file dom0 booted on Xen, booted under QEMU with virtio.
+fn same_elf_serves_virtio() -> Result {
+    let run = host_run().as_ref().map_err(|e| e.clone())?;
+    let image = run.share.join("echo");
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0")?;
+        l.local_addr()?.port()
+    };
+    let mut vm = xtask::Vm::new(&image);
+    vm.forwards = vec![format!("tcp:127.0.0.1:{port}-:7").parse()?, format!("udp:127.0.0.1:{port}-:7").parse()?];
+    let mut qemu = Running::start(vm.command());
+    qemu.wait_for("ready to serve", Duration::from_secs(30));
+    let addr = format!("127.0.0.1:{port}").parse()?;
+    let data = client::pattern(256 * 1024, 7);
+    client::tcp_echo(addr, &data)?;
+    client::udp_echo(addr, 10, 100)?;
+    let out = qemu.output().join("\n");
+    check(out.contains("virtio-net"), "virtio devices used under QEMU", &out)
+}
+
+fn have(cmd: &str, arg: &str) -> bool {
+    Command::new(cmd).arg(arg).stdout(Stdio::null()).stderr(Stdio::null()).status().is_ok()
+}
+
+fn main() {
+    let args = Arguments::from_args();
+    let root = Command::new("id").arg("-u").output().map(|o| o.stdout == b"0\n").unwrap_or(false);
+    let ready = root && have("debootstrap", "--version") && have("qemu-system-x86_64", "--version");
+    if !ready {
+        eprintln!("Xen tests skipped: they need root, debootstrap and qemu-system-x86_64");
+    }
+    let t = |name: &str, f: fn() -> Result| Trial::test(name, f).with_ignored_flag(!ready);
+    let tests = vec![
+        t("echo_over_netfront", echo_over_netfront),
+        t("xl_shutdown_ends_the_app", xl_shutdown_ends_the_app),
+        t("dns_over_netfront", dns_over_netfront),
+        t("blkfront_data_survives_a_second_domain", blkfront_data_survives_a_second_domain),
+        t("same_elf_serves_virtio", same_elf_serves_virtio),
+    ];
+    libtest_mimic::run(&args, tests).exit();
+}

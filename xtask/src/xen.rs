@@ -1,0 +1,210 @@
+//! The nested Xen test host: Xen 4.17 and a Debian dom0 under QEMU (TCG),
+//! built by `tests/xen/build-host.sh` and cached in `target/xen-host`.
+//!
+//! A run shares one directory with dom0 over 9p: the caller puts images and
+//! a `run.sh` there; dom0's init runs the script, writes `run.log` and
+//! `run.status` back, and powers off.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::workspace;
+
+/// The built host.
+#[derive(Debug, Clone)]
+pub struct XenHost {
+    /// Holds `xen`, `vmlinuz`, `initrd.img`, `rootfs.img`.
+    pub dir: PathBuf,
+}
+
+/// What a run left behind.
+#[derive(Debug, Clone)]
+pub struct XenRun {
+    /// The script's stdout and stderr.
+    pub log: String,
+    /// The script's exit status, if it finished.
+    pub status: Option<i32>,
+    /// Xen's and dom0's serial console.
+    pub serial: String,
+    /// How long QEMU ran.
+    pub elapsed: Duration,
+}
+
+impl XenHost {
+    /// Builds the host unless it is cached (needs root and debootstrap;
+    /// about 4 minutes the first time).
+    pub fn ensure() -> Result<XenHost, String> {
+        let dir = workspace().join("target/xen-host");
+        let status = Command::new(workspace().join("tests/xen/build-host.sh"))
+            .arg(&dir)
+            .stdout(Stdio::inherit())
+            .status()
+            .map_err(|e| format!("cannot run tests/xen/build-host.sh: {e}"))?;
+        if !status.success() {
+            return Err(format!("building the Xen test host failed ({status})"));
+        }
+        Ok(XenHost { dir })
+    }
+
+    /// The QEMU command booting the host with `share` as dom0's `/share`.
+    pub fn command(&self, share: &Path) -> Command {
+        let mut c = Command::new("qemu-system-x86_64");
+        c.current_dir(&self.dir);
+        c.args(["-M", "pc", "-cpu", "qemu64,+svm,+npt,+rdrand", "-m", "3G", "-smp", "2"]);
+        c.args(["-no-reboot", "-display", "none", "-serial", "stdio", "-nic", "none", "-kernel", "xen"]);
+        c.args([
+            "-append",
+            "dom0_mem=1024M,max:1024M dom0_max_vcpus=1 loglvl=all guest_loglvl=all console=com1 com1=115200,8n1",
+        ]);
+        c.args(["-initrd", "vmlinuz root=/dev/vda rw console=hvc0 init=/sbin/morgana-init,initrd.img"]);
+        c.args(["-drive", "file=rootfs.img,if=virtio,format=raw,snapshot=on"]);
+        c.arg("-virtfs").arg(format!("local,path={},mount_tag=share,security_model=none", share.display()));
+        c
+    }
+
+    /// Boots the host, lets dom0 run `share/run.sh`, and collects results.
+    /// QEMU is killed after `timeout`.
+    pub fn run(&self, share: &Path, timeout: Duration) -> Result<XenRun, String> {
+        for f in ["run.log", "run.status"] {
+            let _ = std::fs::remove_file(share.join(f));
+        }
+        let serial_path = share.join("serial.log");
+        let serial_file = std::fs::File::create(&serial_path).map_err(|e| format!("{}: {e}", serial_path.display()))?;
+        let started = Instant::now();
+        let mut child = self
+            .command(share)
+            .stdin(Stdio::null())
+            .stdout(serial_file)
+            .stderr(Stdio::null())
+            .spawn()
+            .map_err(|e| format!("cannot run qemu-system-x86_64: {e}"))?;
+        let finished = loop {
+            if child.try_wait().map_err(|e| e.to_string())?.is_some() {
+                break true;
+            }
+            if started.elapsed() > timeout {
+                let _ = child.kill();
+                let _ = child.wait();
+                break false;
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        };
+        let elapsed = started.elapsed();
+        let read = |f: &str| std::fs::read_to_string(share.join(f)).unwrap_or_default();
+        let run = XenRun {
+            log: read("run.log"),
+            status: read("run.status").trim().strip_prefix("exit ").and_then(|s| s.parse().ok()),
+            serial: read("serial.log"),
+            elapsed,
+        };
+        if !finished {
+            return Err(format!(
+                "the Xen host did not finish within {timeout:?}\n--- run.log\n{}\n--- serial (last 3000 bytes)\n{}",
+                run.log,
+                tail(&run.serial, 3000)
+            ));
+        }
+        Ok(run)
+    }
+}
+
+/// The last `n` bytes of `s` (at a character boundary).
+pub fn tail(s: &str, n: usize) -> &str {
+    let mut i = s.len().saturating_sub(n);
+    while !s.is_char_boundary(i) {
+        i += 1;
+    }
+    &s[i..]
+}
+
+/// An `xl` domain configuration for a PVH guest.
+#[derive(Debug, Clone)]
+pub struct Domain {
+    /// Domain name.
+    pub name: String,
+    /// Kernel path inside dom0.
+    pub kernel: String,
+    /// Memory in MiB.
+    pub memory_mib: u32,
+    /// Boot arguments.
+    pub cmdline: String,
+    /// A vif on `xenbr0` with this MAC.
+    pub mac: Option<String>,
+    /// A disk image path inside dom0.
+    pub disk: Option<String>,
+}
+
+impl Domain {
+    /// A guest with no devices.
+    pub fn new(name: &str, kernel: &str) -> Domain {
+        Domain {
+            name: name.into(),
+            kernel: kernel.into(),
+            memory_mib: 32,
+            cmdline: String::new(),
+            mac: None,
+            disk: None,
+        }
+    }
+
+    /// The `xl` configuration file text.
+    pub fn config(&self) -> String {
+        let mut c = format!(
+            "type = \"pvh\"\nname = \"{}\"\nkernel = \"{}\"\nmemory = {}\ncmdline = \"{}\"\non_crash = \"destroy\"\n",
+            self.name, self.kernel, self.memory_mib, self.cmdline
+        );
+        if let Some(mac) = &self.mac {
+            c += &format!("vif = ['bridge=xenbr0,mac={mac}']\n");
+        }
+        if let Some(disk) = &self.disk {
+            c += &format!("disk = ['format=raw,vdev=xvda,access=rw,target={disk}']\n");
+        }
+        c
+    }
+}
+
+/// A fresh share directory under `target/`.
+pub fn share_dir(tag: &str) -> Result<PathBuf, String> {
+    let dir = workspace().join(format!("target/xen-share/{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    Ok(dir)
+}
+
+/// Copies `from` into `share` as `name`.
+pub fn put(share: &Path, name: &str, from: &Path) -> Result<(), String> {
+    std::fs::copy(from, share.join(name)).map(|_| ()).map_err(|e| format!("copying {}: {e}", from.display()))
+}
+
+/// Writes an executable `run.sh` into `share`.
+pub fn put_script(share: &Path, script: &str) -> Result<(), String> {
+    use std::os::unix::fs::PermissionsExt;
+    let path = share.join("run.sh");
+    std::fs::write(&path, script).map_err(|e| format!("{}: {e}", path.display()))?;
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).map_err(|e| e.to_string())
+}
+
+/// Shell functions for `run.sh`: `start NAME CONFIG` creates a domain,
+/// `wait_gone NAME SECONDS` waits for it to end, `section NAME` prints a
+/// marker that [`sections`] splits on.
+pub const SCRIPT_PRELUDE: &str = r#"#!/bin/sh
+section() { echo "=== $1"; }
+wait_gone() { i=0; while xl domid "$1" >/dev/null 2>&1; do i=$((i+1)); [ $i -gt $(($2*10)) ] && { echo "domain $1 still running after $2 s"; xl destroy "$1"; return 1; }; sleep 0.1; done; echo "domain $1 ended"; }
+"#;
+
+/// Splits a run log at `=== NAME` lines.
+pub fn sections(log: &str) -> std::collections::BTreeMap<String, String> {
+    let mut out = std::collections::BTreeMap::new();
+    let mut name = String::new();
+    for line in log.lines() {
+        if let Some(n) = line.strip_prefix("=== ") {
+            name = n.trim().to_string();
+            continue;
+        }
+        let e: &mut String = out.entry(name.clone()).or_default();
+        e.push_str(line);
+        e.push('\n');
+    }
+    out
+}
