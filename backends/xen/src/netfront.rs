@@ -14,7 +14,7 @@ use morgana_x86::xen::Port;
 use crate::grant::GrantRef;
 use crate::page::SharedPage;
 use crate::platform::{wait_backend, with_grants, Store};
-use crate::ring::FrontRing;
+use crate::ring::{FrontRing, Slots};
 use crate::XenbusState;
 
 #[repr(C)]
@@ -76,8 +76,7 @@ fn bump(c: &Cell<u64>, n: u64) {
 struct TxSide {
     ring: FrontRing<TxReq, TxRsp>,
     bufs: Vec<(SharedPage, GrantRef)>,
-    free: Vec<u16>,
-    in_flight: Vec<bool>,
+    ids: Slots,
     port: Port,
 }
 
@@ -86,8 +85,7 @@ pub struct Netfront {
     tx: TxSide,
     rx: FrontRing<RxReq, RxRsp>,
     rx_bufs: Vec<(SharedPage, GrantRef)>,
-    rx_posted: Vec<bool>,
-    rx_done: Vec<u16>,
+    rx_ids: Slots,
     port: Port,
     mac: [u8; 6],
     counters: Counters,
@@ -134,17 +132,10 @@ impl Netfront {
             tx_bufs.push((p, grant(p, true)?));
         }
         let mut nf = Netfront {
-            tx: TxSide {
-                ring: tx_ring,
-                bufs: tx_bufs,
-                free: (0..N_TX as u16).collect(),
-                in_flight: alloc::vec![false; N_TX],
-                port,
-            },
+            tx: TxSide { ring: tx_ring, bufs: tx_bufs, ids: Slots::new(N_TX as u16), port },
             rx: rx_ring,
             rx_bufs,
-            rx_posted: alloc::vec![false; N_RX],
-            rx_done: (0..N_RX as u16).collect(),
+            rx_ids: Slots::new(N_RX as u16),
             port,
             mac,
             counters: Counters::default(),
@@ -192,13 +183,12 @@ impl Netfront {
     /// Posts finished receive buffers back to the backend.
     fn repost(&mut self) {
         let mut pushed = false;
-        while let Some(&id) = self.rx_done.last() {
+        while let Some(id) = self.rx_ids.take() {
             let req = RxReq { id, pad: 0, gref: self.rx_bufs[id as usize].1 };
             if !self.rx.push_request(req) {
+                self.rx_ids.untake(id);
                 break;
             }
-            self.rx_done.pop();
-            self.rx_posted[id as usize] = true;
             pushed = true;
         }
         if pushed && self.rx.publish() {
@@ -213,12 +203,8 @@ impl TxSide {
         let n = self.ring.responses()?;
         for _ in 0..n {
             let rsp = self.ring.take_response();
-            let id = rsp.id as usize;
-            if id >= N_TX || !self.in_flight[id] {
-                return Err(crate::ring::RingError::UnknownId(rsp.id as u64));
-            }
-            self.in_flight[id] = false;
-            self.free.push(rsp.id);
+            let id = self.ids.answer(rsp.id as u64)?;
+            self.ids.release(id);
             if rsp.status < 0 {
                 bump(&counters.tx_dropped, 1);
             }
@@ -233,7 +219,7 @@ pub struct Rx<'a> {
     offset: usize,
     len: usize,
     id: u16,
-    done: &'a mut Vec<u16>,
+    ids: &'a mut Slots,
 }
 
 /// A transmit slot.
@@ -246,8 +232,8 @@ impl RxToken for Rx<'_> {
     fn consume<R, F: FnOnce(&mut [u8]) -> R>(self, f: F) -> R {
         // SAFETY: the page is one of our receive pages (leaked, never
         // freed); offset + len <= 4096 was checked; the backend is done with
-        // it (it answered) and does not get it back until `done` is reposted
-        // after this borrow ends.
+        // it (it answered) and does not get it back until its id is released
+        // and reposted after this borrow ends.
         let frame = unsafe { core::slice::from_raw_parts_mut(self.page.ptr().add(self.offset), self.len) };
         f(frame)
     }
@@ -255,32 +241,31 @@ impl RxToken for Rx<'_> {
 
 impl Drop for Rx<'_> {
     fn drop(&mut self) {
-        self.done.push(self.id);
+        self.ids.release(self.id);
     }
 }
 
 impl TxToken for Tx<'_> {
     fn consume<R, F: FnOnce(&mut [u8]) -> R>(self, len: usize, f: F) -> R {
-        let Some(id) = self.tx.free.pop().filter(|_| len <= MTU + 14) else {
+        let Some(id) = (len <= MTU + 14).then(|| self.tx.ids.take()).flatten() else {
             bump(&self.counters.tx_dropped, 1);
             let mut scratch = alloc::vec![0u8; len];
             return f(&mut scratch);
         };
         let (page, gref) = self.tx.bufs[id as usize];
         // SAFETY: the page is a transmit page not in flight (its id was
-        // free), so the backend is not reading it; len <= 1514 < 4096.
+        // free until now), so the backend is not reading it; len <= 1514.
         let buf = unsafe { core::slice::from_raw_parts_mut(page.ptr(), len) };
         let r = f(buf);
         let req = TxReq { gref, offset: 0, flags: 0, id, size: len as u16 };
         if self.tx.ring.push_request(req) {
-            self.tx.in_flight[id as usize] = true;
             bump(&self.counters.tx_frames, 1);
             bump(&self.counters.tx_bytes, len as u64);
             if self.tx.ring.publish() {
                 self.tx.port.notify();
             }
         } else {
-            self.tx.free.push(id);
+            self.tx.ids.untake(id);
             bump(&self.counters.tx_dropped, 1);
         }
         r
@@ -319,12 +304,13 @@ impl Net for Netfront {
                 return None;
             }
             let rsp = self.rx.take_response();
-            let id = rsp.id as usize;
-            if id >= N_RX || !self.rx_posted[id] {
-                self.fail(&crate::ring::RingError::UnknownId(rsp.id as u64));
-                return None;
-            }
-            self.rx_posted[id] = false;
+            let id = match self.rx_ids.answer(rsp.id as u64) {
+                Ok(id) => id as usize,
+                Err(e) => {
+                    self.fail(&e);
+                    return None;
+                }
+            };
             if rsp.flags & NETRXF_EXTRA_INFO != 0 && self.rx.responses().unwrap_or(0) > 0 {
                 let _ = self.rx.take_response(); // an extra-info slot we did not ask for
             }
@@ -332,12 +318,12 @@ impl Net for Netfront {
             if len <= 0 || rsp.flags & NETRXF_MORE_DATA != 0 || offset + len as usize > 4096 || len as usize > MTU + 14
             {
                 bump(&self.counters.rx_dropped, 1);
-                self.rx_done.push(rsp.id);
+                self.rx_ids.release(rsp.id);
                 continue;
             }
             bump(&self.counters.rx_frames, 1);
             bump(&self.counters.rx_bytes, len as u64);
-            let rx = Rx { page: self.rx_bufs[id].0, offset, len: len as usize, id: rsp.id, done: &mut self.rx_done };
+            let rx = Rx { page: self.rx_bufs[id].0, offset, len: len as usize, id: rsp.id, ids: &mut self.rx_ids };
             let tx = Tx { tx: &mut self.tx, counters: &self.counters };
             return Some((rx, tx));
         }
@@ -351,7 +337,7 @@ impl Net for Netfront {
             self.fail(&e);
             return None;
         }
-        if self.tx.free.is_empty() || self.tx.ring.free_requests() == 0 {
+        if self.tx.ids.free_count() == 0 || self.tx.ring.free_requests() == 0 {
             self.port.register(cx.waker());
             if let Ok(true) = self.tx.ring.final_check() {
                 cx.waker().wake_by_ref();

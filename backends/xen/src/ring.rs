@@ -230,9 +230,93 @@ impl<Req: Copy, Rsp: Copy> BackRing<Req, Rsp> {
     }
 }
 
+/// The request ids of one ring, each free, outstanding (sent, not yet
+/// answered) or held (answered, its buffer still in use). A response is
+/// accepted only for an outstanding id, so a backend that answers twice or
+/// invents an id is caught before any buffer is touched.
+#[derive(Debug)]
+pub struct Slots {
+    state: alloc::vec::Vec<Slot>,
+    free: alloc::vec::Vec<u16>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Slot {
+    Free,
+    Outstanding,
+    Held,
+}
+
+impl Slots {
+    /// `n` free ids, `0..n`.
+    pub fn new(n: u16) -> Slots {
+        Slots { state: alloc::vec![Slot::Free; n as usize], free: (0..n).rev().collect() }
+    }
+
+    /// A free id, now outstanding.
+    pub fn take(&mut self) -> Option<u16> {
+        let id = self.free.pop()?;
+        self.state[id as usize] = Slot::Outstanding;
+        Some(id)
+    }
+
+    /// Returns an id taken but never sent.
+    pub fn untake(&mut self, id: u16) {
+        if self.state.get(id as usize) == Some(&Slot::Outstanding) {
+            self.state[id as usize] = Slot::Free;
+            self.free.push(id);
+        }
+    }
+
+    /// Accepts the backend's response for `id`: it must be outstanding. The
+    /// id is then held until [`Slots::release`].
+    pub fn answer(&mut self, id: u64) -> Result<u16, RingError> {
+        match usize::try_from(id).ok().and_then(|i| self.state.get_mut(i)) {
+            Some(s @ Slot::Outstanding) => {
+                *s = Slot::Held;
+                Ok(id as u16)
+            }
+            _ => Err(RingError::UnknownId(id)),
+        }
+    }
+
+    /// Frees a held id.
+    pub fn release(&mut self, id: u16) {
+        if self.state.get(id as usize) == Some(&Slot::Held) {
+            self.state[id as usize] = Slot::Free;
+            self.free.push(id);
+        }
+    }
+
+    /// Ids free to take.
+    pub fn free_count(&self) -> usize {
+        self.free.len()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn slots_accept_only_outstanding_ids() {
+        let mut s = Slots::new(4);
+        let a = s.take().unwrap();
+        let b = s.take().unwrap();
+        assert_ne!(a, b);
+        assert_eq!(s.answer(a as u64), Ok(a));
+        assert_eq!(s.answer(a as u64), Err(RingError::UnknownId(a as u64)), "answered twice");
+        assert_eq!(s.answer(3), Err(RingError::UnknownId(3)), "never sent");
+        assert_eq!(s.answer(4), Err(RingError::UnknownId(4)), "out of range");
+        assert_eq!(s.answer(u64::MAX), Err(RingError::UnknownId(u64::MAX)));
+        s.release(a);
+        s.release(a); // a second release changes nothing
+        s.untake(b);
+        assert_eq!(s.free_count(), 4);
+        let all: alloc::vec::Vec<u16> = (0..4).filter_map(|_| s.take()).collect();
+        assert_eq!(all.len(), 4);
+        assert!(s.take().is_none());
+    }
 
     #[derive(Clone, Copy, Debug, PartialEq)]
     #[repr(C)]
