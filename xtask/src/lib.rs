@@ -21,11 +21,21 @@ pub fn workspace() -> PathBuf {
 /// Builds `app` for the VM target (`cargo build [--release] -p APP --target
 /// x86_64-unknown-none`) and returns the image path.
 pub fn build_image(app: &str, release: bool) -> Result<PathBuf, String> {
+    build_image_with(app, release, None)
+}
+
+/// Builds APP's image with only the given driver sets (`"virtio"`, `"xen"`,
+/// `"virtio,xen"`); `None` keeps the app's defaults. The image is written
+/// to the usual place, so copy it before the next build.
+pub fn build_image_with(app: &str, release: bool, drivers: Option<&str>) -> Result<PathBuf, String> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let mut cmd = Command::new(cargo);
     cmd.current_dir(workspace()).args(["build", "--quiet", "-p", app, "--target", TARGET]);
     if release {
         cmd.arg("--release");
+    }
+    if let Some(d) = drivers {
+        cmd.args(["--no-default-features", "--features", d]);
     }
     // A RUSTFLAGS variable would replace the linker flags in .cargo/config.toml.
     cmd.env_remove("RUSTFLAGS");

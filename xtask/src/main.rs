@@ -1,6 +1,9 @@
 //! `cargo xtask run APP [options] [-- BOOT ARGUMENTS]`: builds APP as a VM
 //! image and runs it under QEMU (user networking, no root), printing the
 //! QEMU command first. Exits with the app's exit code.
+//!
+//! `cargo xtask xen-run APP`: the same image as a Xen PVH guest on the nested
+//! Xen test host (tests/xen/; needs root the first time, to build it).
 
 use std::process::ExitCode;
 
@@ -11,10 +14,40 @@ const USAGE: &str = "usage: cargo xtask run APP [--machine microvm|pc] [--memory
        cargo xtask build APP [--debug]
        cargo xtask bench-vm [RUNS]
        cargo xtask bench-dns-vm [RUNS]
-       cargo xtask bench-web-vm";
+       cargo xtask bench-web-vm
+       cargo xtask xen-run APP [--disk-mib N] [--seconds N] [-- BOOT ARGUMENTS...]
+       cargo xtask bench-xen [RUNS]";
 
 fn run(args: &[String]) -> Result<ExitCode, String> {
     let (cmd, rest) = args.split_first().ok_or(USAGE)?;
+    if cmd == "bench-xen" {
+        let runs = rest.first().map(|r| r.parse().map_err(|_| "bad run count")).transpose()?.unwrap_or(10);
+        xtask::xen::sizes(&["echo", "dns", "web"])?;
+        println!();
+        xtask::xen::bench(runs)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    if cmd == "xen-run" {
+        let (app, mut rest) = rest.split_first().ok_or(USAGE)?;
+        let (mut disk_mib, mut seconds, mut boot_args) = (0, 20, Vec::new());
+        while let Some((flag, tail)) = rest.split_first() {
+            let value =
+                |t: &[String]| t.first().and_then(|v| v.parse::<u32>().ok()).ok_or(format!("{flag} needs a number"));
+            match flag.as_str() {
+                "--disk-mib" => disk_mib = value(tail)?,
+                "--seconds" => seconds = value(tail)?,
+                "--" => {
+                    boot_args = tail.to_vec();
+                    break;
+                }
+                other => return Err(format!("unknown option {other}\n{USAGE}")),
+            }
+            rest = &tail[1..];
+        }
+        let image = build_image(app, true)?;
+        xtask::xen::run_image(&image, &boot_args.join(" "), disk_mib, seconds)?;
+        return Ok(ExitCode::SUCCESS);
+    }
     if cmd == "bench-web-vm" {
         xtask::bench::web()?;
         return Ok(ExitCode::SUCCESS);

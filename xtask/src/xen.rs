@@ -208,3 +208,157 @@ pub fn sections(log: &str) -> std::collections::BTreeMap<String, String> {
     }
     out
 }
+
+/// Stripped size of a file in bytes.
+fn stripped_len(image: &Path) -> Result<u64, String> {
+    let out = image.with_extension("stripped");
+    let status = Command::new("strip").arg("-o").arg(&out).arg(image).status().map_err(|e| e.to_string())?;
+    if !status.success() {
+        return Err(format!("strip {} failed", image.display()));
+    }
+    std::fs::metadata(&out).map(|m| m.len()).map_err(|e| e.to_string())
+}
+
+/// Prints image sizes with both driver sets and with one.
+pub fn sizes(apps: &[&str]) -> Result<(), String> {
+    println!("| image | virtio + Xen (default) | virtio only | Xen only | Xen drivers add |");
+    println!("|---|---|---|---|---|");
+    for app in apps {
+        let mut len = Vec::new();
+        for drivers in ["virtio,xen", "virtio", "xen"] {
+            len.push(stripped_len(&crate::build_image_with(app, true, Some(drivers))?)?);
+        }
+        let kib = |n: u64| format!("{:.1} KiB", n as f64 / 1024.0);
+        println!(
+            "| {app} | {} | {} | {} | {} ({:.0} %) |",
+            kib(len[0]),
+            kib(len[1]),
+            kib(len[2]),
+            kib(len[0] - len[1]),
+            100.0 * (len[0] - len[1]) as f64 / len[1] as f64
+        );
+    }
+    // Leave the default images in place.
+    for app in apps {
+        crate::build_image(app, true)?;
+    }
+    Ok(())
+}
+
+/// Builds a host tool from the tests crate and returns its path.
+fn host_tool(bin: &str) -> Result<PathBuf, String> {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let status = Command::new(cargo)
+        .current_dir(workspace())
+        .args(["build", "--quiet", "--release", "-p", "morgana-tests", "--bin", bin])
+        .status()
+        .map_err(|e| format!("cannot run cargo: {e}"))?;
+    if !status.success() {
+        return Err(format!("building {bin} failed"));
+    }
+    Ok(workspace().join("target/release").join(bin))
+}
+
+fn min_median(v: &mut [f64]) -> (f64, f64) {
+    v.sort_by(f64::total_cmp);
+    (v[0], v[v.len() / 2])
+}
+
+/// `xl create` → first DNS answer from the DNS image, against `xl create`
+/// → exit of a guest with no devices, `runs` times each, in one host boot.
+pub fn bench(runs: usize) -> Result<(), String> {
+    let host = XenHost::ensure()?;
+    let share = share_dir("bench")?;
+    put(&share, "dns", &crate::build_image("dns", true)?)?;
+    put(&share, "vmcheck", &crate::build_image("vmcheck", true)?)?;
+    put(&share, "dns-probe", &host_tool("dns-probe")?)?;
+    let mut dns = Domain::new("dns", "/tmp/dns");
+    dns.cmdline = "--ipv4=10.77.0.3/24 --log=warn".into();
+    dns.mac = Some("00:16:3e:00:00:03".into());
+    let mut nodev = Domain::new("nodev", "/tmp/vmcheck");
+    nodev.cmdline = "--check=console --log=warn".into();
+    std::fs::write(share.join("dns.cfg"), dns.config()).map_err(|e| e.to_string())?;
+    std::fs::write(share.join("nodev.cfg"), nodev.config()).map_err(|e| e.to_string())?;
+    let script = format!(
+        r#"{SCRIPT_PRELUDE}
+cp /share/dns /share/vmcheck /share/dns-probe /tmp/
+# One untimed round first: the first xl create pays for loading libraries.
+xl create -q /share/nodev.cfg; wait_gone nodev 60 >/dev/null
+for i in $(seq {runs}); do
+  t0=$(date +%s%N)
+  xl create -q /share/dns.cfg
+  t1=$(/tmp/dns-probe 10.77.0.3:53 www.example.com 60) && echo "RESULT dns $(( (t1 - t0) / 1000 ))"
+  xl destroy dns; wait_gone dns 60 >/dev/null
+  t0=$(date +%s%N)
+  xl create -F /share/nodev.cfg >/dev/null 2>&1 && t1=$(date +%s%N) && echo "RESULT nodev $(( (t1 - t0) / 1000 ))"
+done
+"#
+    );
+    put_script(&share, &script)?;
+    let run = host.run(&share, Duration::from_secs(120 + 60 * runs as u64))?;
+    let mut dns_ms = Vec::new();
+    let mut nodev_ms = Vec::new();
+    for line in run.log.lines() {
+        let mut w = line.split_whitespace();
+        if w.next() != Some("RESULT") {
+            continue;
+        }
+        let (what, us) = (w.next(), w.next().and_then(|v| v.parse::<f64>().ok()));
+        match (what, us) {
+            (Some("dns"), Some(us)) => dns_ms.push(us / 1000.0),
+            (Some("nodev"), Some(us)) => nodev_ms.push(us / 1000.0),
+            _ => {}
+        }
+    }
+    if dns_ms.len() != runs || nodev_ms.len() != runs {
+        return Err(format!("expected {runs} results of each kind\n--- run.log\n{}", run.log));
+    }
+    let (dmin, dmed) = min_median(&mut dns_ms);
+    let (nmin, nmed) = min_median(&mut nodev_ms);
+    println!("Nested Xen 4.17 under QEMU TCG, {runs} runs each, timed in dom0:");
+    println!();
+    println!("| guest | min (ms) | median (ms) | median / no-device |");
+    println!("|---|---|---|---|");
+    println!("| no-device PVH guest (vmcheck): `xl create -F` → exit and teardown | {nmin:.0} | {nmed:.0} | 1.00 |");
+    println!(
+        "| DNS (netfront, static IPv4): `xl create` → first answer | {dmin:.0} | {dmed:.0} | {:.2} |",
+        dmed / nmed
+    );
+    Ok(())
+}
+
+/// Runs `image` as a domU with a vif on dom0's bridge (dom0 is
+/// 10.77.0.1/24) and, if `disk_mib` > 0, a blank disk, for `seconds`;
+/// then `xl shutdown` and prints the guest's console.
+pub fn run_image(image: &Path, cmdline: &str, disk_mib: u32, seconds: u32) -> Result<(), String> {
+    let host = XenHost::ensure()?;
+    let share = share_dir("run")?;
+    put(&share, "image", image)?;
+    let mut d = Domain::new("guest", "/tmp/image");
+    d.cmdline = cmdline.into();
+    d.mac = Some("00:16:3e:00:00:02".into());
+    if disk_mib > 0 {
+        d.disk = Some("/tmp/disk.img".into());
+    }
+    std::fs::write(share.join("guest.cfg"), d.config()).map_err(|e| e.to_string())?;
+    let script = format!(
+        r#"{SCRIPT_PRELUDE}
+cp /share/image /tmp/image
+truncate -s {disk_mib}M /tmp/disk.img
+section create
+xl create /share/guest.cfg 2>&1
+sleep {seconds}
+section shutdown
+timeout 30 xl shutdown -w guest 2>&1
+section console
+cat /var/log/xen/guest-guest.log
+section xen
+xl dmesg | grep -a '(d[1-9]' | tail -50
+"#
+    );
+    put_script(&share, &script)?;
+    eprintln!("+ {}", crate::render(&host.command(&share)));
+    let run = host.run(&share, Duration::from_secs(120 + seconds as u64))?;
+    print!("{}", run.log);
+    Ok(())
+}

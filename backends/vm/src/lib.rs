@@ -10,6 +10,9 @@
 
 extern crate alloc;
 
+#[cfg(not(any(feature = "virtio", feature = "xen")))]
+compile_error!("a VM image needs at least one driver set: enable the `virtio` or `xen` feature");
+
 use alloc::boxed::Box;
 use alloc::rc::Rc;
 use alloc::string::{String, ToString};
@@ -262,13 +265,23 @@ pub fn start(cfg: BootConfig, machine: &Rc<Machine>, rt: &Handle) -> Result<Devi
         return Err(BootError::Device("booted on Xen, but this image was built without the xen feature".into()));
     }
     let _ = machine;
+    #[cfg(feature = "virtio")]
+    return start_virtio(cfg, rt);
+    #[cfg(not(feature = "virtio"))]
+    return Err(BootError::Device(
+        "this image was built without virtio drivers (xen feature only): boot it on Xen".into(),
+    ));
+}
+
+/// The virtio devices found at boot.
+#[cfg(feature = "virtio")]
+fn start_virtio(cfg: BootConfig, rt: &Handle) -> Result<Devices, BootError> {
     let words = PLATFORM_WORDS.get().cloned().unwrap_or_default();
     let mut entropy = EntropyDevice;
     let mut have_rng = false;
     let mut console = ConsoleDevice::Serial(Serial);
     let mut block = None;
     let mut nic = None;
-    #[cfg(feature = "virtio")]
     {
         use morgana_virtio::DeviceType;
         let err = |what: &str, loc: morgana_virtio::Location, e: virtio_drivers_error::E| {
