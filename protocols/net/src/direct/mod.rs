@@ -81,7 +81,7 @@ struct Inner<D: Net> {
     next_port: u16,
     link: LinkState,
     rt: Handle,
-    /// A static IPv4 address has been announced with gratuitous ARP.
+    /// The current IPv4 address has been announced with gratuitous ARP.
     announced: bool,
 }
 
@@ -245,11 +245,11 @@ impl<D: Net> Inner<D> {
         }
     }
 
-    /// Sends a gratuitous ARP request for a static IPv4 address (RFC 5227
-    /// §3), so neighbours (a hypervisor's NAT, a switch) learn the address
-    /// before the first packet for it arrives.
+    /// Sends a gratuitous ARP request for the IPv4 address (static, or
+    /// just leased; RFC 5227 §3), so neighbours (a hypervisor's NAT, a
+    /// switch) learn it before the first packet for it arrives.
     fn announce(&mut self, cx: &mut Context<'_>) {
-        let Ipv4Mode::Static(c) = self.config.ipv4 else {
+        let Some(addr) = self.iface.ipv4_addr() else {
             self.announced = true;
             return;
         };
@@ -259,9 +259,9 @@ impl<D: Net> Inner<D> {
         let arp = ArpRepr::EthernetIpv4 {
             operation: ArpOperation::Request,
             source_hardware_addr: mac,
-            source_protocol_addr: c.addr,
+            source_protocol_addr: addr,
             target_hardware_addr: EthernetAddress([0; 6]),
-            target_protocol_addr: c.addr,
+            target_protocol_addr: addr,
         };
         let eth =
             EthernetRepr { src_addr: mac, dst_addr: EthernetAddress::BROADCAST, ethertype: EthernetProtocol::Arp };
@@ -291,6 +291,10 @@ impl<D: Net> Inner<D> {
                 });
                 if let Some(r) = router {
                     let _ = self.iface.routes_mut().add_default_ipv4_route(r);
+                }
+                self.announced = false;
+                if let Some(w) = &self.runner {
+                    w.wake_by_ref();
                 }
                 match router {
                     Some(r) => log::info!("DHCPv4: address {addr}, gateway {r}"),
