@@ -20,7 +20,7 @@ use alloc::vec;
 use alloc::vec::Vec;
 use core::cell::RefCell;
 use core::future::{poll_fn, Future};
-use core::net::{IpAddr, Ipv6Addr, SocketAddr};
+use core::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use core::pin::Pin;
 use core::task::{Context, Poll, Waker};
 use core::time::Duration;
@@ -81,8 +81,14 @@ struct Inner<D: Net> {
     next_port: u16,
     link: LinkState,
     rt: Handle,
-    /// The current IPv4 address has been announced with gratuitous ARP.
+    /// The current IPv4 address has been announced with gratuitous ARP
+    /// and the gateway asked for its MAC address.
     announced: bool,
+    /// The addresses at the last poll: smoltcp empties its neighbour cache
+    /// whenever they change (a DHCP lease, a SLAAC prefix).
+    known_addrs: Vec<IpCidr>,
+    /// The IPv4 default gateway.
+    gateway4: Option<Ipv4Addr>,
 }
 
 fn link_local(mac: [u8; 6]) -> Ipv6Addr {
@@ -128,6 +134,7 @@ impl<D: Net + 'static> DirectStack<D> {
         if let Some(gw) = config.ipv6_gateway {
             let _ = iface.routes_mut().add_default_ipv6_route(gw);
         }
+        let gateway4 = config.ipv4_gateway;
         let dhcp = (config.ipv4 == Ipv4Mode::Dhcp).then(|| sockets.add(dhcpv4::Socket::new()));
         let span = (EPHEMERAL_PORTS.end() - EPHEMERAL_PORTS.start()) as u64 + 1;
         let next_port = EPHEMERAL_PORTS.start() + (seed % span) as u16;
@@ -148,6 +155,8 @@ impl<D: Net + 'static> DirectStack<D> {
                 link: LinkState::Up,
                 rt: rt.clone(),
                 announced: false,
+                known_addrs: Vec::new(),
+                gateway4,
             })),
             rt,
         }
@@ -226,6 +235,14 @@ impl<D: Net> Inner<D> {
             service_listeners(listeners, sockets, config.tcp_buffer);
             budget -= 1;
         }
+        if iface.ip_addrs() != &self.known_addrs[..] {
+            // The neighbour cache was just flushed: ask the gateway again now
+            // (our own ARP request, outside smoltcp's one-per-second limit,
+            // which an ARP sent just before the flush would otherwise hold).
+            self.known_addrs = iface.ip_addrs().to_vec();
+            self.announced = false;
+            device.cx.waker().wake_by_ref();
+        }
         while iface.poll_egress(ts, &mut device, sockets) != PollResult::None {}
         service_listeners(listeners, sockets, config.tcp_buffer);
         if budget == 0 {
@@ -247,12 +264,26 @@ impl<D: Net> Inner<D> {
 
     /// Sends a gratuitous ARP request for the IPv4 address (static, or
     /// just leased; RFC 5227 §3), so neighbours (a hypervisor's NAT, a
-    /// switch) learn it before the first packet for it arrives.
+    /// switch) learn it before the first packet for it arrives, and asks
+    /// for the gateway's MAC address, whose answer fills smoltcp's cache.
     fn announce(&mut self, cx: &mut Context<'_>) {
         let Some(addr) = self.iface.ipv4_addr() else {
             self.announced = true;
             return;
         };
+        let gateway = self.gateway4.filter(|g| *g != addr);
+        if self.device.transmit(cx).is_none() {
+            return; // no transmit buffer: retried on the next poll
+        }
+        self.send_arp_request(cx, addr, addr);
+        if let Some(g) = gateway {
+            self.send_arp_request(cx, addr, g);
+        }
+        self.announced = true;
+    }
+
+    /// Broadcasts "who has `target`? tell `addr`".
+    fn send_arp_request(&mut self, cx: &mut Context<'_>, addr: Ipv4Addr, target: Ipv4Addr) {
         use morgana_devices::TxToken;
         use smoltcp::wire::{ArpOperation, ArpPacket, ArpRepr, EthernetFrame, EthernetProtocol, EthernetRepr};
         let mac = EthernetAddress(self.device.mac_address());
@@ -261,17 +292,16 @@ impl<D: Net> Inner<D> {
             source_hardware_addr: mac,
             source_protocol_addr: addr,
             target_hardware_addr: EthernetAddress([0; 6]),
-            target_protocol_addr: addr,
+            target_protocol_addr: target,
         };
         let eth =
             EthernetRepr { src_addr: mac, dst_addr: EthernetAddress::BROADCAST, ethertype: EthernetProtocol::Arp };
-        let Some(token) = self.device.transmit(cx) else { return }; // retried on the next poll
+        let Some(token) = self.device.transmit(cx) else { return };
         token.consume(eth.buffer_len() + arp.buffer_len(), |buf| {
             let mut frame = EthernetFrame::new_unchecked(buf);
             eth.emit(&mut frame);
             arp.emit(&mut ArpPacket::new_unchecked(frame.payload_mut()));
         });
-        self.announced = true;
     }
 
     fn poll_dhcp(&mut self) {
@@ -292,10 +322,7 @@ impl<D: Net> Inner<D> {
                 if let Some(r) = router {
                     let _ = self.iface.routes_mut().add_default_ipv4_route(r);
                 }
-                self.announced = false;
-                if let Some(w) = &self.runner {
-                    w.wake_by_ref();
-                }
+                self.gateway4 = router;
                 match router {
                     Some(r) => log::info!("DHCPv4: address {addr}, gateway {r}"),
                     None => log::info!("DHCPv4: address {addr}, no gateway"),
