@@ -483,6 +483,45 @@ fn vm_image() -> Result {
     check(qemu.is_running(), "VM still running", "")
 }
 
+/// Bursts of queries from several sockets at once, so the server receives
+/// them in batches and answers in batches: every query gets exactly one
+/// answer, to the socket that asked, with its ID and question.
+fn udp_bursts_all_answered() -> Result {
+    let (_m, port) = start_morgana(&[])?;
+    let socks: Vec<UdpSocket> = (0..4).map(|_| UdpSocket::bind("127.0.0.1:0")).collect::<std::io::Result<_>>()?;
+    let names = ["www.example.com", "mail.example.com", "nothere.example.com", "example.com"];
+    for round in 0..5u16 {
+        for (k, s) in socks.iter().enumerate() {
+            for i in 0..50u16 {
+                let id = round * 1000 + k as u16 * 100 + i;
+                s.send_to(&dnsmsg::query(id, names[k], 1, 1, 0, None), ("127.0.0.1", port))?;
+            }
+        }
+        for (k, s) in socks.iter().enumerate() {
+            s.set_read_timeout(Some(Duration::from_secs(2)))?;
+            let mut seen = BTreeSet::new();
+            let mut buf = [0u8; 4096];
+            while seen.len() < 50 {
+                let n = s
+                    .recv(&mut buf)
+                    .map_err(|e| format!("round {round}, socket {k}: {} of 50 answers: {e}", seen.len()))?;
+                let m = dnsmsg::parse(&buf[..n])?;
+                let base = round * 1000 + k as u16 * 100;
+                check(
+                    (base..base + 50).contains(&m.id)
+                        && m.question
+                            .as_ref()
+                            .is_some_and(|q| q.0.trim_end_matches('.').eq_ignore_ascii_case(names[k])),
+                    "answer to this socket's own query",
+                    &format!("{m:?}"),
+                )?;
+                check(seen.insert(m.id), "one answer per query", &format!("id {}", m.id))?;
+            }
+        }
+    }
+    Ok(())
+}
+
 fn have(cmd: &str, arg: &str) -> bool {
     Command::new(cmd).arg(arg).stdout(Stdio::null()).stderr(Stdio::null()).status().is_ok()
 }
@@ -501,6 +540,7 @@ fn main() {
         t("differential_axfr_against_nsd", differential_axfr, !nsd),
         t("dig_and_kdig_end_to_end", real_clients, !dig_ok),
         t("hostile_packets_do_not_disturb", hostile_input, false),
+        t("udp_bursts_all_answered", udp_bursts_all_answered, false),
         t("bad_zone_file_names_the_line", bad_zone_file, false),
         t("tcp_pipelining_idle_timeout_and_cap", tcp_limits, false),
         t("vm_image_answers_dig", vm_image, !(qemu && dig_ok)),

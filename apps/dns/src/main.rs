@@ -121,7 +121,9 @@ async fn serve(env: Env, cfg: Config) -> morgana::Result {
         env.spawn(server::serve_tcp(tcp, catalog.clone(), server_cfg.clone(), env.rt.clone()));
         info!("serving DNS on {} (UDP and TCP)", l.0);
     }
-    if let (Some(l), Some(zone)) = (cfg.listen.first(), catalog.zones().last()) {
+    // A hint for the developer running it as a process; a VM's address is
+    // its own (and often forwarded), so no guess is printed there.
+    if let (true, Some(l), Some(zone)) = (morgana::HOSTED, cfg.listen.first(), catalog.zones().last()) {
         let at = l.0.ip.map(|ip| format!("{ip}")).unwrap_or_else(|| String::from("127.0.0.1"));
         info!("try: dig @{at} -p {} www.{}", l.0.port, zone.origin);
     }

@@ -17,12 +17,20 @@ struct Waiters {
     write: Option<Waker>,
 }
 
+/// Work a socket has deferred (queued datagrams) and that must be done
+/// before the executor sleeps.
+pub trait Deferred {
+    /// Does it now.
+    fn flush(&self);
+}
+
 /// Owns the epoll instance and the wakers of tasks waiting on descriptors.
 pub struct Reactor {
     poll: RefCell<MioPoll>,
     events: RefCell<Events>,
     waiters: RefCell<Slab<Waiters>>,
     notifier: std::sync::Arc<mio::Waker>,
+    deferred: RefCell<Vec<Rc<dyn Deferred>>>,
 }
 
 const NOTIFY: Token = Token(usize::MAX);
@@ -46,7 +54,13 @@ impl Reactor {
             poll: RefCell::new(poll),
             events: RefCell::new(Events::with_capacity(256)),
             waiters: RefCell::new(Slab::new()),
+            deferred: RefCell::new(Vec::new()),
         }))
+    }
+
+    /// Runs `work.flush()` before the next wait for events.
+    pub fn defer(&self, work: Rc<dyn Deferred>) {
+        self.deferred.borrow_mut().push(work);
     }
 
     /// Interrupts a `wait` from another thread (after waking a task there).
@@ -72,6 +86,10 @@ impl Platform for Reactor {
     }
 
     fn wait(&self, deadline: Option<Instant>) {
+        let deferred = std::mem::take(&mut *self.deferred.borrow_mut());
+        for work in deferred {
+            work.flush();
+        }
         let timeout = deadline.map(|d| {
             let left = d.saturating_since(self.now());
             // Round up so a timer is not missed by a fraction of a millisecond.

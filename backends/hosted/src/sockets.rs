@@ -16,7 +16,7 @@ use morgana_net::driver::{Accepted, StackDriver, TcpListenerDriver, TcpStreamDri
 use morgana_net::{Error, ListenAddr};
 use socket2::{Domain, Protocol, SockRef, Socket, Type};
 
-use crate::reactor::{Direction, Reactor, Registration};
+use crate::reactor::{Deferred, Direction, Reactor, Registration};
 
 /// Converts a host error to the network API's error.
 pub fn net_error(e: io::Error) -> Error {
@@ -124,7 +124,8 @@ impl StackDriver for HostStack {
         let mut udp = MioUdp::from_std(socket.into());
         let reg = self.reactor.register(&mut udp).map_err(net_error)?;
         let addr = ListenAddr { ip: addr.ip, port: local.map(|a| a.port()).unwrap_or(addr.port) };
-        Ok(Box::new(HostUdp { udp, reg, addr, dual, batch: RecvBatch::new() }))
+        let out = Rc::new(SendQueue::new(std::os::fd::AsRawFd::as_raw_fd(&udp)));
+        Ok(Box::new(HostUdp { udp, reg, reactor: self.reactor.clone(), addr, dual, batch: RecvBatch::new(), out }))
     }
 }
 
@@ -249,9 +250,11 @@ impl Drop for HostTcp {
 struct HostUdp {
     udp: MioUdp,
     reg: Registration,
+    reactor: Rc<Reactor>,
     addr: ListenAddr,
     dual: bool,
     batch: RecvBatch,
+    out: Rc<SendQueue>,
 }
 
 impl UdpSocketDriver for HostUdp {
@@ -265,6 +268,8 @@ impl UdpSocketDriver for HostUdp {
                     None => continue, // an address family we cannot express
                 }
             }
+            // The batch is used up: the replies to it go out together.
+            self.out.flush();
             let batch = &mut self.batch;
             match self.reg.poll_io(cx, Direction::Read, || batch.fill(fd)) {
                 Poll::Ready(Ok(())) => continue,
@@ -282,6 +287,20 @@ impl UdpSocketDriver for HostUdp {
             SocketAddr::V4(a) if self.dual => SocketAddr::new(IpAddr::V6(a.ip().to_ipv6_mapped()), a.port()),
             other => other,
         };
+        // While received datagrams are still waiting to be read, this is a
+        // reply in the middle of a batch: queue it and send the queue with
+        // one sendmmsg when the batch is used up, the queue is full, or the
+        // executor is about to sleep.
+        if self.batch.pending() && buf.len() <= MAX_QUEUED {
+            if self.out.push(buf, to) {
+                self.reactor.defer(self.out.clone());
+            }
+            if self.out.len() >= BATCH {
+                self.out.flush();
+            }
+            return Poll::Ready(Ok(()));
+        }
+        self.out.flush(); // keep the order of sends
         let u = &self.udp;
         self.reg.poll_io(cx, Direction::Write, || u.send_to(buf, to)).map(|r| match r {
             Ok(_) => Ok(()),
@@ -297,6 +316,8 @@ impl UdpSocketDriver for HostUdp {
 
 impl Drop for HostUdp {
     fn drop(&mut self) {
+        self.out.flush();
+        self.out.close();
         self.reg.deregister(&mut self.udp);
     }
 }
@@ -331,6 +352,11 @@ impl RecvBatch {
         let n = self.lens[i].min(buf.len());
         buf[..n].copy_from_slice(&self.bufs[i][..n]);
         Some((n, self.from[i]))
+    }
+
+    /// Whether received datagrams wait to be taken.
+    fn pending(&self) -> bool {
+        self.next < self.count
     }
 
     /// One `recvmmsg` call on the non-blocking socket `fd`.
@@ -370,6 +396,118 @@ impl RecvBatch {
         self.count = n;
         self.next = 0;
         Ok(())
+    }
+}
+
+/// Largest datagram queued for a batched send; larger ones go out at once
+/// so their errors reach the caller.
+const MAX_QUEUED: usize = 4096;
+
+/// Datagrams queued for one `sendmmsg`. Errors of queued sends cannot reach
+/// the caller, who has been told the send succeeded (as with any UDP loss):
+/// they are logged at debug level.
+struct SendQueue {
+    fd: std::cell::Cell<std::os::fd::RawFd>,
+    queued: std::cell::RefCell<Queued>,
+}
+
+struct Queued {
+    bufs: Vec<Vec<u8>>,
+    to: Vec<socket2::SockAddr>,
+    len: usize,
+    /// A flush is already deferred to the reactor.
+    deferred: bool,
+}
+
+impl SendQueue {
+    fn new(fd: std::os::fd::RawFd) -> SendQueue {
+        SendQueue {
+            fd: std::cell::Cell::new(fd),
+            queued: std::cell::RefCell::new(Queued { bufs: Vec::new(), to: Vec::new(), len: 0, deferred: false }),
+        }
+    }
+
+    /// Queues a copy of `buf` for `to`; true if a flush must be deferred.
+    fn push(&self, buf: &[u8], to: SocketAddr) -> bool {
+        let mut q = self.queued.borrow_mut();
+        let i = q.len;
+        if i == q.bufs.len() {
+            q.bufs.push(Vec::with_capacity(512));
+            q.to.push(socket2::SockAddr::from(to));
+        } else {
+            q.to[i] = socket2::SockAddr::from(to);
+        }
+        q.bufs[i].clear();
+        q.bufs[i].extend_from_slice(buf);
+        q.len += 1;
+        !std::mem::replace(&mut q.deferred, true)
+    }
+
+    fn len(&self) -> usize {
+        self.queued.borrow().len
+    }
+
+    /// The socket is closing: nothing more is sent.
+    fn close(&self) {
+        self.fd.set(-1);
+    }
+}
+
+#[allow(unsafe_code)] // sendmmsg(2) and poll(2): see the SAFETY comments
+impl Deferred for SendQueue {
+    /// Sends everything queued, waiting up to 100 ms in all for room in the
+    /// socket buffer; what still does not fit is dropped (and logged).
+    fn flush(&self) {
+        let mut q = self.queued.borrow_mut();
+        q.deferred = false;
+        let fd = self.fd.get();
+        if q.len == 0 || fd < 0 {
+            q.len = 0;
+            return;
+        }
+        let n = q.len;
+        // SAFETY: all-zero bytes are a valid value for these plain C structs.
+        let mut iovs: Vec<libc::iovec> = vec![unsafe { std::mem::zeroed() }; n];
+        // SAFETY: as above.
+        let mut msgs: Vec<libc::mmsghdr> = vec![unsafe { std::mem::zeroed() }; n];
+        for i in 0..n {
+            iovs[i].iov_base = q.bufs[i].as_ptr() as *mut libc::c_void;
+            iovs[i].iov_len = q.bufs[i].len();
+            msgs[i].msg_hdr.msg_name = q.to[i].as_ptr() as *mut libc::c_void;
+            msgs[i].msg_hdr.msg_namelen = q.to[i].len();
+            msgs[i].msg_hdr.msg_iov = &raw mut iovs[i];
+            msgs[i].msg_hdr.msg_iovlen = 1;
+        }
+        let mut sent = 0;
+        let mut waits = 0;
+        while sent < n {
+            // SAFETY: `msgs[sent..n]` are headers whose name and iovec
+            // pointers point into `q.to`, `iovs` and `q.bufs`, which live and
+            // are not touched until this call returns; the kernel only reads
+            // them.
+            let r = unsafe {
+                libc::sendmmsg(fd, msgs[sent..].as_mut_ptr(), (n - sent) as libc::c_uint, libc::MSG_DONTWAIT)
+            };
+            if r > 0 {
+                sent += r as usize;
+                continue;
+            }
+            let e = io::Error::last_os_error();
+            if e.kind() == io::ErrorKind::WouldBlock && waits < 10 {
+                waits += 1;
+                let mut p = libc::pollfd { fd, events: libc::POLLOUT, revents: 0 };
+                // SAFETY: one valid pollfd, for the duration of the call.
+                unsafe { libc::poll(&raw mut p, 1, 10) };
+                continue;
+            }
+            if e.kind() == io::ErrorKind::Interrupted {
+                continue;
+            }
+            // This datagram fails (or the buffer stays full): skip it.
+            log::debug!("UDP send failed, datagram dropped: {e}");
+            sent += 1;
+        }
+        q.len = 0;
     }
 }
 
