@@ -291,11 +291,12 @@ impl UdpSocketDriver for HostUdp {
         // reply in the middle of a batch: queue it and send the queue with
         // one sendmmsg when the batch is used up, the queue is full, or the
         // executor is about to sleep.
-        if self.batch.pending() && buf.len() <= MAX_QUEUED {
+        // The reply to a batch's last datagram joins the queue and sends it.
+        if (self.batch.pending() || self.out.len() > 0) && buf.len() <= MAX_QUEUED {
             if self.out.push(buf, to) {
                 self.reactor.defer(self.out.clone());
             }
-            if self.out.len() >= BATCH {
+            if !self.batch.pending() || self.out.len() >= BATCH {
                 self.out.flush();
             }
             return Poll::Ready(Ok(()));

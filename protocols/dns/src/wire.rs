@@ -321,8 +321,7 @@ impl Writer {
     /// (case-insensitively) when `compress` is set, and recording its
     /// suffixes for later names. Only offsets below 0x4000 can be pointed to.
     pub fn write_name(&mut self, wire: &[u8], compress: bool) {
-        let offsets: Vec<usize> = name::label_offsets(wire).collect();
-        for &off in &offsets {
+        for off in name::label_offsets(wire) {
             let suffix = &wire[off..];
             if suffix == [0] {
                 self.buf.push(0);
