@@ -30,4 +30,4 @@ pub use block::{Block, BlockError, BlockInfo};
 pub use clock::{Clock, Instant, WallTime};
 pub use console::{Console, ConsoleError};
 pub use entropy::{Entropy, EntropyError};
-pub use net::{LinkState, Net, NetStats, RxToken, TxToken};
+pub use net::{LinkState, Net, NetCounters, NetStats, RxToken, TxToken};

@@ -111,3 +111,55 @@ pub struct NetStats {
     /// Frames given to the device that it could not send.
     pub tx_dropped: u64,
 }
+
+/// The counters a driver keeps for [`Net::stats`]. They count through a
+/// shared reference, so a driver's tokens can hold `&NetCounters`.
+#[derive(Debug, Default)]
+pub struct NetCounters {
+    rx_frames: core::cell::Cell<u64>,
+    rx_bytes: core::cell::Cell<u64>,
+    rx_dropped: core::cell::Cell<u64>,
+    tx_frames: core::cell::Cell<u64>,
+    tx_bytes: core::cell::Cell<u64>,
+    tx_dropped: core::cell::Cell<u64>,
+}
+
+fn bump(c: &core::cell::Cell<u64>, n: u64) {
+    c.set(c.get().wrapping_add(n));
+}
+
+impl NetCounters {
+    /// A frame of `len` bytes was handed to the stack.
+    pub fn received(&self, len: usize) {
+        bump(&self.rx_frames, 1);
+        bump(&self.rx_bytes, len as u64);
+    }
+
+    /// An arriving frame was dropped.
+    pub fn rx_dropped(&self) {
+        bump(&self.rx_dropped, 1);
+    }
+
+    /// A frame of `len` bytes was queued for transmission.
+    pub fn sent(&self, len: usize) {
+        bump(&self.tx_frames, 1);
+        bump(&self.tx_bytes, len as u64);
+    }
+
+    /// A frame could not be sent.
+    pub fn tx_dropped(&self) {
+        bump(&self.tx_dropped, 1);
+    }
+
+    /// The counts so far.
+    pub fn stats(&self) -> NetStats {
+        NetStats {
+            rx_frames: self.rx_frames.get(),
+            rx_bytes: self.rx_bytes.get(),
+            rx_dropped: self.rx_dropped.get(),
+            tx_frames: self.tx_frames.get(),
+            tx_bytes: self.tx_bytes.get(),
+            tx_dropped: self.tx_dropped.get(),
+        }
+    }
+}

@@ -4,7 +4,6 @@
 //! which can give it to an unprivileged user); Morgana attaches to it and
 //! never creates one, so a typo is an error rather than a new device.
 
-use std::cell::Cell;
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Write};
 use std::os::fd::AsRawFd;
@@ -13,7 +12,7 @@ use std::rc::Rc;
 use std::task::Context;
 
 use mio::unix::SourceFd;
-use morgana_devices::{LinkState, Net, NetStats};
+use morgana_devices::{LinkState, Net, NetCounters, NetStats};
 
 use crate::reactor::{Direction, Reactor, Registration};
 
@@ -64,20 +63,6 @@ impl std::fmt::Display for TapError {
 
 impl std::error::Error for TapError {}
 
-#[derive(Default)]
-struct Counters {
-    rx_frames: Cell<u64>,
-    rx_bytes: Cell<u64>,
-    rx_dropped: Cell<u64>,
-    tx_frames: Cell<u64>,
-    tx_bytes: Cell<u64>,
-    tx_dropped: Cell<u64>,
-}
-
-fn bump(c: &Cell<u64>, by: u64) {
-    c.set(c.get().wrapping_add(by));
-}
-
 /// An attached TAP device.
 pub struct TapDevice {
     file: File,
@@ -87,7 +72,7 @@ pub struct TapDevice {
     mtu: usize,
     rx_buf: Vec<u8>,
     tx_buf: Vec<u8>,
-    counters: Counters,
+    counters: NetCounters,
 }
 
 impl TapDevice {
@@ -136,7 +121,7 @@ impl TapDevice {
             mtu,
             rx_buf: vec![0; mtu + 14],
             tx_buf: vec![0; mtu + 14],
-            counters: Counters::default(),
+            counters: NetCounters::default(),
         })
     }
 
@@ -161,7 +146,7 @@ pub struct TapRx<'a> {
 pub struct TapTx<'a> {
     file: &'a File,
     buf: &'a mut Vec<u8>,
-    counters: &'a Counters,
+    counters: &'a NetCounters,
 }
 
 impl morgana_devices::RxToken for TapRx<'_> {
@@ -181,10 +166,9 @@ impl morgana_devices::TxToken for TapTx<'_> {
         // (EAGAIN) drops the frame, as a NIC would.
         match (too_big, (&*self.file).write(&self.buf[..len])) {
             (false, Ok(n)) if n == len => {
-                bump(&self.counters.tx_frames, 1);
-                bump(&self.counters.tx_bytes, len as u64);
+                self.counters.sent(len);
             }
-            _ => bump(&self.counters.tx_dropped, 1),
+            _ => self.counters.tx_dropped(),
         }
         r
     }
@@ -201,15 +185,14 @@ impl Net for TapDevice {
             match self.reg.poll_io(cx, Direction::Read, || (&*file).read(buf)) {
                 std::task::Poll::Pending => return None,
                 std::task::Poll::Ready(Ok(n)) if n > 0 => {
-                    bump(&self.counters.rx_frames, 1);
-                    bump(&self.counters.rx_bytes, n as u64);
+                    self.counters.received(n);
                     return Some((
                         TapRx { frame: &mut self.rx_buf[..n] },
                         TapTx { file: &self.file, buf: &mut self.tx_buf, counters: &self.counters },
                     ));
                 }
                 // A zero-length or failed read: count it and try the next.
-                std::task::Poll::Ready(_) => bump(&self.counters.rx_dropped, 1),
+                std::task::Poll::Ready(_) => self.counters.rx_dropped(),
             }
         }
     }
@@ -231,14 +214,6 @@ impl Net for TapDevice {
     }
 
     fn stats(&self) -> NetStats {
-        let c = &self.counters;
-        NetStats {
-            rx_frames: c.rx_frames.get(),
-            rx_bytes: c.rx_bytes.get(),
-            rx_dropped: c.rx_dropped.get(),
-            tx_frames: c.tx_frames.get(),
-            tx_bytes: c.tx_bytes.get(),
-            tx_dropped: c.tx_dropped.get(),
-        }
+        self.counters.stats()
     }
 }

@@ -6,10 +6,9 @@
 
 use alloc::boxed::Box;
 use alloc::vec::Vec;
-use core::cell::Cell;
 use core::task::Context;
 
-use morgana_devices::{LinkState, Net, NetStats, RxToken, TxToken};
+use morgana_devices::{LinkState, Net, NetCounters, NetStats, RxToken, TxToken};
 use morgana_x86::IrqLine;
 use virtio_drivers::device::net::VirtIONetRaw;
 
@@ -23,20 +22,6 @@ const BUF: usize = 1536 + 64;
 const MTU: usize = 1500;
 
 type Buf = Box<[u8; BUF]>;
-
-#[derive(Default)]
-struct Counters {
-    rx_frames: Cell<u64>,
-    rx_bytes: Cell<u64>,
-    rx_dropped: Cell<u64>,
-    tx_frames: Cell<u64>,
-    tx_bytes: Cell<u64>,
-    tx_dropped: Cell<u64>,
-}
-
-fn bump(c: &Cell<u64>, n: u64) {
-    c.set(c.get().wrapping_add(n));
-}
 
 struct TxState {
     dev: VirtIONetRaw<VirtioHal, Transport, QUEUE>,
@@ -54,7 +39,7 @@ pub struct VirtioNet {
     /// Receive buffers the stack has finished with, to post again.
     rx_done: Vec<Buf>,
     mac: [u8; 6],
-    counters: Counters,
+    counters: NetCounters,
 }
 
 /// Why a virtio-net device could not be started.
@@ -76,7 +61,7 @@ impl VirtioNet {
             rx_posted: [const { None }; QUEUE],
             rx_done: (0..QUEUE).map(|_| Box::new([0u8; BUF])).collect(),
             mac,
-            counters: Counters::default(),
+            counters: NetCounters::default(),
         };
         net.repost();
         Ok(net)
@@ -128,7 +113,7 @@ impl VirtioNet {
 }
 
 impl TxState {
-    fn reclaim(&mut self, counters: &Counters) {
+    fn reclaim(&mut self, counters: &NetCounters) {
         while let Some(token) = self.dev.poll_transmit() {
             let Some((buf, len)) = self.in_flight.get_mut(token as usize).and_then(Option::take) else {
                 log::error!("virtio-net: device completed unknown transmit token {token}");
@@ -137,7 +122,7 @@ impl TxState {
             // SAFETY: `buf[..len]` is exactly the slice given to
             // `transmit_begin` for this token.
             if unsafe { self.dev.transmit_complete(token, &buf[..len]) }.is_err() {
-                bump(&counters.tx_dropped, 1);
+                counters.tx_dropped();
             }
             self.free.push(buf);
         }
@@ -155,7 +140,7 @@ pub struct Rx<'a> {
 /// A transmit slot.
 pub struct Tx<'a> {
     tx: &'a mut TxState,
-    counters: &'a Counters,
+    counters: &'a NetCounters,
 }
 
 impl RxToken for Rx<'_> {
@@ -177,13 +162,13 @@ impl Drop for Rx<'_> {
 impl TxToken for Tx<'_> {
     fn consume<R, F: FnOnce(&mut [u8]) -> R>(self, len: usize, f: F) -> R {
         let Some(mut buf) = self.tx.free.pop() else {
-            bump(&self.counters.tx_dropped, 1);
+            self.counters.tx_dropped();
             let mut scratch = alloc::vec![0u8; len];
             return f(&mut scratch);
         };
         let header = self.tx.dev.fill_buffer_header(&mut buf[..]).unwrap_or(12);
         if header + len > BUF {
-            bump(&self.counters.tx_dropped, 1);
+            self.counters.tx_dropped();
             let mut scratch = alloc::vec![0u8; len];
             self.tx.free.push(buf);
             return f(&mut scratch);
@@ -196,15 +181,14 @@ impl TxToken for Tx<'_> {
         match unsafe { self.tx.dev.transmit_begin(&buf[..total]) } {
             Ok(token) if (token as usize) < QUEUE && self.tx.in_flight[token as usize].is_none() => {
                 self.tx.in_flight[token as usize] = Some((buf, total));
-                bump(&self.counters.tx_frames, 1);
-                bump(&self.counters.tx_bytes, len as u64);
+                self.counters.sent(len);
             }
             Ok(token) => {
                 log::error!("virtio-net: unexpected transmit token {token}");
                 core::mem::forget(buf);
             }
             Err(_) => {
-                bump(&self.counters.tx_dropped, 1);
+                self.counters.tx_dropped();
                 self.tx.free.push(buf);
             }
         }
@@ -235,14 +219,13 @@ impl Net for VirtioNet {
             // SAFETY: `buf` is the buffer posted under `token`.
             match unsafe { self.tx.dev.receive_complete(token, &mut buf[..]) } {
                 Ok((start, len)) if start + len <= BUF && len <= MTU + 14 => {
-                    bump(&self.counters.rx_frames, 1);
-                    bump(&self.counters.rx_bytes, len as u64);
+                    self.counters.received(len);
                     let rx = Rx { buf: Some(buf), start, len, done: &mut self.rx_done };
                     let tx = Tx { tx: &mut self.tx, counters: &self.counters };
                     return Some((rx, tx));
                 }
                 _ => {
-                    bump(&self.counters.rx_dropped, 1);
+                    self.counters.rx_dropped();
                     self.rx_done.push(buf);
                     self.repost();
                 }
@@ -272,14 +255,6 @@ impl Net for VirtioNet {
     }
 
     fn stats(&self) -> NetStats {
-        let c = &self.counters;
-        NetStats {
-            rx_frames: c.rx_frames.get(),
-            rx_bytes: c.rx_bytes.get(),
-            rx_dropped: c.rx_dropped.get(),
-            tx_frames: c.tx_frames.get(),
-            tx_bytes: c.tx_bytes.get(),
-            tx_dropped: c.tx_dropped.get(),
-        }
+        self.counters.stats()
     }
 }

@@ -5,10 +5,9 @@
 use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;
-use core::cell::Cell;
 use core::task::Context;
 
-use morgana_devices::{LinkState, Net, NetStats, RxToken, TxToken};
+use morgana_devices::{LinkState, Net, NetCounters, NetStats, RxToken, TxToken};
 use morgana_x86::xen::Port;
 
 use crate::grant::GrantRef;
@@ -59,20 +58,6 @@ const N_RX: usize = 128;
 const N_TX: usize = 64;
 const MTU: usize = 1500;
 
-#[derive(Default)]
-struct Counters {
-    rx_frames: Cell<u64>,
-    rx_bytes: Cell<u64>,
-    rx_dropped: Cell<u64>,
-    tx_frames: Cell<u64>,
-    tx_bytes: Cell<u64>,
-    tx_dropped: Cell<u64>,
-}
-
-fn bump(c: &Cell<u64>, n: u64) {
-    c.set(c.get().wrapping_add(n));
-}
-
 struct TxSide {
     ring: FrontRing<TxReq, TxRsp>,
     bufs: Vec<(SharedPage, GrantRef)>,
@@ -88,7 +73,7 @@ pub struct Netfront {
     rx_ids: Slots,
     port: Port,
     mac: [u8; 6],
-    counters: Counters,
+    counters: NetCounters,
     broken: bool,
 }
 
@@ -138,7 +123,7 @@ impl Netfront {
             rx_ids: Slots::new(N_RX as u16),
             port,
             mac,
-            counters: Counters::default(),
+            counters: NetCounters::default(),
             broken: false,
         };
         nf.repost();
@@ -199,14 +184,14 @@ impl Netfront {
 
 impl TxSide {
     /// Frees buffers whose frames the backend has sent.
-    fn reclaim(&mut self, counters: &Counters) -> Result<(), crate::ring::RingError> {
+    fn reclaim(&mut self, counters: &NetCounters) -> Result<(), crate::ring::RingError> {
         let n = self.ring.responses()?;
         for _ in 0..n {
             let rsp = self.ring.take_response();
             let id = self.ids.answer(rsp.id as u64)?;
             self.ids.release(id);
             if rsp.status < 0 {
-                bump(&counters.tx_dropped, 1);
+                counters.tx_dropped();
             }
         }
         Ok(())
@@ -225,7 +210,7 @@ pub struct Rx<'a> {
 /// A transmit slot.
 pub struct Tx<'a> {
     tx: &'a mut TxSide,
-    counters: &'a Counters,
+    counters: &'a NetCounters,
 }
 
 impl RxToken for Rx<'_> {
@@ -248,7 +233,7 @@ impl Drop for Rx<'_> {
 impl TxToken for Tx<'_> {
     fn consume<R, F: FnOnce(&mut [u8]) -> R>(self, len: usize, f: F) -> R {
         let Some(id) = (len <= MTU + 14).then(|| self.tx.ids.take()).flatten() else {
-            bump(&self.counters.tx_dropped, 1);
+            self.counters.tx_dropped();
             let mut scratch = alloc::vec![0u8; len];
             return f(&mut scratch);
         };
@@ -259,14 +244,13 @@ impl TxToken for Tx<'_> {
         let r = f(buf);
         let req = TxReq { gref, offset: 0, flags: 0, id, size: len as u16 };
         if self.tx.ring.push_request(req) {
-            bump(&self.counters.tx_frames, 1);
-            bump(&self.counters.tx_bytes, len as u64);
+            self.counters.sent(len);
             if self.tx.ring.publish() {
                 self.tx.port.notify();
             }
         } else {
             self.tx.ids.untake(id);
-            bump(&self.counters.tx_dropped, 1);
+            self.counters.tx_dropped();
         }
         r
     }
@@ -317,12 +301,11 @@ impl Net for Netfront {
             let (offset, len) = (rsp.offset as usize, rsp.status as isize);
             if len <= 0 || rsp.flags & NETRXF_MORE_DATA != 0 || offset + len as usize > 4096 || len as usize > MTU + 14
             {
-                bump(&self.counters.rx_dropped, 1);
+                self.counters.rx_dropped();
                 self.rx_ids.release(rsp.id);
                 continue;
             }
-            bump(&self.counters.rx_frames, 1);
-            bump(&self.counters.rx_bytes, len as u64);
+            self.counters.received(len as usize);
             let rx = Rx { page: self.rx_bufs[id].0, offset, len: len as usize, id: rsp.id, ids: &mut self.rx_ids };
             let tx = Tx { tx: &mut self.tx, counters: &self.counters };
             return Some((rx, tx));
@@ -364,14 +347,6 @@ impl Net for Netfront {
     }
 
     fn stats(&self) -> NetStats {
-        let c = &self.counters;
-        NetStats {
-            rx_frames: c.rx_frames.get(),
-            rx_bytes: c.rx_bytes.get(),
-            rx_dropped: c.rx_dropped.get(),
-            tx_frames: c.tx_frames.get(),
-            tx_bytes: c.tx_bytes.get(),
-            tx_dropped: c.tx_dropped.get(),
-        }
+        self.counters.stats()
     }
 }
