@@ -146,7 +146,7 @@ impl Blkfront {
         Ok(())
     }
 
-    /// One request over the first `n` bytes of the pages.
+    /// One request over the first `n` bytes of the pages (none for a flush).
     async fn request(&mut self, operation: u8, sector: u64, n: usize) -> Result<(), BlockError> {
         self.complete().await.ok();
         let mut seg = [Segment { gref: 0, first_sect: 0, last_sect: 0, pad: 0 }; 11];
@@ -219,17 +219,6 @@ impl Block for Blkfront {
         if !self.flush {
             return Ok(()); // the backend writes through
         }
-        let id = self.next_id;
-        self.next_id += 1;
-        let seg = [Segment { gref: 0, first_sect: 0, last_sect: 0, pad: 0 }; 11];
-        let req = Request { operation: OP_FLUSH, nr_segments: 0, handle: 0, pad: 0, id, sector: 0, seg };
-        if !self.ring.push_request(req) {
-            return Err(BlockError::Device);
-        }
-        self.in_flight = Some(id);
-        if self.ring.publish() {
-            self.port.notify();
-        }
-        self.complete().await
+        self.request(OP_FLUSH, 0, 0).await
     }
 }
