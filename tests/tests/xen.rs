@@ -62,6 +62,12 @@ section dns-tcp
 dig @10.77.0.3 +norec +tcp mail.example.com MX 2>&1
 section dns-refused
 dig @10.77.0.3 +norec +tries=3 example.org A 2>&1
+section dns-reboot
+old=$(xl domid dns)
+timeout 60 xl reboot dns 2>&1
+i=0; while new=$(xl domid dns 2>/dev/null); [ -z "$new" ] || [ "$new" = "$old" ]; do i=$((i+1)); [ $i -gt 600 ] && break; sleep 0.1; done
+echo "dns domain $old -> $new"
+/tmp/dns-probe 10.77.0.3:53 www.example.com 60 >/dev/null && echo "dns answered after reboot"
 section dns-shutdown
 timeout 60 xl shutdown -w dns 2>&1; echo "xl shutdown status $?"
 section dns-console
@@ -169,6 +175,20 @@ fn dns_over_netfront() -> Result {
     check(out.contains("reason code 0"), "DNS domU shut down cleanly", &out)
 }
 
+/// `xl reboot`: the app exits with Xen's reboot reason, the toolstack starts
+/// a new domain from the same image, and it serves again.
+fn xl_reboot_restarts_the_app() -> Result {
+    let out = section("dns-reboot")?;
+    let ids: Vec<&str> = out.lines().find_map(|l| l.strip_prefix("dns domain ")).unwrap_or("").split(" -> ").collect();
+    check(
+        ids.len() == 2 && !ids[1].is_empty() && ids[0] != ids[1] && out.contains("dns answered after reboot"),
+        "a new DNS domain that answers",
+        &out,
+    )?;
+    let console = section("dns-console")?;
+    check(console.contains("Xen asked for reboot: exiting"), "the app saw the reboot request", &console)
+}
+
 fn blkfront_data_survives_a_second_domain() -> Result {
     let out = section("blk-write")?;
     check(out.contains("reason code 0 ") && out.contains("xl create -F status 0"), "writer domU powered off", &out)?;
@@ -216,6 +236,7 @@ fn main() {
         t("echo_over_netfront", echo_over_netfront),
         t("xl_shutdown_ends_the_app", xl_shutdown_ends_the_app),
         t("dns_over_netfront", dns_over_netfront),
+        t("xl_reboot_restarts_the_app", xl_reboot_restarts_the_app),
         t("blkfront_data_survives_a_second_domain", blkfront_data_survives_a_second_domain),
         t("same_elf_serves_virtio", same_elf_serves_virtio),
     ];

@@ -372,8 +372,9 @@ mod xen {
     }
 
     /// Waits for the toolstack to write `control/shutdown` (`xl shutdown`,
-    /// `xl reboot`), acknowledges it and ends the VM through the normal exit
-    /// path. A unikernel cannot suspend; that request is refused.
+    /// `xl reboot`), acknowledges it and ends the VM: powered off through
+    /// the normal exit path, or with Xen's reboot reason so the toolstack
+    /// starts it again. A unikernel cannot suspend; that request is refused.
     async fn watch_shutdown(mut xs: Store, port: Port) {
         const NODE: &str = "control/shutdown";
         let mut broken = false;
@@ -408,6 +409,9 @@ mod xen {
         });
         let what = request.await;
         log::info!("Xen asked for {what}: exiting");
+        if what == "reboot" {
+            morgana_x86::xen::reboot();
+        }
         morgana_x86::exit(0);
     }
 }

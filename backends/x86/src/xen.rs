@@ -40,6 +40,7 @@ const EVTCHNOP_ALLOC_UNBOUND: u64 = 6;
 const EVTCHNOP_UNMASK: u64 = 9;
 const SCHEDOP_SHUTDOWN: u64 = 2;
 const SHUTDOWN_POWEROFF: u32 = 0;
+const SHUTDOWN_REBOOT: u32 = 1;
 const SHUTDOWN_CRASH: u32 = 3;
 
 static PRESENT: AtomicBool = AtomicBool::new(false);
@@ -166,8 +167,19 @@ pub(crate) fn enable_upcall() {
 }
 
 fn shutdown(code: i32) {
-    let mut s = sched_shutdown { reason: if code == 0 { SHUTDOWN_POWEROFF } else { SHUTDOWN_CRASH } };
+    shutdown_for(if code == 0 { SHUTDOWN_POWEROFF } else { SHUTDOWN_CRASH });
+}
+
+fn shutdown_for(reason: u32) {
+    let mut s = sched_shutdown { reason };
     hypercall2(xen_sys::__HYPERVISOR_sched_op, SCHEDOP_SHUTDOWN, &raw mut s as u64);
+}
+
+/// Ends the domain asking the toolstack to start it again (`xl reboot`):
+/// Xen's `SHUTDOWN_reboot`. Halts if Xen does not stop the domain.
+pub fn reboot() -> ! {
+    shutdown_for(SHUTDOWN_REBOOT);
+    crate::exit::halt_forever()
 }
 
 /// TSC frequency from vCPU 0's time info.
@@ -289,7 +301,8 @@ pub(crate) fn dispatch() {
                 let port = w * 64 + b;
                 if port < MAX_PORTS {
                     FIRED[port / 64].fetch_or(1 << (port % 64), Ordering::AcqRel);
-                    if let Some(waker) = WAKERS[port].lock().take() {
+                    let waker = WAKERS[port].lock().take();
+                    if let Some(waker) = waker {
                         waker.wake();
                     }
                 }
@@ -303,6 +316,12 @@ pub(crate) fn dispatch() {
 pub struct Port(pub u32);
 
 impl Port {
+    /// A port number Xen gave (in an HVM parameter or xenstore), if this
+    /// platform can deliver its events.
+    pub fn checked(port: u64) -> Option<Port> {
+        (port < MAX_PORTS as u64).then_some(Port(port as u32))
+    }
+
     /// Allocates an unbound port that domain `remote` may bind to.
     pub fn alloc_unbound(remote: u16) -> Result<Port, i64> {
         let mut a = evtchn_alloc_unbound { dom: DOMID_SELF, remote_dom: remote, port: 0 };

@@ -66,6 +66,9 @@ pub struct Blkfront {
     next_id: u64,
     /// The request the backend may still be working on.
     in_flight: Option<u64>,
+    /// The backend broke the ring protocol: its pages may still be in use,
+    /// so no more requests are made.
+    broken: bool,
 }
 
 fn read(xs: &mut Store, path: &str) -> Result<String, String> {
@@ -117,38 +120,50 @@ impl Blkfront {
             flush,
             next_id: 1,
             in_flight: None,
+            broken: false,
         })
     }
 
     /// Waits for the response to the request in flight.
     async fn complete(&mut self) -> Result<(), BlockError> {
+        if self.broken {
+            return Err(BlockError::Device);
+        }
         let Some(id) = self.in_flight else { return Ok(()) };
         let rsp = poll_fn(|cx| {
             self.port.register(cx.waker());
             match self.ring.final_check() {
                 Ok(true) => Poll::Ready(Ok(self.ring.take_response())),
                 Ok(false) => Poll::Pending,
-                Err(e) => {
-                    log::error!("blkfront: {e}");
-                    Poll::Ready(Err(BlockError::Device))
-                }
+                Err(e) => Poll::Ready(Err(e)),
             }
         })
-        .await?;
+        .await;
+        let rsp = match rsp {
+            Ok(rsp) if rsp.id == id => rsp,
+            Ok(rsp) => return Err(self.fail(&format_args!("backend answered request {} instead of {id}", rsp.id))),
+            Err(e) => return Err(self.fail(&e)),
+        };
         self.in_flight = None;
-        if rsp.id != id {
-            log::error!("blkfront: backend answered request {} instead of {id}", rsp.id);
-            return Err(BlockError::Device);
-        }
         if rsp.status != 0 {
             return Err(BlockError::Device);
         }
         Ok(())
     }
 
+    /// Stops the device after a protocol error.
+    fn fail(&mut self, what: &dyn core::fmt::Display) -> BlockError {
+        log::error!("blkfront: {what}; the disk stops");
+        self.broken = true;
+        BlockError::Device
+    }
+
     /// One request over the first `n` bytes of the pages (none for a flush).
     async fn request(&mut self, operation: u8, sector: u64, n: usize) -> Result<(), BlockError> {
         self.complete().await.ok();
+        if self.broken {
+            return Err(BlockError::Device);
+        }
         let mut seg = [Segment { gref: 0, first_sect: 0, last_sect: 0, pad: 0 }; 11];
         let count = n.div_ceil(PAGE);
         for (i, s) in seg.iter_mut().enumerate().take(count) {
@@ -199,6 +214,9 @@ impl Block for Blkfront {
         let mut sector = first;
         for chunk in buf.chunks(PAGES * PAGE) {
             self.complete().await.ok();
+            if self.broken {
+                return Err(BlockError::Device);
+            }
             for (i, part) in chunk.chunks(PAGE).enumerate() {
                 // SAFETY: page `i` is ours, no request is in flight (just
                 // completed), and part.len() <= 4096.

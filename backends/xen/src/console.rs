@@ -1,7 +1,7 @@
 //! The PV console (`xen/include/public/io/console.h`): a 1 KiB input and a
 //! 2 KiB output ring in one page, drained by xenconsoled in dom0.
 
-use core::sync::atomic::{fence, Ordering};
+use core::sync::atomic::{fence, AtomicBool, Ordering};
 use core::task::{Context, Poll};
 use core::time::Duration;
 
@@ -19,6 +19,9 @@ const IN_CONS: usize = 3072;
 const IN_PROD: usize = 3076;
 const OUT_CONS: usize = 3080;
 const OUT_PROD: usize = 3084;
+
+/// Output is being dropped: xenconsoled stopped draining the ring.
+static STALLED: AtomicBool = AtomicBool::new(false);
 
 /// The PV console.
 #[derive(Debug, Clone, Copy)]
@@ -72,15 +75,20 @@ impl PvConsole {
     }
 
     /// Writes all of `bytes`, waiting up to a second for xenconsoled to
-    /// make room; what does not fit then is dropped.
+    /// make room; what does not fit then is dropped, and so is later output
+    /// until the ring has room again (so a stopped xenconsoled costs the
+    /// app one second, not one per line).
     fn write_all(&self, mut bytes: &[u8]) {
         let deadline = morgana_x86::clock::now() + Duration::from_secs(1);
         while !bytes.is_empty() {
             let n = self.put(bytes);
             bytes = &bytes[n..];
-            if n == 0 {
+            if n > 0 {
+                STALLED.store(false, Ordering::Relaxed);
+            } else {
                 let now = morgana_x86::clock::now();
-                if now >= deadline {
+                if now >= deadline || STALLED.load(Ordering::Relaxed) {
+                    STALLED.store(true, Ordering::Relaxed);
                     return;
                 }
                 morgana_runtime::Platform::wait(&morgana_x86::Machine, Some(now + Duration::from_millis(1)));

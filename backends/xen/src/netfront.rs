@@ -71,6 +71,8 @@ pub struct Netfront {
     rx: FrontRing<RxReq, RxRsp>,
     rx_bufs: Vec<(SharedPage, GrantRef)>,
     rx_ids: Slots,
+    /// Inside a multi-slot frame being dropped.
+    rx_skipping: bool,
     port: Port,
     mac: [u8; 6],
     counters: NetCounters,
@@ -121,6 +123,7 @@ impl Netfront {
             rx: rx_ring,
             rx_bufs,
             rx_ids: Slots::new(N_RX as u16),
+            rx_skipping: false,
             port,
             mac,
             counters: NetCounters::default(),
@@ -295,13 +298,20 @@ impl Net for Netfront {
                     return None;
                 }
             };
-            if rsp.flags & NETRXF_EXTRA_INFO != 0 && self.rx.responses().unwrap_or(0) > 0 {
-                let _ = self.rx.take_response(); // an extra-info slot we did not ask for
+            if rsp.flags & NETRXF_EXTRA_INFO != 0 {
+                // Extra-info slots follow only for features never negotiated
+                // (GSO); they carry no id, so the ring cannot be kept in step.
+                self.fail(&"backend sent extra-info slots that were not negotiated");
+                return None;
             }
+            // A frame spread over several slots (scatter-gather, not
+            // negotiated) is dropped whole: this slot and its followers.
+            let continued = core::mem::replace(&mut self.rx_skipping, rsp.flags & NETRXF_MORE_DATA != 0);
             let (offset, len) = (rsp.offset as usize, rsp.status as isize);
-            if len <= 0 || rsp.flags & NETRXF_MORE_DATA != 0 || offset + len as usize > 4096 || len as usize > MTU + 14
-            {
-                self.counters.rx_dropped();
+            if continued || self.rx_skipping || len <= 0 || offset + len as usize > 4096 || len as usize > MTU + 14 {
+                if !continued {
+                    self.counters.rx_dropped();
+                }
                 self.rx_ids.release(rsp.id);
                 continue;
             }

@@ -114,7 +114,9 @@ pub fn start() -> Result<Devices, String> {
 
     log::debug!("xen: {FRAMES} grant frames at {:#x}", table.addr());
     let store_page = param(xen::HVM_PARAM_STORE_PFN, "xenstore ring")? << 12;
-    let store_port = Port(param(xen::HVM_PARAM_STORE_EVTCHN, "xenstore event channel")? as u32);
+    let store_port = param(xen::HVM_PARAM_STORE_EVTCHN, "xenstore event channel")?;
+    let store_port =
+        Port::checked(store_port).ok_or_else(|| format!("xenstore event channel {store_port} out of range"))?;
     store_port.unmask();
     let page = SharedPage::at(store_page as usize).ok_or("xenstore ring not page aligned")?;
     let mut xs = Client::new(page, StoreChannel { port: store_port, deadline: morgana_x86::clock::now() });
@@ -122,7 +124,13 @@ pub fn start() -> Result<Devices, String> {
     log::debug!("xen: xenstore ring at {store_page:#x}, port {}", store_port.0);
 
     let console = match (xen::hvm_param(xen::HVM_PARAM_CONSOLE_PFN), xen::hvm_param(xen::HVM_PARAM_CONSOLE_EVTCHN)) {
-        (Some(pfn), Some(port)) if pfn != 0 => PvConsole::new(pfn << 12, Port(port as u32)),
+        (Some(pfn), Some(port)) if pfn != 0 => match Port::checked(port) {
+            Some(port) => PvConsole::new(pfn << 12, port),
+            None => {
+                log::warn!("Xen console event channel {port} out of range: no PV console");
+                None
+            }
+        },
         _ => None,
     };
 

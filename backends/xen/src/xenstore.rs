@@ -205,6 +205,7 @@ pub struct Client<C: Channel> {
     next_id: u32,
     partial: Vec<u8>,
     events: VecDeque<(String, String)>,
+    desynced: bool,
 }
 
 fn nul_terminated(s: &str) -> Vec<u8> {
@@ -216,7 +217,14 @@ fn nul_terminated(s: &str) -> Vec<u8> {
 impl<C: Channel> Client<C> {
     /// A client on `page`, reached through `channel`.
     pub fn new(page: SharedPage, channel: C) -> Self {
-        Client { ring: RingPage::new(page), channel, next_id: 1, partial: Vec::new(), events: VecDeque::new() }
+        Client {
+            ring: RingPage::new(page),
+            channel,
+            next_id: 1,
+            partial: Vec::new(),
+            events: VecDeque::new(),
+            desynced: false,
+        }
     }
 
     /// The channel.
@@ -232,19 +240,26 @@ impl<C: Channel> Client<C> {
         }
         let req_id = self.next_id;
         self.next_id = self.next_id.wrapping_add(1);
+        if self.desynced {
+            return Err(XsError::Protocol("a request was cut off earlier; the ring is out of step"));
+        }
         let bytes = Message { kind, req_id, tx_id, payload }.encode();
         let mut sent = 0;
         while sent < bytes.len() {
             sent += self.ring.produce(REQ, REQ_CONS, REQ_PROD, &bytes[sent..])?;
             self.channel.notify();
             if sent < bytes.len() && !self.channel.wait() {
+                // Half a message is in the ring: nothing after it can be
+                // framed correctly.
+                self.desynced = sent > 0;
                 return Err(XsError::TimedOut);
             }
         }
         loop {
             match read_message(&self.ring, RSP, RSP_CONS, RSP_PROD, &mut self.partial)? {
                 Some(m) if m.kind == op::WATCH_EVENT => self.queue_event(&m),
-                Some(m) if m.req_id != req_id => return Err(XsError::Protocol("answer to another request")),
+                // The late answer to a request that timed out: skip it.
+                Some(m) if m.req_id != req_id => {}
                 Some(m) if m.kind == op::ERROR => {
                     let text = String::from_utf8_lossy(&m.payload).trim_end_matches('\0').to_string();
                     return Err(XsError::Daemon(text));
@@ -442,10 +457,40 @@ mod tests {
         let (mut c, d) = client();
         d.borrow_mut().store.insert("a".into(), "b".into());
         d.borrow_mut().sabotage = Some(|m| m[4..8].copy_from_slice(&999u32.to_le_bytes()));
-        assert_eq!(c.read("a"), Err(XsError::Protocol("answer to another request")));
+        // An answer to another request is skipped; its own never comes.
+        assert_eq!(c.read("a"), Err(XsError::TimedOut));
         let (mut c, d) = client();
         d.borrow_mut().ring.set_idx(RSP_PROD, 50_000);
         assert_eq!(c.read("a"), Err(XsError::Protocol("response ring indices out of range")));
+    }
+
+    #[test]
+    fn late_answers_are_skipped() {
+        let (mut c, d) = client();
+        d.borrow_mut().store.insert("a".into(), "b".into());
+        let stale = Message { kind: op::READ, req_id: 999, tx_id: 0, payload: b"stale\0".to_vec() }.encode();
+        d.borrow().ring.produce(RSP, RSP_CONS, RSP_PROD, &stale).unwrap();
+        assert_eq!(c.read("a").unwrap(), "b");
+        assert_eq!(c.read("a").unwrap(), "b");
+    }
+
+    #[test]
+    fn a_request_cut_off_mid_send_stops_the_client() {
+        let page = SharedPage::new();
+        // Nobody consumes requests: a message longer than the 1 KiB ring
+        // cannot be sent whole.
+        struct Stuck(u32);
+        impl Channel for Stuck {
+            fn notify(&mut self) {}
+            fn wait(&mut self) -> bool {
+                self.0 += 1;
+                self.0 < 3
+            }
+        }
+        let mut c = Client::new(page, Stuck(0));
+        let long = alloc::format!("{:0>2000}", 1);
+        assert_eq!(c.write(0, "k", &long), Err(XsError::TimedOut));
+        assert!(matches!(c.read("k"), Err(XsError::Protocol(_))));
     }
 
     #[test]
