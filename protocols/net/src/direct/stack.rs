@@ -1,0 +1,91 @@
+//! The app-facing driver: listen, connect, bind.
+
+use alloc::boxed::Box;
+use alloc::collections::VecDeque;
+use alloc::vec;
+use alloc::vec::Vec;
+use core::net::{IpAddr, SocketAddr};
+use core::task::{Context, Poll};
+
+use morgana_devices::Net;
+use smoltcp::socket::{tcp, udp};
+
+use super::listen::{listen_endpoint, service_listeners, DirectListener, Listening};
+use super::tcp::{new_tcp_socket, DirectTcp};
+use super::udp::DirectUdp;
+use super::{DirectStack, Inner};
+use crate::driver::{StackDriver, TcpListenerDriver, TcpStreamDriver, UdpSocketDriver};
+use crate::{Error, ListenAddr};
+
+impl<D: Net + 'static> StackDriver for DirectStack<D> {
+    fn name(&self) -> &'static str {
+        "direct (smoltcp)"
+    }
+
+    fn addresses(&self) -> Vec<(IpAddr, u8)> {
+        let i = self.inner.borrow();
+        i.iface.ip_addrs().iter().map(|c| (c.address().into(), c.prefix_len())).collect()
+    }
+
+    fn poll_configured(&self, cx: &mut Context<'_>) -> Poll<()> {
+        let mut i = self.inner.borrow_mut();
+        if i.is_configured() {
+            Poll::Ready(())
+        } else {
+            i.configured_waiters.push(cx.waker().clone());
+            Poll::Pending
+        }
+    }
+
+    fn tcp_listen(&self, mut addr: ListenAddr) -> Result<Box<dyn TcpListenerDriver>, Error> {
+        let mut i = self.inner.borrow_mut();
+        i.check_local(&addr)?;
+        if addr.port == 0 {
+            addr.port = i.ephemeral_port(|i, p| i.tcp_ports.contains(&p))?;
+        }
+        if !i.tcp_ports.insert(addr.port) {
+            return Err(Error::AddrInUse);
+        }
+        let backlog = i.config.backlog;
+        let id =
+            i.listeners.insert(Listening { addr, backlog, pending: Vec::new(), ready: VecDeque::new(), waker: None });
+        let Inner { listeners, sockets, config, .. } = &mut *i;
+        service_listeners(listeners, sockets, config.tcp_buffer);
+        Ok(Box::new(DirectListener { inner: self.inner.clone(), id, addr }))
+    }
+
+    fn tcp_connect(&self, remote: SocketAddr) -> Result<Box<dyn TcpStreamDriver>, Error> {
+        if remote.port() == 0 || remote.ip().is_unspecified() {
+            return Err(Error::InvalidInput("connect needs an address and a non-zero port"));
+        }
+        let mut i = self.inner.borrow_mut();
+        let port = i.ephemeral_port(|i, p| i.tcp_ports.contains(&p))?;
+        let mut s = new_tcp_socket(i.config.tcp_buffer);
+        s.connect(i.iface.context(), remote, port).map_err(|e| match e {
+            tcp::ConnectError::Unaddressable => Error::Unreachable,
+            tcp::ConnectError::InvalidState => Error::InvalidInput("socket busy"),
+        })?;
+        let handle = i.sockets.add(s);
+        i.wake_runner();
+        Ok(Box::new(DirectTcp { inner: self.inner.clone(), handle, aborted: false }))
+    }
+
+    fn udp_bind(&self, mut addr: ListenAddr) -> Result<Box<dyn UdpSocketDriver>, Error> {
+        let mut i = self.inner.borrow_mut();
+        i.check_local(&addr)?;
+        if addr.port == 0 {
+            addr.port = i.ephemeral_port(|i, p| i.udp_ports.contains(&p))?;
+        }
+        if i.udp_ports.contains(&addr.port) {
+            return Err(Error::AddrInUse);
+        }
+        let n = i.config.udp_buffer;
+        let packets = (n / 512).clamp(8, 256);
+        let buffer = || udp::PacketBuffer::new(vec![udp::PacketMetadata::EMPTY; packets], vec![0; n]);
+        let mut s = udp::Socket::new(buffer(), buffer());
+        s.bind(listen_endpoint(addr.ip, addr.port)).map_err(|_| Error::InvalidInput("cannot bind"))?;
+        i.udp_ports.insert(addr.port);
+        let handle = i.sockets.add(s);
+        Ok(Box::new(DirectUdp { inner: self.inner.clone(), handle, addr }))
+    }
+}
