@@ -460,6 +460,23 @@ pub enum CongestionControl {
     Cubic,
 }
 
+/// Initial sequence numbers per RFC 6528 §3: `ISN = M + F(local, remote,
+/// secret)`, where `M` is a timer ticking every 4 microseconds and `F` is a
+/// keyed hash of the connection's endpoints. [Morgana patch]
+#[derive(Clone, Copy)]
+pub struct IsnGenerator {
+    /// The key, chosen at random once per boot.
+    pub secret: [u8; 16],
+    /// `F`: a cryptographic hash of the endpoints keyed with `secret`.
+    pub hash: fn(secret: &[u8; 16], local: IpEndpoint, remote: IpEndpoint) -> u32,
+}
+
+impl fmt::Debug for IsnGenerator {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("IsnGenerator { .. }") // never the secret
+    }
+}
+
 /// A Transmission Control Protocol socket.
 ///
 /// A TCP socket may passively listen for connections or actively connect to another endpoint.
@@ -545,6 +562,13 @@ pub struct Socket<'a> {
     /// 0 if not seen or timestamp not enabled
     last_remote_tsval: u32,
 
+    /// Initial sequence numbers from a keyed hash (RFC 6528) instead of the
+    /// interface's PRNG. [Morgana patch]
+    isn_generator: Option<IsnGenerator>,
+    /// The receive buffer may grow to this size later: the window scale is
+    /// chosen for it. [Morgana patch]
+    rx_capacity_hint: usize,
+
     #[cfg(feature = "async")]
     rx_waker: WakerRegistration,
     #[cfg(feature = "async")]
@@ -620,6 +644,8 @@ impl<'a> Socket<'a> {
             nagle: true,
             tsval_generator: None,
             last_remote_tsval: 0,
+            isn_generator: None,
+            rx_capacity_hint: 0,
             congestion_controller: congestion::AnyController::new(),
 
             #[cfg(feature = "async")]
@@ -635,6 +661,78 @@ impl<'a> Socket<'a> {
     /// Enable or disable TCP Timestamp.
     pub fn set_tsval_generator(&mut self, generator: Option<TcpTimestampGenerator>) {
         self.tsval_generator = generator;
+    }
+
+    /// Choose initial sequence numbers with `generator` (RFC 6528) rather than
+    /// the interface's random number generator. Takes effect at the next
+    /// `listen` or `connect`. [Morgana patch]
+    pub fn set_isn_generator(&mut self, generator: Option<IsnGenerator>) {
+        self.isn_generator = generator;
+    }
+
+    /// Declare that the receive buffer may later grow to `capacity` bytes
+    /// (with [`replace_rx_buffer`](#method.replace_rx_buffer)), so the window
+    /// scale offered at the next `listen` or `connect` allows for it.
+    /// [Morgana patch]
+    pub fn set_rx_capacity_hint(&mut self, capacity: usize) {
+        self.rx_capacity_hint = capacity.min(1 << 30);
+    }
+
+    /// Replace the receive buffer with a larger one, moving the data it
+    /// holds. Returns the old buffer, or gives `buffer` back if it is smaller
+    /// than the current one (a receive window must not shrink, RFC 9293
+    /// §3.8.6.2.2) or out-of-order data is held. [Morgana patch]
+    pub fn replace_rx_buffer(
+        &mut self,
+        buffer: SocketBuffer<'a>,
+    ) -> Result<SocketBuffer<'a>, SocketBuffer<'a>> {
+        if buffer.capacity() < self.rx_buffer.capacity()
+            || buffer.capacity() > (1 << 30)
+            || !self.assembler.is_empty()
+        {
+            return Err(buffer);
+        }
+        Ok(Self::move_into(&mut self.rx_buffer, buffer))
+    }
+
+    /// Replace the transmit buffer, moving the data it holds (sent but not
+    /// yet acknowledged, and not yet sent). Returns the old buffer, or gives
+    /// `buffer` back if it cannot hold that data. [Morgana patch]
+    pub fn replace_tx_buffer(
+        &mut self,
+        buffer: SocketBuffer<'a>,
+    ) -> Result<SocketBuffer<'a>, SocketBuffer<'a>> {
+        if buffer.capacity() < self.tx_buffer.len() {
+            return Err(buffer);
+        }
+        let old = Self::move_into(&mut self.tx_buffer, buffer);
+        #[cfg(feature = "async")]
+        if self.tx_buffer.window() > 0 {
+            self.tx_waker.wake();
+        }
+        Ok(old)
+    }
+
+    fn move_into(current: &mut SocketBuffer<'a>, mut new: SocketBuffer<'a>) -> SocketBuffer<'a> {
+        new.clear();
+        let len = current.len();
+        let mut offset = 0;
+        while offset < len {
+            let chunk = current.get_allocated(offset, len - offset);
+            new.enqueue_slice(chunk);
+            offset += chunk.len();
+        }
+        mem::replace(current, new)
+    }
+
+    fn initial_seq_no(&self, cx: &mut Context, local: IpEndpoint, remote: IpEndpoint) -> TcpSeqNumber {
+        match &self.isn_generator {
+            Some(g) => {
+                let m = (cx.now().total_micros() / 4) as u32;
+                TcpSeqNumber(m.wrapping_add((g.hash)(&g.secret, local, remote)) as i32)
+            }
+            None => Self::random_seq_no(cx),
+        }
     }
 
     /// Return whether TCP Timestamp is enabled.
@@ -902,8 +1000,8 @@ impl<'a> Socket<'a> {
     }
 
     fn reset(&mut self) {
-        let rx_cap_log2 =
-            mem::size_of::<usize>() * 8 - self.rx_buffer.capacity().leading_zeros() as usize;
+        let rx_capacity = self.rx_buffer.capacity().max(self.rx_capacity_hint);
+        let rx_cap_log2 = mem::size_of::<usize>() * 8 - rx_capacity.leading_zeros() as usize;
 
         self.state = State::Closed;
         self.timer = Timer::new();
@@ -1060,7 +1158,7 @@ impl<'a> Socket<'a> {
         });
         self.set_state(State::SynSent);
 
-        let seq = Self::random_seq_no(cx);
+        let seq = self.initial_seq_no(cx, local_endpoint, remote_endpoint);
         self.local_seq_no = seq;
         self.remote_last_seq = seq;
         Ok(())
@@ -1916,7 +2014,11 @@ impl<'a> Socket<'a> {
                     local: IpEndpoint::new(ip_repr.dst_addr(), repr.dst_port),
                     remote: IpEndpoint::new(ip_repr.src_addr(), repr.src_port),
                 });
-                self.local_seq_no = Self::random_seq_no(cx);
+                self.local_seq_no = self.initial_seq_no(
+                    cx,
+                    IpEndpoint::new(ip_repr.dst_addr(), repr.dst_port),
+                    IpEndpoint::new(ip_repr.src_addr(), repr.src_port),
+                );
                 self.remote_seq_no = repr.seq_number + 1;
                 self.remote_last_seq = self.local_seq_no;
                 self.remote_has_sack = repr.sack_permitted;
