@@ -6,6 +6,8 @@
 //!   to wait for events).
 //! * [`Args`]: boot arguments, one schema for argv and kernel command lines.
 //! * [`logger`]: the `log` facade routed to the console.
+//! * [`memory`]: heap accounting, so peers' requests are refused before an
+//!   allocation could fail.
 #![no_std]
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
@@ -15,6 +17,7 @@ extern crate alloc;
 pub mod args;
 mod executor;
 pub mod logger;
+pub mod memory;
 mod time;
 
 pub use args::{ArgError, Args};
