@@ -4,6 +4,7 @@
 
 pub mod client;
 pub mod dnsmsg;
+pub mod frames;
 pub mod netns;
 pub mod process;
 pub mod vtime;

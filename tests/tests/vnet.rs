@@ -37,8 +37,8 @@ where
     let exec = Executor::new(Rc::new(VirtualTime::default()));
     let rt = exec.handle();
     let link = Switch::new(faults);
-    let (a, _) = direct::start(link.port([2, 0, 0, 0, 0, 1]), config(A4, A6), 11, &rt);
-    let (b, _) = direct::start(link.port([2, 0, 0, 0, 0, 2]), config(B4, B6), 22, &rt);
+    let (a, _) = direct::start(link.port([2, 0, 0, 0, 0, 1]), config(A4, A6), [11; 32], &rt);
+    let (b, _) = direct::start(link.port([2, 0, 0, 0, 0, 2]), config(B4, B6), [22; 32], &rt);
     exec.block_on(test(rt, a, b));
 }
 
@@ -212,30 +212,39 @@ fn forty_simultaneous_connections() {
 }
 
 #[test]
-fn connections_beyond_the_backlog_are_refused_not_hung() {
+fn connections_beyond_the_accept_queue_are_reset_not_hung() {
     let exec = Executor::new(Rc::new(VirtualTime::default()));
     let rt = exec.handle();
     let link = Switch::new(Faults::default());
     let small = Config { backlog: 4, ..config(A4, A6) };
-    let (a, _) = direct::start(link.port([2, 0, 0, 0, 0, 1]), small, 11, &rt);
-    let (b, _) = direct::start(link.port([2, 0, 0, 0, 0, 2]), config(B4, B6), 22, &rt);
+    let (a, server) = direct::start(link.port([2, 0, 0, 0, 0, 1]), small, [11; 32], &rt);
+    let (b, _) = direct::start(link.port([2, 0, 0, 0, 0, 2]), config(B4, B6), [22; 32], &rt);
     exec.block_on(async move {
-        // Nobody accepts: the first four complete the handshake and wait in
-        // the backlog; the rest are reset at once.
+        // Nobody accepts: ten handshakes complete, four wait in the accept
+        // queue, the other six are reset at once rather than left hanging.
         let _l = a.tcp_listen(7).unwrap();
         let tries: Vec<_> = (0..10)
             .map(|_| {
-                let b = b.clone();
-                rt.spawn(async move { b.tcp_connect(SocketAddr::new(A4.into(), 7), Duration::from_secs(5)).await })
+                let (b, rt) = (b.clone(), rt.clone());
+                rt.clone().spawn(async move {
+                    let mut c = b.tcp_connect(SocketAddr::new(A4.into(), 7), Duration::from_secs(5)).await?;
+                    let mut buf = [0u8; 1];
+                    match rt.timeout(Duration::from_secs(3), c.read(&mut buf)).await {
+                        Err(_) => Ok(c), // still open: waiting in the queue
+                        Ok(Ok(0)) | Ok(Err(Error::ConnectionReset)) => Err(Error::ConnectionReset),
+                        Ok(other) => panic!("unexpected read result {other:?}"),
+                    }
+                })
             })
             .collect();
-        let mut accepted = 0;
+        let mut held = Vec::new();
         for t in tries {
             match t.await {
-                Ok(_) => accepted += 1,
-                Err(e) => assert_eq!(e, Error::ConnectionRefused),
+                Ok(c) => held.push(c),
+                Err(e) => assert!(matches!(e, Error::ConnectionRefused | Error::ConnectionReset), "{e:?}"),
             }
         }
-        assert_eq!(accepted, 4);
+        assert_eq!(held.len(), 4);
+        assert_eq!(server.tcp_defence_stats().accept_queue_overflow, 6);
     });
 }

@@ -143,7 +143,7 @@ pub fn start(cfg: BootConfig, reactor: &Rc<Reactor>, rt: &Handle) -> Result<Devi
     let stack = match cfg.net {
         NetChoice::Socket => Stack::new(Rc::new(HostStack::new(reactor.clone())), rt.clone()),
         NetChoice::Tap(name) => {
-            let mut seed = [0u8; 8];
+            let mut seed = [0u8; 32];
             entropy.fill(&mut seed).map_err(|_| BootError::Entropy)?;
             let mac = match cfg.mac {
                 Some(m) => m.0,
@@ -155,7 +155,7 @@ pub fn start(cfg: BootConfig, reactor: &Rc<Reactor>, rt: &Handle) -> Result<Devi
                 }
             };
             let tap = TapDevice::open(&name, mac, reactor).map_err(|e| BootError::Net(e.to_string()))?;
-            direct::start(tap, cfg.direct, u64::from_le_bytes(seed), rt).0
+            direct::start(tap, cfg.direct, seed, rt).0
         }
     };
     Ok(Devices { stack, clock: HostClock, entropy, block, console: StdioConsole::new(reactor) })

@@ -240,17 +240,19 @@ pub struct Devices {
     pub console: ConsoleDevice,
 }
 
-fn seed(entropy: &mut EntropyDevice) -> u64 {
-    let mut b = [0u8; 8];
-    match entropy.fill(&mut b) {
-        Ok(()) => u64::from_le_bytes(b),
-        Err(_) => {
-            // Only for TCP sequence numbers and ephemeral ports, which need
-            // variety, not secrecy.
-            log::warn!("no entropy source: seeding the network stack from the TSC");
-            morgana_x86::clock::rdtsc()
+fn seed(entropy: &mut EntropyDevice) -> [u8; 32] {
+    let mut b = [0u8; 32];
+    if entropy.fill(&mut b).is_err() {
+        log::error!("NO ENTROPY SOURCE: TCP initial sequence numbers and ephemeral ports are PREDICTABLE");
+        log::error!(
+            "(RFC 6528 needs a secret); give the VM virtio-rng (QEMU: -device virtio-rng-pci) or a CPU with RDRAND"
+        );
+        let t = morgana_x86::clock::rdtsc().to_le_bytes();
+        for (i, x) in b.iter_mut().enumerate() {
+            *x = t[i % 8] ^ (i as u8);
         }
     }
+    b
 }
 
 /// Finds the devices and starts the network stack on `rt`: Xen's PV

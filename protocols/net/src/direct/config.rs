@@ -71,10 +71,14 @@ pub struct Config {
     pub ipv6: Option<Cidr<Ipv6Addr>>,
     /// IPv6 default gateway.
     pub ipv6_gateway: Option<Ipv6Addr>,
-    /// Receive and transmit buffer of each TCP connection, in bytes.
+    /// Largest receive and transmit buffer of one TCP connection, in bytes
+    /// (each starts small and grows while the connection moves data).
     pub tcp_buffer: usize,
     /// Connections a listener holds ready before `accept` takes them.
     pub backlog: usize,
+    /// Half-open connections a listener holds; past it, the oldest is
+    /// dropped for each new SYN.
+    pub syn_backlog: usize,
     /// Receive and transmit buffer of each UDP socket, in bytes.
     pub udp_buffer: usize,
 }
@@ -88,6 +92,7 @@ impl Default for Config {
             ipv6_gateway: None,
             tcp_buffer: 64 * 1024,
             backlog: 64,
+            syn_backlog: 256,
             udp_buffer: 64 * 1024,
         }
     }
@@ -103,9 +108,12 @@ impl Config {
             ipv6: args.value("ipv6", "static IPv6 address ADDR/LEN (default: SLAAC)")?,
             ipv6_gateway: args.value("ipv6-gateway", "IPv6 default gateway")?,
             tcp_buffer: args
-                .value("tcp-buffer", "TCP buffer per connection and direction, bytes")?
+                .value("tcp-buffer", "largest TCP buffer per connection and direction, bytes")?
                 .unwrap_or(d.tcp_buffer),
             backlog: args.value("tcp-backlog", "connections a TCP listener keeps ready")?.unwrap_or(d.backlog),
+            syn_backlog: args
+                .value("tcp-syn-backlog", "half-open TCP connections a listener keeps")?
+                .unwrap_or(d.syn_backlog),
             udp_buffer: args.value("udp-buffer", "UDP buffer per socket and direction, bytes")?.unwrap_or(d.udp_buffer),
         };
         cfg.check()?;
@@ -124,6 +132,9 @@ impl Config {
         }
         if !(1..=1024).contains(&self.backlog) {
             return Err(ArgError::Conflict("--tcp-backlog must be between 1 and 1024".into()));
+        }
+        if !(1..=16384).contains(&self.syn_backlog) {
+            return Err(ArgError::Conflict("--tcp-syn-backlog must be between 1 and 16384".into()));
         }
         Ok(())
     }

@@ -1,69 +1,148 @@
-//! TCP listeners: a listening socket per port, the handshake and accept
-//! queues.
+//! TCP listeners: one socket waiting for a SYN per port, a bounded SYN
+//! queue of half-open connections, and the accept queue.
+//!
+//! Under a SYN flood (spoofed sources that never complete the handshake)
+//! the SYN queue fills; each new SYN then evicts the oldest half-open
+//! connection, so a real client's handshake, which completes within a
+//! round trip, survives unless more than `syn_backlog` SYNs arrive during
+//! that round trip. Half-open connections also expire after
+//! [`HANDSHAKE_TIMEOUT`](super::conn::HANDSHAKE_TIMEOUT), and the evicted
+//! ones are dropped silently (no RST towards a spoofed address). When
+//! memory is short the SYN queue gives way first, then the oldest
+//! connection that has not sent a byte.
 
 use alloc::boxed::Box;
 use alloc::collections::VecDeque;
 use alloc::rc::Rc;
-use alloc::vec::Vec;
 use core::cell::RefCell;
 use core::net::IpAddr;
 use core::task::{Context, Poll, Waker};
 
-use morgana_devices::{Instant, Net};
+use morgana_devices::Net;
+use morgana_runtime::memory;
 use slab::Slab;
 use smoltcp::iface::{SocketHandle, SocketSet};
 use smoltcp::socket::tcp;
 use smoltcp::wire::IpListenEndpoint;
 
-use super::tcp::{new_tcp_socket, DirectTcp};
-use super::Inner;
+use super::conn::{TcpShared, HANDSHAKE_COST};
+use super::tcp::DirectTcp;
+use super::{Grave, Graves, Inner};
 use crate::driver::{Accepted, TcpListenerDriver};
 use crate::{Error, ListenAddr};
 
-/// A listening port: sockets in the handshake and established connections
-/// waiting for `accept`.
+/// A listening port.
 pub(super) struct Listening {
     pub(super) addr: ListenAddr,
+    /// Established connections waiting for `accept`, at most.
     pub(super) backlog: usize,
-    /// Sockets in Listen or SynReceived state.
-    pub(super) pending: Vec<SocketHandle>,
+    /// Half-open connections, at most.
+    pub(super) syn_backlog: usize,
+    /// The socket waiting for the next SYN.
+    pub(super) listener: Option<SocketHandle>,
+    /// Half-open connections (SYN received, SYN-ACK sent), oldest first.
+    pub(super) half_open: VecDeque<SocketHandle>,
     /// Established, not yet accepted.
     pub(super) ready: VecDeque<SocketHandle>,
     pub(super) waker: Option<Waker>,
 }
 
-/// Moves established connections to their listener's ready queue and keeps
-/// one socket listening on every port while the backlog has room.
-pub(super) fn service_listeners(listeners: &mut Slab<Listening>, sockets: &mut SocketSet<'static>, buffer: usize) {
+impl Listening {
+    pub(super) fn new(addr: ListenAddr, backlog: usize, syn_backlog: usize) -> Listening {
+        Listening {
+            addr,
+            backlog,
+            syn_backlog,
+            listener: None,
+            half_open: VecDeque::new(),
+            ready: VecDeque::new(),
+            waker: None,
+        }
+    }
+
+    /// Every socket this listener holds.
+    pub(super) fn sockets(&self) -> impl Iterator<Item = SocketHandle> + '_ {
+        self.listener.iter().chain(&self.half_open).chain(&self.ready).copied()
+    }
+}
+
+/// Moves each listener's sockets along: a SYN received joins the SYN queue,
+/// a completed handshake the accept queue, a reset or expired one is
+/// freed; then makes sure a socket waits for the next SYN, making room for
+/// it if needed. Called after every frame taken in.
+pub(super) fn service_listeners(
+    listeners: &mut Slab<Listening>,
+    sockets: &mut SocketSet<'static>,
+    tcp: &mut TcpShared,
+) {
     for (_, l) in listeners.iter_mut() {
-        let mut listening = 0;
-        let mut i = 0;
-        while i < l.pending.len() {
-            let s = sockets.get_mut::<tcp::Socket>(l.pending[i]);
-            match s.state() {
-                tcp::State::Listen => {
-                    listening += 1;
-                    i += 1;
+        if let Some(h) = l.listener {
+            match sockets.get::<tcp::Socket>(h).state() {
+                tcp::State::Listen => {}
+                tcp::State::SynReceived => {
+                    l.half_open.push_back(h);
+                    l.listener = None;
                 }
-                tcp::State::SynReceived => i += 1,
                 tcp::State::Closed => {
-                    // Reset or timed out during the handshake.
-                    sockets.remove(l.pending.swap_remove(i));
+                    sockets.remove(h);
+                    l.listener = None;
                 }
                 _ => {
-                    l.ready.push_back(l.pending.swap_remove(i));
-                    if let Some(w) = l.waker.take() {
-                        w.wake();
-                    }
+                    l.listener = None;
+                    admit(l, sockets, tcp, h);
                 }
             }
         }
-        if listening == 0 && l.pending.len() + l.ready.len() < l.backlog {
-            let mut s = new_tcp_socket(buffer);
-            if s.listen(listen_endpoint(l.addr.ip, l.addr.port)).is_ok() {
-                l.pending.push(sockets.add(s));
+        let mut i = 0;
+        while i < l.half_open.len() {
+            let h = l.half_open[i];
+            match sockets.get::<tcp::Socket>(h).state() {
+                tcp::State::SynReceived => i += 1,
+                // Reset (smoltcp returns a reset half-open socket to Listen),
+                // or timed out.
+                tcp::State::Listen | tcp::State::Closed => {
+                    l.half_open.remove(i);
+                    sockets.remove(h);
+                }
+                _ => {
+                    l.half_open.remove(i);
+                    admit(l, sockets, tcp, h);
+                }
             }
         }
+        if l.listener.is_none() && l.ready.len() < l.backlog {
+            while l.half_open.len() >= l.syn_backlog || !memory::can_spare(HANDSHAKE_COST) {
+                if let Some(old) = l.half_open.pop_front() {
+                    sockets.remove(old);
+                    tcp.stats.half_open_evicted += 1;
+                } else if !tcp.shed_one(sockets) {
+                    break;
+                }
+            }
+            if l.half_open.len() < l.syn_backlog {
+                let mut s = tcp.new_socket();
+                if s.listen(listen_endpoint(l.addr.ip, l.addr.port)).is_ok() {
+                    l.listener = Some(sockets.add(s));
+                }
+            }
+        }
+    }
+}
+
+/// A handshake completed: into the accept queue, or reset if it is full.
+fn admit(l: &mut Listening, sockets: &mut SocketSet<'static>, tcp: &mut TcpShared, h: SocketHandle) {
+    let s = sockets.get_mut::<tcp::Socket>(h);
+    if l.ready.len() >= l.backlog {
+        s.abort();
+        tcp.stats.accept_queue_overflow += 1;
+        // Freed once the RST is out, like any socket the app dropped.
+        tcp.orphans.push((h, morgana_devices::Instant::ZERO));
+        return;
+    }
+    tcp.established(h, s, true);
+    l.ready.push_back(h);
+    if let Some(w) = l.waker.take() {
+        w.wake();
     }
 }
 
@@ -73,6 +152,7 @@ pub(super) fn listen_endpoint(ip: Option<IpAddr>, port: u16) -> IpListenEndpoint
 
 pub(super) struct DirectListener<D: Net + 'static> {
     pub(super) inner: Rc<RefCell<Inner<D>>>,
+    pub(super) graves: Rc<Graves>,
     pub(super) id: usize,
     pub(super) addr: ListenAddr,
 }
@@ -80,17 +160,19 @@ pub(super) struct DirectListener<D: Net + 'static> {
 impl<D: Net + 'static> TcpListenerDriver for DirectListener<D> {
     fn poll_accept(&mut self, cx: &mut Context<'_>) -> Poll<Result<Accepted, Error>> {
         let mut i = self.inner.borrow_mut();
-        let Inner { listeners, sockets, config, .. } = &mut *i;
+        let Inner { listeners, sockets, tcp, .. } = &mut *i;
         let l = &mut listeners[self.id];
         while let Some(h) = l.ready.pop_front() {
             let Some(peer) = sockets.get::<tcp::Socket>(h).remote_endpoint() else {
-                sockets.remove(h); // reset before it was accepted
+                // Reset before it was accepted.
+                tcp.forget(h);
+                sockets.remove(h);
                 continue;
             };
-            // Room in the backlog again: listen once more if needed.
-            service_listeners(listeners, sockets, config.tcp_buffer);
+            // Room in the accept queue again: listen once more if needed.
+            service_listeners(listeners, sockets, tcp);
             i.wake_runner();
-            let stream = DirectTcp { inner: self.inner.clone(), handle: h, aborted: false };
+            let stream = DirectTcp::new(self.inner.clone(), h, i.graves.clone());
             return Poll::Ready(Ok((Box::new(stream), peer.into())));
         }
         l.waker = Some(cx.waker().clone());
@@ -104,13 +186,10 @@ impl<D: Net + 'static> TcpListenerDriver for DirectListener<D> {
 
 impl<D: Net + 'static> Drop for DirectListener<D> {
     fn drop(&mut self) {
-        let Ok(mut i) = self.inner.try_borrow_mut() else { return };
-        let l = i.listeners.remove(self.id);
-        for h in l.pending.into_iter().chain(l.ready) {
-            i.sockets.get_mut::<tcp::Socket>(h).abort();
-            i.orphans.push((h, Instant::ZERO)); // freed at the next poll
+        match self.inner.try_borrow_mut() {
+            Ok(mut i) => i.bury(Grave::Listener(self.id)),
+            // The stack is busy: it frees the listener at its next poll.
+            Err(_) => self.graves.push(Grave::Listener(self.id)),
         }
-        i.tcp_ports.remove(&self.addr.port);
-        i.wake_runner();
     }
 }

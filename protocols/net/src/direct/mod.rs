@@ -12,8 +12,10 @@
 
 mod arp;
 mod config;
+mod conn;
 mod device;
 mod dhcp;
+mod isn;
 mod listen;
 mod poll;
 mod ports;
@@ -39,6 +41,8 @@ use smoltcp::socket::dhcpv4;
 use smoltcp::wire::{EthernetAddress, HardwareAddress, IpCidr, Ipv4Cidr, Ipv6Cidr};
 
 pub use config::{Cidr, Config, Ipv4Mode};
+pub use conn::TcpDefenceStats;
+use conn::TcpShared;
 use device::Adapter;
 use listen::Listening;
 use ports::EPHEMERAL_PORTS;
@@ -77,8 +81,10 @@ struct Inner<D: Net> {
     config: Config,
     runner: Option<Waker>,
     configured_waiters: Vec<Waker>,
-    orphans: Vec<(SocketHandle, Instant)>,
     listeners: Slab<Listening>,
+    tcp: TcpShared,
+    /// Sockets dropped while the stack was borrowed.
+    graves: Rc<Graves>,
     tcp_ports: BTreeSet<u16>,
     udp_ports: BTreeSet<u16>,
     next_port: u16,
@@ -109,12 +115,17 @@ fn link_local(mac: [u8; 6]) -> Ipv6Addr {
 
 impl<D: Net + 'static> DirectStack<D> {
     /// A stack over `device`. `seed` must be random (from the `Entropy`
-    /// device): it picks initial sequence numbers and ephemeral ports.
+    /// device): its first 16 bytes key the TCP initial sequence numbers
+    /// (RFC 6528), the rest seeds ephemeral ports and smoltcp's generator.
     /// Nothing happens until [`DirectStack::runner`] is spawned; [`start`]
     /// does both.
-    pub fn new(mut device: D, config: Config, seed: u64, rt: Handle) -> DirectStack<D> {
+    pub fn new(mut device: D, config: Config, seed: [u8; 32], rt: Handle) -> DirectStack<D> {
         let mac = device.mac_address();
         let mut ic = smoltcp::iface::Config::new(HardwareAddress::Ethernet(EthernetAddress(mac)));
+        let tcp_buffer = config.tcp_buffer;
+        let (isn_secret, rest) = seed.split_at(16);
+        let isn_secret: [u8; 16] = isn_secret.try_into().unwrap_or_default();
+        let seed = u64::from_le_bytes(rest[..8].try_into().unwrap_or_default());
         ic.random_seed = seed;
         ic.slaac = config.ipv6.is_none();
         let now = smol_now(rt.now());
@@ -150,7 +161,8 @@ impl<D: Net + 'static> DirectStack<D> {
                 config,
                 runner: None,
                 configured_waiters: Vec::new(),
-                orphans: Vec::new(),
+                tcp: TcpShared::new(isn::generator(isn_secret), tcp_buffer),
+                graves: Rc::new(Graves::default()),
                 listeners: Slab::new(),
                 tcp_ports: BTreeSet::new(),
                 udp_ports: BTreeSet::new(),
@@ -198,6 +210,11 @@ impl<D: Net + 'static> DirectStack<D> {
         self.inner.borrow().device.stats()
     }
 
+    /// What the TCP defences have done so far.
+    pub fn tcp_defence_stats(&self) -> TcpDefenceStats {
+        self.inner.borrow().tcp.stats
+    }
+
     /// Runs `f` with the device (for tests and diagnostics).
     pub fn with_device<R>(&self, f: impl FnOnce(&mut D) -> R) -> R {
         f(&mut self.inner.borrow_mut().device)
@@ -206,8 +223,68 @@ impl<D: Net + 'static> DirectStack<D> {
 
 /// Builds a direct stack over `device`, spawns its runner on `rt` and returns
 /// the app-facing [`Stack`].
-pub fn start<D: Net + 'static>(device: D, config: Config, seed: u64, rt: &Handle) -> (Stack, DirectStack<D>) {
+pub fn start<D: Net + 'static>(device: D, config: Config, seed: [u8; 32], rt: &Handle) -> (Stack, DirectStack<D>) {
     let stack = DirectStack::new(device, config, seed, rt.clone());
     rt.spawn(stack.runner());
     (Stack::new(Rc::new(stack.clone()), rt.clone()), stack)
+}
+
+/// A socket or listener the app dropped.
+enum Grave {
+    Listener(usize),
+    Tcp { handle: SocketHandle, aborted: bool },
+    Udp { handle: SocketHandle, port: u16 },
+}
+
+/// Drops that found the stack borrowed, taken at its next poll.
+#[derive(Default)]
+struct Graves {
+    list: RefCell<Vec<Grave>>,
+    runner: RefCell<Option<Waker>>,
+}
+
+impl Graves {
+    fn push(&self, g: Grave) {
+        self.list.borrow_mut().push(g);
+        if let Some(w) = self.runner.borrow().as_ref() {
+            w.wake_by_ref();
+        }
+    }
+}
+
+impl<D: Net> Inner<D> {
+    /// Frees what the app dropped.
+    fn bury(&mut self, grave: Grave) {
+        match grave {
+            Grave::Listener(id) => {
+                let l = self.listeners.remove(id);
+                for h in l.sockets() {
+                    self.sockets.get_mut::<smoltcp::socket::tcp::Socket>(h).abort();
+                    self.tcp.forget(h);
+                    self.tcp.orphans.push((h, Instant::ZERO)); // freed at the next poll
+                }
+                self.tcp_ports.remove(&l.addr.port);
+            }
+            Grave::Tcp { handle, aborted } => self.orphan(handle, aborted),
+            Grave::Udp { handle, port } => {
+                self.sockets.remove(handle);
+                self.udp_ports.remove(&port);
+            }
+        }
+        self.wake_runner();
+    }
+
+    /// Frees what was dropped while the stack was borrowed.
+    fn bury_deferred(&mut self, cx: &Context<'_>) {
+        let graves = self.graves.clone();
+        let mut runner = graves.runner.borrow_mut();
+        if !runner.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
+            *runner = Some(cx.waker().clone());
+        }
+        drop(runner);
+        let list = core::mem::take(&mut *graves.list.borrow_mut());
+        for g in list {
+            self.bury(g);
+        }
+    }
 }

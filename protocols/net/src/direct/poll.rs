@@ -13,7 +13,10 @@ use super::{from_smol, smol_now, Inner, INGRESS_BATCH};
 impl<D: Net> Inner<D> {
     /// Polls the interface; returns when it next wants to be polled.
     pub(super) fn poll(&mut self, cx: &mut Context<'_>, now: Instant) -> Option<Instant> {
-        self.runner = Some(cx.waker().clone());
+        if !self.runner.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
+            self.runner = Some(cx.waker().clone());
+        }
+        self.bury_deferred(cx);
         let link = self.device.link_state(cx);
         if link != self.link {
             log::info!("link {}", if link == LinkState::Up { "up" } else { "down" });
@@ -23,17 +26,17 @@ impl<D: Net> Inner<D> {
             self.announce(cx);
         }
         let ts = smol_now(now);
-        let Inner { device, iface, sockets, listeners, config, .. } = self;
+        let Inner { device, iface, sockets, listeners, tcp, .. } = self;
         let mut device = Adapter { device, cx };
         iface.poll_maintenance(ts);
-        // One packet at a time, refilling listeners in between, so a burst
-        // of SYNs finds a listening socket for each (up to the backlog).
+        // One packet at a time, moving listeners along in between, so each
+        // SYN of a burst finds a listening socket.
         let mut budget = INGRESS_BATCH;
         while budget > 0 {
             if iface.poll_ingress_single(ts, &mut device, sockets) == PollIngressSingleResult::None {
                 break;
             }
-            service_listeners(listeners, sockets, config.tcp_buffer);
+            service_listeners(listeners, sockets, tcp);
             budget -= 1;
         }
         if iface.ip_addrs() != &self.known_addrs[..] {
@@ -45,10 +48,11 @@ impl<D: Net> Inner<D> {
             device.cx.waker().wake_by_ref();
         }
         while iface.poll_egress(ts, &mut device, sockets) != PollResult::None {}
-        service_listeners(listeners, sockets, config.tcp_buffer);
+        service_listeners(listeners, sockets, tcp);
         if budget == 0 {
             device.cx.waker().wake_by_ref(); // more may be queued
         }
+        tcp.poll_draining(sockets);
         self.poll_dhcp();
         let orphan_deadline = self.reap_orphans(now);
         if self.is_configured() {

@@ -1,7 +1,6 @@
 //! The app-facing driver: listen, connect, bind.
 
 use alloc::boxed::Box;
-use alloc::collections::VecDeque;
 use alloc::vec;
 use alloc::vec::Vec;
 use core::net::{IpAddr, SocketAddr};
@@ -11,7 +10,7 @@ use morgana_devices::Net;
 use smoltcp::socket::{tcp, udp};
 
 use super::listen::{listen_endpoint, service_listeners, DirectListener, Listening};
-use super::tcp::{new_tcp_socket, DirectTcp};
+use super::tcp::DirectTcp;
 use super::udp::DirectUdp;
 use super::{DirectStack, Inner};
 use crate::driver::{StackDriver, TcpListenerDriver, TcpStreamDriver, UdpSocketDriver};
@@ -46,12 +45,11 @@ impl<D: Net + 'static> StackDriver for DirectStack<D> {
         if !i.tcp_ports.insert(addr.port) {
             return Err(Error::AddrInUse);
         }
-        let backlog = i.config.backlog;
-        let id =
-            i.listeners.insert(Listening { addr, backlog, pending: Vec::new(), ready: VecDeque::new(), waker: None });
-        let Inner { listeners, sockets, config, .. } = &mut *i;
-        service_listeners(listeners, sockets, config.tcp_buffer);
-        Ok(Box::new(DirectListener { inner: self.inner.clone(), id, addr }))
+        let listening = Listening::new(addr, i.config.backlog, i.config.syn_backlog);
+        let id = i.listeners.insert(listening);
+        let Inner { listeners, sockets, tcp, .. } = &mut *i;
+        service_listeners(listeners, sockets, tcp);
+        Ok(Box::new(DirectListener { inner: self.inner.clone(), graves: i.graves.clone(), id, addr }))
     }
 
     fn tcp_connect(&self, remote: SocketAddr) -> Result<Box<dyn TcpStreamDriver>, Error> {
@@ -60,14 +58,14 @@ impl<D: Net + 'static> StackDriver for DirectStack<D> {
         }
         let mut i = self.inner.borrow_mut();
         let port = i.ephemeral_port(|i, p| i.tcp_ports.contains(&p))?;
-        let mut s = new_tcp_socket(i.config.tcp_buffer);
+        let mut s = i.tcp.new_socket();
         s.connect(i.iface.context(), remote, port).map_err(|e| match e {
             tcp::ConnectError::Unaddressable => Error::Unreachable,
             tcp::ConnectError::InvalidState => Error::InvalidInput("socket busy"),
         })?;
         let handle = i.sockets.add(s);
         i.wake_runner();
-        Ok(Box::new(DirectTcp { inner: self.inner.clone(), handle, aborted: false }))
+        Ok(Box::new(DirectTcp::new(self.inner.clone(), handle, i.graves.clone())))
     }
 
     fn udp_bind(&self, mut addr: ListenAddr) -> Result<Box<dyn UdpSocketDriver>, Error> {
@@ -86,6 +84,6 @@ impl<D: Net + 'static> StackDriver for DirectStack<D> {
         s.bind(listen_endpoint(addr.ip, addr.port)).map_err(|_| Error::InvalidInput("cannot bind"))?;
         i.udp_ports.insert(addr.port);
         let handle = i.sockets.add(s);
-        Ok(Box::new(DirectUdp { inner: self.inner.clone(), handle, addr }))
+        Ok(Box::new(DirectUdp { inner: self.inner.clone(), graves: i.graves.clone(), handle, addr }))
     }
 }

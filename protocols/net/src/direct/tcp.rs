@@ -1,8 +1,7 @@
-//! TCP connections: the app's stream driver and orphaned sockets the app
-//! has dropped.
+//! TCP connections: the app's stream driver, buffers grown as it moves
+//! data, and orphaned sockets the app has dropped.
 
 use alloc::rc::Rc;
-use alloc::vec;
 use core::cell::RefCell;
 use core::net::SocketAddr;
 use core::task::{Context, Poll};
@@ -12,24 +11,25 @@ use morgana_devices::{Instant, Net};
 use smoltcp::iface::SocketHandle;
 use smoltcp::socket::tcp;
 
-use super::Inner;
+use super::{Grave, Graves, Inner};
 use crate::driver::TcpStreamDriver;
 use crate::Error;
 
 /// How long a connection the app has dropped may take to finish closing
 /// before it is reset.
-const ORPHAN_LINGER: Duration = Duration::from_secs(30);
-
-pub(super) fn new_tcp_socket(buffer: usize) -> tcp::Socket<'static> {
-    let mut s = tcp::Socket::new(tcp::SocketBuffer::new(vec![0; buffer]), tcp::SocketBuffer::new(vec![0; buffer]));
-    s.set_nagle_enabled(false);
-    s
-}
+pub(super) const ORPHAN_LINGER: Duration = Duration::from_secs(30);
 
 pub(super) struct DirectTcp<D: Net + 'static> {
-    pub(super) inner: Rc<RefCell<Inner<D>>>,
-    pub(super) handle: SocketHandle,
-    pub(super) aborted: bool,
+    inner: Rc<RefCell<Inner<D>>>,
+    graves: Rc<Graves>,
+    handle: SocketHandle,
+    aborted: bool,
+}
+
+impl<D: Net + 'static> DirectTcp<D> {
+    pub(super) fn new(inner: Rc<RefCell<Inner<D>>>, handle: SocketHandle, graves: Rc<Graves>) -> Self {
+        DirectTcp { inner, graves, handle, aborted: false }
+    }
 }
 
 fn closed_error(s: &tcp::Socket<'_>) -> Error {
@@ -42,26 +42,39 @@ fn closed_error(s: &tcp::Socket<'_>) -> Error {
 impl<D: Net + 'static> TcpStreamDriver for DirectTcp<D> {
     fn poll_connect(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
         let mut i = self.inner.borrow_mut();
-        let s = i.sockets.get_mut::<tcp::Socket>(self.handle);
+        let Inner { sockets, tcp, .. } = &mut *i;
+        let s = sockets.get_mut::<tcp::Socket>(self.handle);
         match s.state() {
             tcp::State::SynSent | tcp::State::SynReceived => {
                 s.register_send_waker(cx.waker());
                 Poll::Pending
             }
             tcp::State::Closed => Poll::Ready(Err(Error::ConnectionRefused)),
-            _ => Poll::Ready(Ok(())),
+            _ => {
+                tcp.established(self.handle, s, false);
+                Poll::Ready(Ok(()))
+            }
         }
     }
 
     fn poll_read(&mut self, cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<Result<usize, Error>> {
         let mut i = self.inner.borrow_mut();
-        let s = i.sockets.get_mut::<tcp::Socket>(self.handle);
+        let Inner { sockets, tcp, .. } = &mut *i;
+        let s = sockets.get_mut::<tcp::Socket>(self.handle);
+        // A full buffer means the peer sends faster than it is read: give
+        // it a larger window before reading makes room.
+        let full = s.recv_queue() == s.recv_capacity();
         match s.recv_slice(buf) {
             Ok(0) => {
+                // Waiting for the peer: what was sent need not stay buffered.
+                tcp.release_tx(self.handle, s);
                 s.register_recv_waker(cx.waker());
                 Poll::Pending
             }
             Ok(n) => {
+                if full {
+                    tcp.grow_rx(s, 0);
+                }
                 i.wake_runner(); // the window opened: an ACK may be due
                 Poll::Ready(Ok(n))
             }
@@ -78,7 +91,11 @@ impl<D: Net + 'static> TcpStreamDriver for DirectTcp<D> {
 
     fn poll_write(&mut self, cx: &mut Context<'_>, buf: &[u8]) -> Poll<Result<usize, Error>> {
         let mut i = self.inner.borrow_mut();
-        let s = i.sockets.get_mut::<tcp::Socket>(self.handle);
+        let Inner { sockets, tcp, .. } = &mut *i;
+        let s = sockets.get_mut::<tcp::Socket>(self.handle);
+        if !buf.is_empty() && s.send_capacity() - s.send_queue() == 0 && s.may_send() {
+            tcp.grow_tx(self.handle, s, buf.len());
+        }
         match s.send_slice(buf) {
             Ok(0) => {
                 if !s.may_send() && !matches!(s.state(), tcp::State::SynSent | tcp::State::SynReceived) {
@@ -141,23 +158,36 @@ impl<D: Net + 'static> TcpStreamDriver for DirectTcp<D> {
 
 impl<D: Net + 'static> Drop for DirectTcp<D> {
     fn drop(&mut self) {
-        let Ok(mut i) = self.inner.try_borrow_mut() else { return };
-        let s = i.sockets.get_mut::<tcp::Socket>(self.handle);
-        if !self.aborted {
-            s.close();
+        let grave = Grave::Tcp { handle: self.handle, aborted: self.aborted };
+        match self.inner.try_borrow_mut() {
+            Ok(mut i) => i.bury(grave),
+            // The stack is busy: it takes the socket at its next poll.
+            Err(_) => self.graves.push(grave),
         }
-        let deadline = if self.aborted { Instant::ZERO } else { i.rt.now() + ORPHAN_LINGER };
-        i.orphans.push((self.handle, deadline));
-        i.wake_runner();
     }
 }
 
 impl<D: Net> Inner<D> {
+    /// The app dropped its connection `handle`: close it (unless it was
+    /// aborted) and free it once closed, or after [`ORPHAN_LINGER`].
+    pub(super) fn orphan(&mut self, handle: SocketHandle, aborted: bool) {
+        let s = self.sockets.get_mut::<tcp::Socket>(handle);
+        if !aborted {
+            s.close();
+        }
+        self.tcp.forget(handle);
+        let deadline = if aborted { Instant::ZERO } else { self.rt.now() + ORPHAN_LINGER };
+        self.tcp.orphans.push((handle, deadline));
+        self.wake_runner();
+    }
+
     /// Frees sockets the app has dropped once they have closed; resets those
     /// that linger too long. Returns the earliest linger deadline.
     pub(super) fn reap_orphans(&mut self, now: Instant) -> Option<Instant> {
         let sockets = &mut self.sockets;
-        self.orphans.retain(|&(h, deadline)| {
+        // Short of memory, nothing lingers.
+        let short = !morgana_runtime::memory::can_spare(0);
+        self.tcp.orphans.retain(|&(h, deadline)| {
             let s = sockets.get_mut::<tcp::Socket>(h);
             // Discard what the peer still sends, so its window stays open.
             while let Ok(n) = s.recv(|b| (b.len(), b.len())) {
@@ -166,7 +196,7 @@ impl<D: Net> Inner<D> {
                 }
             }
             let done = matches!(s.state(), tcp::State::Closed | tcp::State::TimeWait);
-            if done || now >= deadline {
+            if done || now >= deadline || short {
                 if !done {
                     s.abort();
                 }
@@ -176,6 +206,6 @@ impl<D: Net> Inner<D> {
                 true
             }
         });
-        self.orphans.iter().map(|o| o.1).min()
+        self.tcp.orphans.iter().map(|o| o.1).min()
     }
 }

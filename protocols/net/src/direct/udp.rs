@@ -9,12 +9,13 @@ use morgana_devices::Net;
 use smoltcp::iface::SocketHandle;
 use smoltcp::socket::udp;
 
-use super::Inner;
+use super::{Grave, Graves, Inner};
 use crate::driver::UdpSocketDriver;
 use crate::{Error, ListenAddr};
 
 pub(super) struct DirectUdp<D: Net + 'static> {
     pub(super) inner: Rc<RefCell<Inner<D>>>,
+    pub(super) graves: Rc<Graves>,
     pub(super) handle: SocketHandle,
     pub(super) addr: ListenAddr,
 }
@@ -64,8 +65,11 @@ impl<D: Net + 'static> UdpSocketDriver for DirectUdp<D> {
 
 impl<D: Net + 'static> Drop for DirectUdp<D> {
     fn drop(&mut self) {
-        let Ok(mut i) = self.inner.try_borrow_mut() else { return };
-        i.sockets.remove(self.handle);
-        i.udp_ports.remove(&self.addr.port);
+        let grave = Grave::Udp { handle: self.handle, port: self.addr.port };
+        match self.inner.try_borrow_mut() {
+            Ok(mut i) => i.bury(grave),
+            // The stack is busy: it frees the socket at its next poll.
+            Err(_) => self.graves.push(grave),
+        }
     }
 }

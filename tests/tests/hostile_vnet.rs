@@ -1,0 +1,209 @@
+//! The direct stack against a hostile peer on an in-memory link, in virtual
+//! time: a spoofed-source SYN flood, and the initial sequence numbers a
+//! peer can observe.
+
+use std::cell::RefCell;
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::rc::Rc;
+use std::task::{Context, Waker};
+use std::time::Duration;
+
+use morgana_devices::{Net, RxToken, TxToken};
+use morgana_net::direct::{self, Cidr, Config, Ipv4Mode};
+use morgana_runtime::{Executor, Handle};
+use morgana_tests::frames::Tcp4;
+use morgana_tests::vtime::VirtualTime;
+use morgana_vnet::{Faults, Port, Switch};
+
+const A4: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 1);
+const B4: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 2);
+const ATTACKER4: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 9);
+const A_MAC: [u8; 6] = [2, 0, 0, 0, 0, 1];
+const ATTACKER_MAC: [u8; 6] = [2, 0, 0, 0, 0, 9];
+
+fn config(v4: Ipv4Addr, last: u16) -> Config {
+    Config {
+        ipv4: Ipv4Mode::Static(Cidr { addr: v4, prefix: 24 }),
+        ipv6: Some(Cidr { addr: Ipv6Addr::new(0xfd00, 0, 0, 0, 0, 0, 0, last), prefix: 64 }),
+        ..Config::default()
+    }
+}
+
+fn send(port: &mut Port, frame: &[u8]) {
+    let mut cx = Context::from_waker(Waker::noop());
+    let tx = port.transmit(&mut cx).expect("vnet always has a transmit slot");
+    tx.consume(frame.len(), |b| b.copy_from_slice(frame));
+}
+
+/// Frames waiting at `port`, taken.
+fn drain(port: &mut Port) -> Vec<Vec<u8>> {
+    let mut cx = Context::from_waker(Waker::noop());
+    let mut frames = Vec::new();
+    while let Some((rx, _)) = port.receive(&mut cx) {
+        frames.push(rx.consume(|b| b.to_vec()));
+    }
+    frames
+}
+
+/// Serves a one-byte echo on port 7 of `stack`.
+fn echo_server(rt: &Handle, stack: morgana_net::Stack) {
+    let mut l = stack.tcp_listen(7).unwrap();
+    let rt2 = rt.clone();
+    rt.spawn(async move {
+        loop {
+            let Ok((mut c, _)) = l.accept().await else { continue };
+            rt2.spawn(async move {
+                let mut b = [0u8; 1];
+                if c.read(&mut b).await == Ok(1) {
+                    let _ = c.write_all(&b).await;
+                }
+                let _ = c.close().await;
+            });
+        }
+    });
+}
+
+/// A connection that completes and echoes a byte within `limit`.
+async fn probe(rt: Handle, client: morgana_net::Stack, limit: Duration) -> bool {
+    let attempt = async {
+        let mut c = client.tcp_connect(SocketAddr::new(A4.into(), 7), limit).await.ok()?;
+        c.write_all(b"x").await.ok()?;
+        let mut b = [0u8; 1];
+        (c.read(&mut b).await.ok()? == 1 && &b == b"x").then_some(())
+    };
+    matches!(rt.timeout(limit, attempt).await, Ok(Some(())))
+}
+
+#[test]
+fn spoofed_syn_flood_does_not_starve_real_clients() {
+    let exec = Executor::new(Rc::new(VirtualTime::default()));
+    let rt = exec.handle();
+    let link = Switch::new(Faults::default());
+    let (a, server) = direct::start(link.port(A_MAC), config(A4, 1), [11; 32], &rt);
+    let (b, _) = direct::start(link.port([2, 0, 0, 0, 0, 2]), config(B4, 2), [22; 32], &rt);
+    let attacker = Rc::new(RefCell::new(link.port(ATTACKER_MAC)));
+    const FLOOD_MS: u64 = 2_000;
+    const SYNS_PER_MS: u32 = 50; // 50,000 SYN/s from random spoofed sources
+    exec.block_on(async move {
+        echo_server(&rt, a);
+        let flood = {
+            let (rt, attacker) = (rt.clone(), attacker.clone());
+            rt.clone().spawn(async move {
+                let mut x = 0x9e37_79b9_u32;
+                for _ in 0..FLOOD_MS {
+                    for _ in 0..SYNS_PER_MS {
+                        x ^= x << 13;
+                        x ^= x >> 17;
+                        x ^= x << 5;
+                        let [p, q, r, s] = x.to_be_bytes();
+                        let syn = Tcp4 {
+                            src_mac: ATTACKER_MAC,
+                            dst_mac: A_MAC,
+                            src: (Ipv4Addr::new(198, 18 + (p & 1), q, r), 1024 + u16::from(s) * 200),
+                            dst: (A4, 7),
+                            seq: x,
+                            ack: 0,
+                            flags: 0x02,
+                        };
+                        send(&mut attacker.borrow_mut(), &syn.frame());
+                    }
+                    drain(&mut attacker.borrow_mut());
+                    rt.sleep(Duration::from_millis(1)).await;
+                }
+            })
+        };
+        // Real clients during the flood, one every 20 ms.
+        let mut during = Vec::new();
+        for _ in 0..(FLOOD_MS / 20 - 5) {
+            during.push(rt.spawn(probe(rt.clone(), b.clone(), Duration::from_secs(3))));
+            rt.sleep(Duration::from_millis(20)).await;
+        }
+        let mut ok = 0;
+        let n = during.len();
+        for p in during {
+            ok += p.await as usize;
+        }
+        flood.await;
+        let stats = server.tcp_defence_stats();
+        assert!(stats.half_open_evicted > 10_000, "the flood overflowed the SYN queue: {stats:?}");
+        assert_eq!(ok, n, "real clients connected during the flood: {ok} of {n}");
+        // After the flood: every client gets in at once.
+        for i in 0..20 {
+            assert!(probe(rt.clone(), b.clone(), Duration::from_secs(1)).await, "client {i} after the flood");
+        }
+    });
+}
+
+/// Sends a SYN from the attacker's own address and returns the initial
+/// sequence number of the SYN-ACK it gets.
+async fn observed_isn(rt: &Handle, attacker: &RefCell<Port>, src_port: u16, seq: u32) -> u32 {
+    let syn = Tcp4 {
+        src_mac: ATTACKER_MAC,
+        dst_mac: A_MAC,
+        src: (ATTACKER4, src_port),
+        dst: (A4, 7),
+        seq,
+        ack: 0,
+        flags: 0x02,
+    };
+    drain(&mut attacker.borrow_mut());
+    send(&mut attacker.borrow_mut(), &syn.frame());
+    for _ in 0..100 {
+        rt.sleep(Duration::from_millis(1)).await;
+        let frames = drain(&mut attacker.borrow_mut());
+        for f in frames {
+            // IPv4 + TCP from A to us, SYN+ACK, to our port.
+            let is_synack = f.len() >= 54
+                && f[12..14] == [0x08, 0x00]
+                && f[23] == 6
+                && f[34 + 13] & 0x12 == 0x12
+                && u16::from_be_bytes([f[36], f[37]]) == src_port;
+            if is_synack {
+                let isn = u32::from_be_bytes([f[38], f[39], f[40], f[41]]);
+                // Reset the half-open connection so the tuple can be reused.
+                let rst = Tcp4 { seq: seq.wrapping_add(1), flags: 0x04, ..syn };
+                send(&mut attacker.borrow_mut(), &rst.frame());
+                return isn;
+            }
+        }
+    }
+    panic!("no SYN-ACK for source port {src_port}");
+}
+
+#[test]
+fn initial_sequence_numbers_follow_rfc_6528() {
+    let exec = Executor::new(Rc::new(VirtualTime::default()));
+    let rt = exec.handle();
+    let link = Switch::new(Faults::default());
+    let (a, _) = direct::start(link.port(A_MAC), config(A4, 1), [11; 32], &rt);
+    let attacker = RefCell::new(link.port(ATTACKER_MAC));
+    exec.block_on(async move {
+        echo_server(&rt, a);
+        // Introduce ourselves (ARP request to A), so A can answer us.
+        let mut arp = vec![0xff; 6];
+        arp.extend_from_slice(&ATTACKER_MAC);
+        arp.extend_from_slice(&[0x08, 0x06, 0, 1, 0x08, 0, 6, 4, 0, 1]);
+        arp.extend_from_slice(&ATTACKER_MAC);
+        arp.extend_from_slice(&ATTACKER4.octets());
+        arp.extend_from_slice(&[0; 6]);
+        arp.extend_from_slice(&A4.octets());
+        send(&mut attacker.borrow_mut(), &arp);
+        rt.sleep(Duration::from_millis(10)).await;
+
+        let t0 = rt.now();
+        let first = observed_isn(&rt, &attacker, 5000, 1000).await;
+        let elapsed0 = rt.now() - t0;
+        rt.sleep(Duration::from_secs(1)).await;
+        let t1 = rt.now();
+        let again = observed_isn(&rt, &attacker, 5000, 2000).await;
+        let other = observed_isn(&rt, &attacker, 5001, 3000).await;
+        // Same 4-tuple: only the 4-microsecond clock M moved in between.
+        let ticks = ((t1 - t0).as_micros() / 4) as u32;
+        let step = again.wrapping_sub(first);
+        let slack = (elapsed0.as_micros() / 4 + 1000) as u32;
+        assert!(step.abs_diff(ticks) <= slack, "same tuple: ISN moved {step}, the clock {ticks}");
+        // Another source port: a different F, nowhere near the first.
+        let near = other.wrapping_sub(again).min(again.wrapping_sub(other));
+        assert!(near > 1_000_000, "another tuple's ISN is {near} from this one's");
+    });
+}
