@@ -460,15 +460,17 @@ pub enum CongestionControl {
     Cubic,
 }
 
-/// Initial sequence numbers per RFC 6528 §3: `ISN = M + F(local, remote,
-/// secret)`, where `M` is a timer ticking every 4 microseconds and `F` is a
-/// keyed hash of the connection's endpoints. [Morgana patch]
+/// Chooses initial sequence numbers, for example per RFC 6528 §3: `ISN =
+/// M + F(local, remote, secret)`, where `M` is a timer ticking every 4
+/// microseconds and `F` is a keyed hash of the connection's endpoints.
+/// [Morgana patch]
 #[derive(Clone, Copy)]
 pub struct IsnGenerator {
     /// The key, chosen at random once per boot.
     pub secret: [u8; 16],
-    /// `F`: a cryptographic hash of the endpoints keyed with `secret`.
-    pub hash: fn(secret: &[u8; 16], local: IpEndpoint, remote: IpEndpoint) -> u32,
+    /// The initial sequence number of a connection between `local` and
+    /// `remote` starting at `now`.
+    pub isn: fn(secret: &[u8; 16], local: IpEndpoint, remote: IpEndpoint, now: Instant) -> u32,
 }
 
 impl fmt::Debug for IsnGenerator {
@@ -713,6 +715,19 @@ impl<'a> Socket<'a> {
         Ok(old)
     }
 
+    /// The SYN-ACK answering the SYN this socket just received was sent by
+    /// someone else (a SYN queue in front of the stack), with `window_len`
+    /// in its window field (in units of this socket's window scale):
+    /// account for it as if this socket had sent it, so the handshake's ACK
+    /// and any data with it are accepted. [Morgana patch]
+    pub fn synack_sent_elsewhere(&mut self, window_len: u16) {
+        if self.state == State::SynReceived {
+            self.remote_last_seq = self.local_seq_no + 1;
+            self.remote_last_ack = Some(self.remote_seq_no);
+            self.remote_last_win = window_len;
+        }
+    }
+
     fn move_into(current: &mut SocketBuffer<'a>, mut new: SocketBuffer<'a>) -> SocketBuffer<'a> {
         new.clear();
         let len = current.len();
@@ -727,10 +742,7 @@ impl<'a> Socket<'a> {
 
     fn initial_seq_no(&self, cx: &mut Context, local: IpEndpoint, remote: IpEndpoint) -> TcpSeqNumber {
         match &self.isn_generator {
-            Some(g) => {
-                let m = (cx.now().total_micros() / 4) as u32;
-                TcpSeqNumber(m.wrapping_add((g.hash)(&g.secret, local, remote)) as i32)
-            }
+            Some(g) => TcpSeqNumber((g.isn)(&g.secret, local, remote, cx.now()) as i32),
             None => Self::random_seq_no(cx),
         }
     }
