@@ -92,7 +92,7 @@ impl Default for Config {
             ipv6_gateway: None,
             tcp_buffer: 64 * 1024,
             backlog: 64,
-            syn_backlog: 256,
+            syn_backlog: 4096,
             udp_buffer: 64 * 1024,
         }
     }

@@ -1,8 +1,8 @@
 //! TCP sockets sized to use, and shed when memory is short.
 //!
-//! A socket is created for a SYN with a small receive buffer (the window
-//! its SYN-ACK offers) and no transmit buffer. Once established, the
-//! receive buffer grows while the peer keeps filling it and the transmit
+//! A socket starts with a small receive buffer (the window its SYN-ACK
+//! offers) and no transmit buffer. Once established, the receive buffer
+//! grows while the peer keeps filling it and the transmit
 //! buffer while the app keeps it full, each by doubling up to the
 //! configured maximum and only while `morgana_runtime::memory` can spare
 //! it; the transmit buffer is freed again once all it held is
@@ -20,17 +20,16 @@ use smoltcp::iface::{SocketHandle, SocketSet};
 use smoltcp::socket::tcp;
 use smoltcp::time::Duration;
 
-/// The receive window a SYN-ACK offers: small, so half-open connections
-/// cost little.
-pub(super) const HANDSHAKE_RX: usize = 1024;
-/// The receive buffer once the handshake is done.
+/// The receive buffer a connection starts with (the window its SYN-ACK
+/// offers).
 pub(super) const ESTABLISHED_RX: usize = 2048;
 /// The smallest transmit buffer given to a connection that writes.
 const MIN_TX: usize = 2048;
-/// What one more handshake socket costs, roughly: the socket and its
-/// receive buffer.
-pub(super) const HANDSHAKE_COST: usize = HANDSHAKE_RX + 1024;
+/// What one more connection costs in the stack, roughly: the socket and
+/// its receive buffer.
+pub(super) const HANDSHAKE_COST: usize = ESTABLISHED_RX + 1024;
 /// A half-open connection that makes no progress for this long is dropped.
+/// (The SYN queue's; smoltcp's own handshakes end at `DEAD_PEER`.)
 pub(super) const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
 /// An idle established connection is probed this often (RFC 1122 §4.2.3.6
 /// keep-alives)...
@@ -42,6 +41,10 @@ const DEAD_PEER: Duration = Duration::from_secs(75);
 /// Counters of the defences, for tests and diagnostics.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct TcpDefenceStats {
+    /// SYNs answered by the SYN queue.
+    pub syn_answered: u64,
+    /// Handshakes completed through the SYN queue.
+    pub syn_completed: u64,
     /// Half-open connections dropped to make room for a newer SYN.
     pub half_open_evicted: u64,
     /// Connections completed while the accept queue was full, reset.
@@ -81,23 +84,27 @@ impl TcpShared {
     /// A socket for `listen` or `connect`: small receive buffer, no
     /// transmit buffer, RFC 6528 sequence numbers, the handshake timeout.
     pub(super) fn new_socket(&self) -> tcp::Socket<'static> {
-        let mut s = tcp::Socket::new(tcp::SocketBuffer::new(vec![0; HANDSHAKE_RX]), tcp::SocketBuffer::new(vec![]));
+        let mut s = tcp::Socket::new(tcp::SocketBuffer::new(vec![0; ESTABLISHED_RX]), tcp::SocketBuffer::new(vec![]));
         s.set_nagle_enabled(false);
         s.set_isn_generator(Some(self.isn));
         s.set_rx_capacity_hint(self.max_buffer);
-        s.set_timeout(Some(HANDSHAKE_TIMEOUT));
+        s.set_keep_alive(Some(KEEPALIVE));
+        s.set_timeout(Some(DEAD_PEER));
         s
     }
 
-    /// Called once a connection is established: keep-alives, the dead-peer
-    /// timeout, the established receive buffer.
-    pub(super) fn established(&mut self, h: SocketHandle, s: &mut tcp::Socket<'static>, accepted: bool) {
-        s.set_keep_alive(Some(KEEPALIVE));
-        s.set_timeout(Some(DEAD_PEER));
-        self.grow_rx(s, ESTABLISHED_RX);
-        if accepted {
-            self.unanswered.push_back(h);
-        }
+    /// The window scale (RFC 7323) new sockets offer: smoltcp's choice for
+    /// the largest receive buffer.
+    pub(super) fn window_shift(&self) -> u8 {
+        let largest = self.max_buffer.max(ESTABLISHED_RX);
+        let log2 = usize::BITS - largest.leading_zeros();
+        log2.saturating_sub(16).min(14) as u8
+    }
+
+    /// A connection `h` entered the accept queue: it may be shed until it
+    /// sends something.
+    pub(super) fn accepted(&mut self, h: SocketHandle) {
+        self.unanswered.push_back(h);
     }
 
     /// Grows the receive buffer to at least `want` bytes (doubling, up to

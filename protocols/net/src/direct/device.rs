@@ -53,3 +53,66 @@ impl<D: Net> phy::Device for Adapter<'_, '_, D> {
         caps
     }
 }
+
+/// One frame the stack already holds, offered to smoltcp as a device with
+/// exactly that frame to receive. A reply goes out through `tx`, the
+/// transmit slot the real device handed out with the frame, or nowhere if
+/// there is none (for a frame the stack made up).
+pub(crate) struct OneFrame<'f, T> {
+    frame: Option<&'f [u8]>,
+    tx: Option<T>,
+    mtu: usize,
+}
+
+impl<'f, T: TxToken> OneFrame<'f, T> {
+    pub(crate) fn new(frame: &'f [u8], tx: Option<T>, mtu: usize) -> Self {
+        OneFrame { frame: Some(frame), tx, mtu }
+    }
+}
+
+pub(crate) struct FrameRx<'f>(&'f [u8]);
+
+/// A transmit slot, or a sink for a reply nobody should see.
+pub(crate) struct MaybeTx<T>(Option<T>);
+
+impl phy::RxToken for FrameRx<'_> {
+    fn consume<R, F: FnOnce(&[u8]) -> R>(self, f: F) -> R {
+        f(self.0)
+    }
+}
+
+impl<T: TxToken> phy::TxToken for MaybeTx<T> {
+    fn consume<R, F: FnOnce(&mut [u8]) -> R>(self, len: usize, f: F) -> R {
+        match self.0 {
+            Some(tx) => tx.consume(len, f),
+            None => f(&mut alloc::vec![0; len]),
+        }
+    }
+}
+
+impl<'f, T: TxToken> phy::Device for OneFrame<'f, T> {
+    type RxToken<'a>
+        = FrameRx<'f>
+    where
+        Self: 'a;
+    type TxToken<'a>
+        = MaybeTx<T>
+    where
+        Self: 'a;
+
+    fn receive(&mut self, _: Instant) -> Option<(Self::RxToken<'_>, Self::TxToken<'_>)> {
+        let frame = self.frame.take()?;
+        Some((FrameRx(frame), MaybeTx(self.tx.take())))
+    }
+
+    fn transmit(&mut self, _: Instant) -> Option<Self::TxToken<'_>> {
+        None // replies go out with the frame's own slot; the rest at egress
+    }
+
+    fn capabilities(&self) -> DeviceCapabilities {
+        let mut caps = DeviceCapabilities::default();
+        caps.medium = Medium::Ethernet;
+        caps.max_transmission_unit = self.mtu + 14;
+        caps
+    }
+}

@@ -1,18 +1,40 @@
 //! TCP initial sequence numbers per RFC 6528 §3: `ISN = M + F(local,
-//! remote, secret)`. smoltcp adds `M`, a 4-microsecond clock; `F` here is
-//! SipHash-2-4 of the two endpoints keyed with a secret drawn from the
-//! entropy device at boot, so a peer that sees its own ISNs learns nothing
-//! about another connection's.
+//! remote, secret)`, where `M` is a clock ticking every 4 microseconds and
+//! `F` is SipHash-2-4 of the two endpoints keyed with a secret drawn from
+//! the entropy device at boot, so a peer that sees its own ISNs learns
+//! nothing about another connection's.
 
 use core::hash::Hasher;
 
 use siphasher::sip::SipHasher24;
 use smoltcp::socket::tcp::IsnGenerator;
+use smoltcp::time::Instant;
 use smoltcp::wire::{IpAddress, IpEndpoint};
 
 /// The generator for sockets of a stack whose secret is `secret`.
 pub(super) fn generator(secret: [u8; 16]) -> IsnGenerator {
-    IsnGenerator { secret, hash }
+    IsnGenerator { secret, isn }
+}
+
+/// A generator that always gives `isn`: for a listening socket handed a
+/// handshake the SYN queue already answered with `isn`.
+pub(super) fn fixed(isn: u32) -> IsnGenerator {
+    let mut secret = [0u8; 16];
+    secret[..4].copy_from_slice(&isn.to_le_bytes());
+    IsnGenerator { secret, isn: |s, _, _, _| u32::from_le_bytes([s[0], s[1], s[2], s[3]]) }
+}
+
+/// A further key derived from `secret` for `purpose`.
+pub(super) fn derive_key(secret: &[u8; 16], purpose: &[u8]) -> [u8; 16] {
+    let mut h = siphasher::sip128::SipHasher24::new_with_key(secret);
+    h.write(purpose);
+    siphasher::sip128::Hasher128::finish128(&h).as_bytes()
+}
+
+/// RFC 6528's ISN.
+pub(super) fn isn(secret: &[u8; 16], local: IpEndpoint, remote: IpEndpoint, now: Instant) -> u32 {
+    let m = (now.total_micros() / 4) as u32;
+    m.wrapping_add(hash(secret, local, remote))
 }
 
 fn hash(secret: &[u8; 16], local: IpEndpoint, remote: IpEndpoint) -> u32 {

@@ -139,11 +139,17 @@ fn admit(l: &mut Listening, sockets: &mut SocketSet<'static>, tcp: &mut TcpShare
         tcp.orphans.push((h, morgana_devices::Instant::ZERO));
         return;
     }
-    tcp.established(h, s, true);
+    tcp.accepted(h);
     l.ready.push_back(h);
     if let Some(w) = l.waker.take() {
         w.wake();
     }
+}
+
+/// The socket waiting for a SYN on `addr`, `port`, if a listener there
+/// takes connections now.
+pub(super) fn listener_on(listeners: &Slab<Listening>, addr: IpAddr, port: u16) -> Option<SocketHandle> {
+    listeners.iter().find(|(_, l)| l.addr.port == port && l.addr.ip.is_none_or(|ip| ip == addr))?.1.listener
 }
 
 pub(super) fn listen_endpoint(ip: Option<IpAddr>, port: u16) -> IpListenEndpoint {

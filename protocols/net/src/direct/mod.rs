@@ -20,6 +20,7 @@ mod listen;
 mod poll;
 mod ports;
 mod stack;
+mod syn;
 mod tcp;
 mod udp;
 
@@ -46,6 +47,7 @@ use conn::TcpShared;
 use device::Adapter;
 use listen::Listening;
 use ports::EPHEMERAL_PORTS;
+use syn::SynQueue;
 
 use crate::Stack;
 
@@ -83,6 +85,7 @@ struct Inner<D: Net> {
     configured_waiters: Vec<Waker>,
     listeners: Slab<Listening>,
     tcp: TcpShared,
+    syn: SynQueue,
     /// Sockets dropped while the stack was borrowed.
     graves: Rc<Graves>,
     tcp_ports: BTreeSet<u16>,
@@ -122,7 +125,7 @@ impl<D: Net + 'static> DirectStack<D> {
     pub fn new(mut device: D, config: Config, seed: [u8; 32], rt: Handle) -> DirectStack<D> {
         let mac = device.mac_address();
         let mut ic = smoltcp::iface::Config::new(HardwareAddress::Ethernet(EthernetAddress(mac)));
-        let tcp_buffer = config.tcp_buffer;
+        let (tcp_buffer, syn_backlog) = (config.tcp_buffer, config.syn_backlog);
         let (isn_secret, rest) = seed.split_at(16);
         let isn_secret: [u8; 16] = isn_secret.try_into().unwrap_or_default();
         let seed = u64::from_le_bytes(rest[..8].try_into().unwrap_or_default());
@@ -162,6 +165,7 @@ impl<D: Net + 'static> DirectStack<D> {
                 runner: None,
                 configured_waiters: Vec::new(),
                 tcp: TcpShared::new(isn::generator(isn_secret), tcp_buffer),
+                syn: SynQueue::new(syn_backlog, isn::derive_key(&isn_secret, b"syn queue"), isn_secret),
                 graves: Rc::new(Graves::default()),
                 listeners: Slab::new(),
                 tcp_ports: BTreeSet::new(),
@@ -212,7 +216,14 @@ impl<D: Net + 'static> DirectStack<D> {
 
     /// What the TCP defences have done so far.
     pub fn tcp_defence_stats(&self) -> TcpDefenceStats {
-        self.inner.borrow().tcp.stats
+        let i = self.inner.borrow();
+        let q = i.syn.stats;
+        TcpDefenceStats {
+            syn_answered: q.answered,
+            syn_completed: q.completed,
+            half_open_evicted: i.tcp.stats.half_open_evicted + q.evicted,
+            ..i.tcp.stats
+        }
     }
 
     /// Runs `f` with the device (for tests and diagnostics).

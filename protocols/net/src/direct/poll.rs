@@ -3,11 +3,15 @@
 
 use core::task::Context;
 
-use morgana_devices::{Instant, LinkState, Net};
-use smoltcp::iface::{PollIngressSingleResult, PollResult};
+use morgana_devices::{Instant, LinkState, Net, RxToken, TxToken};
+use smoltcp::iface::PollResult;
+use smoltcp::socket::tcp;
 
-use super::device::Adapter;
-use super::listen::service_listeners;
+use super::conn::ESTABLISHED_RX;
+use super::device::{Adapter, OneFrame};
+use super::isn;
+use super::listen::{listener_on, service_listeners};
+use super::syn::{Local, Verdict};
 use super::{from_smol, smol_now, Inner, INGRESS_BATCH};
 
 impl<D: Net> Inner<D> {
@@ -26,19 +30,20 @@ impl<D: Net> Inner<D> {
             self.announce(cx);
         }
         let ts = smol_now(now);
-        let Inner { device, iface, sockets, listeners, tcp, .. } = self;
-        let mut device = Adapter { device, cx };
-        iface.poll_maintenance(ts);
-        // One packet at a time, moving listeners along in between, so each
-        // SYN of a burst finds a listening socket.
+        self.iface.poll_maintenance(ts);
+        // One frame at a time through the SYN queue, moving listeners along
+        // in between.
         let mut budget = INGRESS_BATCH;
         while budget > 0 {
-            if iface.poll_ingress_single(ts, &mut device, sockets) == PollIngressSingleResult::None {
+            if !self.ingress_one(cx, ts) {
                 break;
             }
+            let Inner { listeners, sockets, tcp, .. } = self;
             service_listeners(listeners, sockets, tcp);
             budget -= 1;
         }
+        let Inner { device, iface, sockets, listeners, tcp, .. } = self;
+        let mut device = Adapter { device, cx };
         if iface.ip_addrs() != &self.known_addrs[..] {
             // The neighbour cache was just flushed: ask the gateway again now
             // (our own ARP request, outside smoltcp's one-per-second limit,
@@ -65,6 +70,51 @@ impl<D: Net> Inner<D> {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         }
+    }
+
+    /// Takes one frame from the device: a handshake for the SYN queue, or
+    /// smoltcp's. Returns false if there was none.
+    fn ingress_one(&mut self, cx: &mut Context<'_>, ts: smoltcp::time::Instant) -> bool {
+        let Inner { device, iface, sockets, listeners, syn, tcp, .. } = self;
+        let (mac, mtu) = (device.mac_address(), device.mtu());
+        let Some((rx, tx)) = device.receive(cx) else { return false };
+        rx.consume(|frame| {
+            let verdict = {
+                let iface = &*iface;
+                let listeners = &*listeners;
+                let at = Local {
+                    mac,
+                    mtu,
+                    now: ts,
+                    is_ours: &|a| iface.has_ip_addr(a),
+                    listening: &|a, port| listener_on(listeners, a.into(), port).is_some(),
+                    window_shift: tcp.window_shift(),
+                };
+                syn.inspect(frame, &at)
+            };
+            match verdict {
+                Verdict::Pass => {
+                    iface.poll_ingress_single(ts, &mut OneFrame::new(frame, Some(tx), mtu), sockets);
+                }
+                Verdict::Answer(syn_ack) => {
+                    let bytes = syn_ack.bytes();
+                    tx.consume(bytes.len(), |b| b.copy_from_slice(bytes));
+                }
+                Verdict::Complete { syn: first, isn, local } => {
+                    if let Some(h) = listener_on(listeners, local.addr.into(), local.port) {
+                        sockets.get_mut::<tcp::Socket>(h).set_isn_generator(Some(isn::fixed(isn)));
+                    }
+                    let none: Option<D::TxToken<'_>> = None;
+                    iface.poll_ingress_single(ts, &mut OneFrame::new(first.bytes(), none, mtu), sockets);
+                    if let Some(h) = listener_on(listeners, local.addr.into(), local.port) {
+                        let window = (ESTABLISHED_RX >> tcp.window_shift()) as u16;
+                        sockets.get_mut::<tcp::Socket>(h).synack_sent_elsewhere(window);
+                    }
+                    iface.poll_ingress_single(ts, &mut OneFrame::new(frame, Some(tx), mtu), sockets);
+                }
+            }
+        });
+        true
     }
 
     pub(super) fn is_configured(&self) -> bool {

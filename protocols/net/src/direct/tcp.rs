@@ -42,18 +42,14 @@ fn closed_error(s: &tcp::Socket<'_>) -> Error {
 impl<D: Net + 'static> TcpStreamDriver for DirectTcp<D> {
     fn poll_connect(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
         let mut i = self.inner.borrow_mut();
-        let Inner { sockets, tcp, .. } = &mut *i;
-        let s = sockets.get_mut::<tcp::Socket>(self.handle);
+        let s = i.sockets.get_mut::<tcp::Socket>(self.handle);
         match s.state() {
             tcp::State::SynSent | tcp::State::SynReceived => {
                 s.register_send_waker(cx.waker());
                 Poll::Pending
             }
             tcp::State::Closed => Poll::Ready(Err(Error::ConnectionRefused)),
-            _ => {
-                tcp.established(self.handle, s, false);
-                Poll::Ready(Ok(()))
-            }
+            _ => Poll::Ready(Ok(())),
         }
     }
 
