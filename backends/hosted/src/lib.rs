@@ -12,6 +12,7 @@
 #![warn(missing_docs)]
 #![deny(unsafe_code)]
 
+mod alloc;
 mod block;
 mod boot;
 mod console;

@@ -25,6 +25,40 @@ fn log_level(args: &mut Args) -> core::result::Result<LevelFilter, ArgError> {
     }
 }
 
+/// The framework's memory flags.
+struct MemoryFlags {
+    /// `--memory MIB`: the heap budget of a hosted process.
+    budget: Option<usize>,
+    /// `--memory-report SECS`: log heap use this often.
+    report: Option<u64>,
+}
+
+fn memory_flags(args: &mut Args) -> core::result::Result<MemoryFlags, ArgError> {
+    let budget: Option<usize> = if crate::HOSTED {
+        args.value(
+            "memory",
+            "heap budget in MiB: connections are refused or shed before it runs out (hosted; default none)",
+        )?
+    } else {
+        None // a VM's budget is its RAM
+    };
+    if budget == Some(0) {
+        return Err(ArgError::Invalid { flag: "memory", value: "0".into(), reason: "must be at least 1 MiB".into() });
+    }
+    let report: Option<u64> = args.value("memory-report", "log heap use every SECS seconds (default: never)")?;
+    Ok(MemoryFlags { budget: budget.map(|m| m.saturating_mul(1024 * 1024)), report: report.filter(|&s| s > 0) })
+}
+
+/// Logs heap use every `every`.
+async fn report_memory(rt: crate::Handle, every: core::time::Duration) {
+    use morgana_runtime::memory;
+    loop {
+        rt.sleep(every).await;
+        let limit = memory::limit().map_or(alloc::string::String::from("none"), |l| format!("{} KiB", l / 1024));
+        log::info!("heap: in use {} KiB, peak {} KiB, limit {limit}", memory::in_use() / 1024, memory::peak() / 1024);
+    }
+}
+
 /// Boots the app: takes the framework's, the backend's and the app's flags
 /// (exit status 2 on a bad one), starts the backend, runs `serve` and exits
 /// with 0 when it returns `Ok`, 1 when it fails or the backend cannot start.
@@ -39,15 +73,16 @@ where
     let help = args.help_requested();
     let parsed = (|| {
         let level = log_level(&mut args)?;
+        let memory = memory_flags(&mut args)?;
         let boot = backend::BootConfig::from_args(&mut args)?;
         let app = config(&mut args)?;
-        Ok::<_, ArgError>((level, boot, app))
+        Ok::<_, ArgError>((level, memory, boot, app))
     })();
     if help {
         backend::print(&args.usage(&program));
         backend::exit(0);
     }
-    let (level, boot, app) = match parsed.and_then(|p| args.finish().map(|_| p)) {
+    let (level, memory, boot, app) = match parsed.and_then(|p| args.finish().map(|_| p)) {
         Ok(p) => p,
         Err(e) => {
             backend::print_error(&format!("{program}: {e}"));
@@ -60,8 +95,14 @@ where
         Ok(p) => p,
         Err(e) => fail(&program, &e),
     };
+    if let Some(bytes) = memory.budget {
+        morgana_runtime::memory::set_limit(bytes);
+    }
     let executor = Executor::new(platform.clone());
     let rt = executor.handle();
+    if let Some(secs) = memory.report {
+        rt.spawn(report_memory(rt.clone(), core::time::Duration::from_secs(secs)));
+    }
     let devices = match backend::start(boot, &platform, &rt) {
         Ok(d) => d,
         Err(e) => fail(&program, &e),
