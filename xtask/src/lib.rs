@@ -123,6 +123,9 @@ pub struct Vm {
     pub forwards: Vec<Forward>,
     /// Give the guest a NIC (implied by forwards).
     pub network: bool,
+    /// Attach the NIC to this TAP device instead of user networking (QEMU
+    /// must then run where the device is, e.g. in its network namespace).
+    pub tap: Option<String>,
     /// A raw disk image for virtio-blk.
     pub disk: Option<PathBuf>,
     /// Add a virtio-rng device.
@@ -142,6 +145,7 @@ impl Vm {
             memory_mib: 64,
             forwards: Vec::new(),
             network: false,
+            tap: None,
             disk: None,
             rng: true,
             virtio_console: None,
@@ -160,7 +164,10 @@ impl Vm {
         c.args(["-nodefaults", "-no-reboot", "-display", "none", "-serial", "stdio"]);
         c.args(["-device", "isa-debug-exit,iobase=0xf4,iosize=4"]);
         let pci_rom = if self.machine == Machine::Pc { ",romfile=" } else { "" };
-        if self.network || !self.forwards.is_empty() {
+        if let Some(tap) = &self.tap {
+            let netdev = format!("tap,id=n0,ifname={tap},script=no,downscript=no");
+            c.args(["-netdev", &netdev, "-device", &format!("virtio-net-{suffix},netdev=n0{pci_rom}")]);
+        } else if self.network || !self.forwards.is_empty() {
             let mut netdev = String::from("user,id=n0");
             for f in &self.forwards {
                 netdev.push_str(&format!(",hostfwd={f}"));
