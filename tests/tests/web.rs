@@ -187,6 +187,59 @@ fn hosted_curl() -> Result {
     check(h.to_ascii_lowercase().contains("content-encoding: gzip"), "gzip variant", &h)
 }
 
+/// `--redirect-https`: plain HTTP answers 301 to the same host, path and
+/// query on the HTTPS listener's port; HTTPS serves the content.
+fn redirect_https() -> Result {
+    let pki = Pki::new("redirect")?;
+    let w = start_web(Some(&pki), &["--redirect-https"])?;
+    let (http, https) = (w.http, w.https);
+    let resolve = |port: u16| format!("localhost:{port}:127.0.0.1");
+    let head = curl(&[
+        "-D",
+        "-",
+        "-o",
+        "/dev/null",
+        "--resolve",
+        &resolve(http),
+        &format!("http://localhost:{http}/about/?x=1&y=%20z"),
+    ])?;
+    check(head.starts_with("HTTP/1.1 301"), "plain HTTP gets 301", &head)?;
+    let location = head
+        .lines()
+        .find_map(|l| l.split_once(':').filter(|(k, _)| k.eq_ignore_ascii_case("location")).map(|(_, v)| v.trim()))
+        .unwrap_or("");
+    check(location == format!("https://localhost:{https}/about/?x=1&y=%20z"), "Location", &head)?;
+    // An IP literal host keeps its form.
+    let ip = curl(&[
+        "-o",
+        "/dev/null",
+        "-w",
+        "%{http_code} %{redirect_url}",
+        &format!("http://127.0.0.1:{http}/style.css"),
+    ])?;
+    check(ip == format!("301 https://127.0.0.1:{https}/style.css"), "redirect for an IP host", &ip)?;
+    // Following the redirect reaches the page over HTTPS.
+    let ca = pki.path("ca.pem");
+    let page = curl(&[
+        "-L",
+        "--cacert",
+        &ca,
+        "--resolve",
+        &resolve(http),
+        "--resolve",
+        &resolve(https),
+        "-w",
+        "\n%{http_code} %{url_effective}",
+        &format!("http://localhost:{http}/"),
+    ])?;
+    check(
+        page.contains("<title>Morgana unikernel web server</title>")
+            && page.ends_with(&format!("200 https://localhost:{https}/")),
+        "redirect followed to the HTTPS page",
+        &page,
+    )
+}
+
 fn s_client(port: u16, args: &[&str]) -> Result<String> {
     let out = Command::new("openssl")
         .args(["s_client", "-connect", &format!("127.0.0.1:{port}"), "-servername", "localhost"])
@@ -475,6 +528,7 @@ fn main() {
     let t = |name: &str, f: fn() -> Result, skip: bool| Trial::test(name, f).with_ignored_flag(skip);
     let tests = vec![
         t("curl_http_and_https_hosted", hosted_curl, !(curl_ok && ossl)),
+        t("redirect_https", redirect_https, !(curl_ok && ossl)),
         t("tls_versions_alpn_and_refusals", tls_versions_and_refusals, !ossl),
         t("hostile_requests_table", hostile_requests, false),
         t("slowloris_is_cut_off", slowloris, false),

@@ -71,10 +71,17 @@ fn config(args: &mut Args) -> Result<Config, ArgError> {
     if (cert.is_some()) && !morgana::HOSTED {
         return Err(ArgError::Conflict("--cert needs files, which VM images do not have".into()));
     }
-    let redirect = args.switch("redirect-https", "answer plain HTTP with a redirect to HTTPS")?;
-    if redirect && https.is_empty() {
-        return Err(ArgError::Conflict("--redirect-https needs an HTTPS listener".into()));
-    }
+    let redirect =
+        args.switch("redirect-https", "answer plain HTTP with a redirect to HTTPS (the first --https port)")?;
+    // The redirect names the first HTTPS listener's port.
+    let redirect_https = match (redirect, https.first()) {
+        (false, _) => None,
+        (true, None) => return Err(ArgError::Conflict("--redirect-https needs an HTTPS listener".into())),
+        (true, Some(l)) if l.0.port == 0 => {
+            return Err(ArgError::Conflict("--redirect-https needs an HTTPS listener with a fixed port".into()))
+        }
+        (true, Some(l)) => Some(l.0.port),
+    };
     let site_dir = args.value("site", "serve this directory instead of the embedded site (hosted only)")?;
     let max_connections = args.value("max-connections", "open connections at most (default 512)")?.unwrap_or(512);
     let d = morgana_http::Config::default();
@@ -88,6 +95,7 @@ fn config(args: &mut Args) -> Result<Config, ArgError> {
             args.value("idle-timeout", "seconds a kept-alive connection may idle (default 30)")?,
             d.idle_timeout,
         ),
+        redirect_https,
         ..d
     };
     if site_dir.is_some() && !morgana::HOSTED {
