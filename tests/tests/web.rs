@@ -440,17 +440,75 @@ fn slowloris() -> Result {
     check(normal_served >= 3, "normal client served meanwhile", &normal_served.to_string())
 }
 
+/// Reads what the server sent on `s` until it ends the connection; `None`
+/// if it has not ended it within `within`.
+fn drain(s: &mut TcpStream, within: Duration) -> Result<Option<Vec<u8>>> {
+    s.set_read_timeout(Some(within))?;
+    let mut buf = Vec::new();
+    match s.read_to_end(&mut buf) {
+        Ok(_) => Ok(Some(buf)),
+        Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => Ok(Some(buf)),
+        Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => Ok(None),
+        Err(e) => Err(e.into()),
+    }
+}
+
+fn open_fds(pid: u32) -> Result<usize> {
+    Ok(std::fs::read_dir(format!("/proc/{pid}/fd"))?.count())
+}
+
 fn connection_cap() -> Result {
-    let w = start_web(None, &["--max-connections", "2"])?;
+    let mut w = start_web(None, &["--max-connections", "2"])?;
+    let pid = w.p.pid();
+    // Two idle connections hold the cap.
     let a = TcpStream::connect(("127.0.0.1", w.http))?;
     let b = TcpStream::connect(("127.0.0.1", w.http))?;
     std::thread::sleep(Duration::from_millis(200));
+    let fds = open_fds(pid)?;
     let got = raw_status(w.http, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")?;
     check(got == 503, "third connection gets 503", &got.to_string())?;
-    drop((a, b));
+    // Over-cap clients that send a request and never read.
+    let start = Instant::now();
+    let mut silent = Vec::new();
+    for _ in 0..40 {
+        let mut s = TcpStream::connect(("127.0.0.1", w.http))?;
+        s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")?;
+        silent.push(s);
+    }
+    // The accept loop keeps going: one more over-cap client is answered at once.
+    let got = raw_status(w.http, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")?;
+    check(got == 503, "over-cap client during the flood gets 503", &got.to_string())?;
+    check(
+        start.elapsed() < Duration::from_secs(3),
+        "over-cap clients answered promptly",
+        &format!("{:?}", start.elapsed()),
+    )?;
+    // The server holds nothing for them, although they are still open here.
+    std::thread::sleep(Duration::from_millis(300));
+    let after = open_fds(pid)?;
+    check(after <= fds + 2, "no descriptor kept per over-cap client", &format!("{fds} before, {after} after"))?;
+    // Each was already ended (503 then close, or a reset) without waiting for it to read.
+    for (k, s) in silent.iter_mut().enumerate() {
+        let Some(buf) = drain(s, Duration::from_millis(500))? else {
+            return Err(format!("over-cap client {k} still open").into());
+        };
+        let text = String::from_utf8_lossy(&buf);
+        check(buf.is_empty() || text.starts_with("HTTP/1.1 503"), "over-cap client gets 503 or a close", &text)?;
+    }
+    // A freed slot serves a fresh client; the other idle one still counts.
+    drop(a);
     std::thread::sleep(Duration::from_millis(200));
     let got = raw_status(w.http, b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")?;
-    check(got == 200, "served again once the others close", &got.to_string())
+    check(got == 200, "served again once a slot frees", &got.to_string())?;
+    let mut held = TcpStream::connect(("127.0.0.1", w.http))?;
+    std::thread::sleep(Duration::from_millis(200));
+    let got = raw_status(w.http, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")?;
+    check(got == 503, "the cap still holds", &got.to_string())?;
+    held.write_all(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")?;
+    let resp = drain(&mut held, Duration::from_secs(5))?.unwrap_or_default();
+    check(resp.starts_with(b"HTTP/1.1 200"), "a connection within the cap is served", &String::from_utf8_lossy(&resp))?;
+    drop(b);
+    check(w.p.is_running(), "server alive", "")
 }
 
 struct WebVm {

@@ -146,20 +146,24 @@ async fn accept_loop(mut listener: TcpListener, server: Rc<Server>, tls: Option<
                 continue;
             }
         };
+        if server.open.get() >= server.max {
+            // Over the cap: no task, no waiting. The 503 goes into the send
+            // buffer if it fits whole; the stream is then closed (FIN after
+            // the 503), or reset if the 503 did not fit. The stack, not the
+            // app, holds what is left.
+            const BUSY: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
+            match stream.try_write(BUSY) {
+                Ok(n) if n == BUSY.len() => {
+                    let _ = stream.shutdown_write();
+                }
+                _ => stream.abort(),
+            }
+            debug!("{peer}: over the connection cap");
+            continue;
+        }
         // Every write and the final close get a bound, so a client that
         // stops reading cannot hold a connection slot.
         stream.set_timeout(Some(server.cfg.write_timeout.max(server.cfg.idle_timeout)));
-        if server.open.get() >= server.max {
-            // Answered in its own task: a stalled client must not stall
-            // the accept loop.
-            server.rt.spawn(async move {
-                let _ = stream
-                    .write_all(b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
-                    .await;
-                let _ = stream.close().await;
-            });
-            continue;
-        }
         server.open.set(server.open.get() + 1);
         let s = server.clone();
         let tls = tls.clone();
