@@ -9,7 +9,8 @@ use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use libtest_mimic::{Arguments, Failed, Trial};
+use libtest_mimic::{Arguments, Failed};
+use morgana_tests::prereq::{self, Prereq};
 use morgana_tests::process::{app_binary, free_port, Running};
 
 type Result<T = ()> = std::result::Result<T, Failed>;
@@ -591,32 +592,23 @@ fn chromium_renders_vm_site() -> Result {
     Ok(())
 }
 
-fn have(cmd: &str, arg: &str) -> bool {
-    Command::new(cmd).arg(arg).stdout(Stdio::null()).stderr(Stdio::null()).status().is_ok_and(|s| s.success())
-}
-
 fn main() {
     let args = Arguments::from_args();
-    let curl_ok = have("curl", "--version");
-    let ossl = have("openssl", "version");
-    let qemu = have("qemu-system-x86_64", "--version");
-    let chromium = have("chromium", "--version");
-    for (ok, what) in [(curl_ok, "curl"), (ossl, "openssl"), (qemu, "qemu-system-x86_64"), (chromium, "chromium")] {
-        if !ok {
-            eprintln!("web tests needing {what} skipped: not installed");
-        }
-    }
-    let t = |name: &str, f: fn() -> Result, skip: bool| Trial::test(name, f).with_ignored_flag(skip);
+    let curl = Prereq::program("curl", "--version", "curl");
+    let ossl = Prereq::program("openssl", "version", "openssl");
+    let qemu = Prereq::program("qemu-system-x86_64", "--version", "qemu-system-x86");
+    let chromium = Prereq::program("chromium", "--version", "chromium");
+    let t = |name: &str, f: fn() -> Result, needs: &[&Prereq]| prereq::trial(name, needs, f);
     let tests = vec![
-        t("curl_http_and_https_hosted", hosted_curl, !(curl_ok && ossl)),
-        t("redirect_https", redirect_https, !(curl_ok && ossl)),
-        t("tls_versions_alpn_and_refusals", tls_versions_and_refusals, !ossl),
-        t("hostile_requests_table", hostile_requests, false),
-        t("slowloris_is_cut_off", slowloris, false),
-        t("connection_cap", connection_cap, false),
-        t("vm_image_curl_http_https", vm_curl, !(qemu && curl_ok && ossl)),
-        t("vm_without_entropy_refuses_https", vm_without_entropy_refuses_https, !qemu),
-        t("chromium_renders_site_from_vm", chromium_renders_vm_site, !(qemu && chromium)),
+        t("curl_http_and_https_hosted", hosted_curl, &[&curl, &ossl]),
+        t("redirect_https", redirect_https, &[&curl, &ossl]),
+        t("tls_versions_alpn_and_refusals", tls_versions_and_refusals, &[&ossl]),
+        t("hostile_requests_table", hostile_requests, &[]),
+        t("slowloris_is_cut_off", slowloris, &[]),
+        t("connection_cap", connection_cap, &[]),
+        t("vm_image_curl_http_https", vm_curl, &[&qemu, &curl, &ossl]),
+        t("vm_without_entropy_refuses_https", vm_without_entropy_refuses_https, &[&qemu]),
+        t("chromium_renders_site_from_vm", chromium_renders_vm_site, &[&qemu, &chromium]),
     ];
     libtest_mimic::run(&args, tests).exit();
 }
