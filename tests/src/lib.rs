@@ -1,10 +1,12 @@
 //! Helpers for Morgana's end-to-end tests: real echo clients, app processes,
-//! network namespaces, and a virtual-time platform for in-process stacks.
+//! network namespaces, test prerequisites, and a virtual-time platform for
+//! in-process stacks.
 #![forbid(unsafe_code)]
 
 pub mod client;
 pub mod dnsmsg;
 pub mod frames;
 pub mod netns;
+pub mod prereq;
 pub mod process;
 pub mod vtime;

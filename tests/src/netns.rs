@@ -3,19 +3,11 @@
 
 use std::process::{Command, Stdio};
 
-/// Why namespaces cannot be used here, or `None` if they can.
-pub fn unavailable() -> Option<String> {
-    use std::os::unix::fs::MetadataExt;
-    // /proc/self is owned by the process's effective user.
-    let euid = std::fs::metadata("/proc/self").map(|m| m.uid()).unwrap_or(u32::MAX);
-    if euid != 0 {
-        return Some("needs root for network namespaces and TAP devices".into());
-    }
-    let ok = Command::new("ip").arg("-V").stdout(Stdio::null()).stderr(Stdio::null()).status();
-    if !matches!(ok, Ok(s) if s.success()) {
-        return Some("needs iproute2 ('ip')".into());
-    }
-    None
+use crate::prereq::Prereq;
+
+/// What namespaces need: root and iproute2's `ip`.
+pub fn prerequisites() -> [Prereq; 2] {
+    [Prereq::root(), Prereq::program("ip", "-V", "iproute2")]
 }
 
 fn ip(args: &[&str]) {

@@ -3,6 +3,7 @@
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Receiver};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -37,6 +38,8 @@ pub struct Running {
     child: Child,
     lines: Receiver<String>,
     seen: Arc<Mutex<Vec<String>>>,
+    /// Output pipes not yet at end of file.
+    open: Arc<AtomicUsize>,
 }
 
 impl Running {
@@ -46,10 +49,11 @@ impl Running {
         let mut child = cmd.spawn().unwrap_or_else(|e| panic!("cannot start {cmd:?}: {e}"));
         let (tx, lines) = mpsc::channel();
         let seen = Arc::new(Mutex::new(Vec::new()));
+        let open = Arc::new(AtomicUsize::new(2));
         let stderr: Box<dyn std::io::Read + Send> = Box::new(child.stderr.take().expect("piped stderr"));
         let stdout: Box<dyn std::io::Read + Send> = Box::new(child.stdout.take().expect("piped stdout"));
         for stream in [stderr, stdout] {
-            let (tx, seen) = (tx.clone(), seen.clone());
+            let (tx, seen, open) = (tx.clone(), seen.clone(), open.clone());
             std::thread::spawn(move || {
                 for line in BufReader::new(stream).lines().map_while(Result::ok) {
                     let line = line.trim_end_matches('\r').to_string();
@@ -57,9 +61,19 @@ impl Running {
                     seen.lock().unwrap_or_else(|e| e.into_inner()).push(line.clone());
                     let _ = tx.send(line);
                 }
+                open.fetch_sub(1, Ordering::AcqRel);
             });
         }
-        Running { child, lines, seen }
+        Running { child, lines, seen, open }
+    }
+
+    /// After the process exited: waits (up to 5 s) until its output has
+    /// been read to the end, so `output` holds all of it.
+    fn drain(&self) {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while self.open.load(Ordering::Acquire) > 0 && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(5));
+        }
     }
 
     /// Kills the process if it is still running after `timeout`, then
@@ -68,7 +82,7 @@ impl Running {
         let deadline = Instant::now() + timeout;
         loop {
             if let Ok(Some(status)) = self.child.try_wait() {
-                std::thread::sleep(Duration::from_millis(50));
+                self.drain();
                 return status;
             }
             if Instant::now() >= deadline {
@@ -109,8 +123,7 @@ impl Running {
         let deadline = Instant::now() + timeout;
         loop {
             if let Ok(Some(status)) = self.child.try_wait() {
-                // Let the reader thread drain the pipe.
-                std::thread::sleep(Duration::from_millis(50));
+                self.drain();
                 return status.code();
             }
             assert!(Instant::now() < deadline, "process still running after {timeout:?}");

@@ -1,11 +1,12 @@
 //! The echo app with the direct (smoltcp) stack over a real Linux TAP device
 //! inside a network namespace the test creates. Without root these tests are
-//! reported as ignored (skipped), never as passed.
+//! reported as ignored (skipped), never as passed; under `CI=true` they fail.
 
 use std::time::Duration;
 
-use libtest_mimic::{Arguments, Failed, Trial};
+use libtest_mimic::{Arguments, Failed};
 use morgana_tests::netns::{self, TapNamespace};
+use morgana_tests::prereq;
 use morgana_tests::process::{app_binary, Running};
 
 const CLIENT: &str = env!("CARGO_BIN_EXE_echo-client");
@@ -54,11 +55,8 @@ fn ten_mebibytes_over_tap() -> Result<(), Failed> {
 
 fn main() {
     let args = Arguments::from_args();
-    let skip = netns::unavailable();
-    if let Some(why) = &skip {
-        eprintln!("TAP tests skipped: {why}");
-    }
-    let trial = |name: &str, f: fn() -> Result<(), Failed>| Trial::test(name, f).with_ignored_flag(skip.is_some());
+    let [root, ip] = netns::prerequisites();
+    let trial = |name: &str, f: fn() -> Result<(), Failed>| prereq::trial(name, &[&root, &ip], f);
     let tests = vec![
         trial("direct_stack_over_tap_ipv4_and_ipv6", static_v4_and_v6),
         trial("direct_stack_over_tap_10_mib", ten_mebibytes_over_tap),

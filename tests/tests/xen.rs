@@ -5,16 +5,16 @@
 //!
 //! Needs root (debootstrap builds the host once, cached in
 //! `target/xen-host`), debootstrap and qemu-system-x86_64; skipped without
-//! them.
+//! them (under `CI=true`, failed).
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use libtest_mimic::{Arguments, Trial};
+use libtest_mimic::Arguments;
 use morgana_tests::client;
+use morgana_tests::prereq::{self, Prereq};
 use morgana_tests::process::Running;
 use xtask::xen::{self, Domain, XenHost};
 
@@ -220,18 +220,12 @@ fn same_elf_serves_virtio() -> Result {
     check(out.contains("virtio-net"), "virtio devices used under QEMU", &out)
 }
 
-fn have(cmd: &str, arg: &str) -> bool {
-    Command::new(cmd).arg(arg).stdout(Stdio::null()).stderr(Stdio::null()).status().is_ok()
-}
-
 fn main() {
     let args = Arguments::from_args();
-    let root = Command::new("id").arg("-u").output().map(|o| o.stdout == b"0\n").unwrap_or(false);
-    let ready = root && have("debootstrap", "--version") && have("qemu-system-x86_64", "--version");
-    if !ready {
-        eprintln!("Xen tests skipped: they need root, debootstrap and qemu-system-x86_64");
-    }
-    let t = |name: &str, f: fn() -> Result| Trial::test(name, f).with_ignored_flag(!ready);
+    let root = Prereq::root();
+    let debootstrap = Prereq::program("debootstrap", "--version", "debootstrap");
+    let qemu = Prereq::program("qemu-system-x86_64", "--version", "qemu-system-x86");
+    let t = |name: &str, f: fn() -> Result| prereq::trial(name, &[&root, &debootstrap, &qemu], f);
     let tests = vec![
         t("echo_over_netfront", echo_over_netfront),
         t("xl_shutdown_ends_the_app", xl_shutdown_ends_the_app),

@@ -71,10 +71,17 @@ fn config(args: &mut Args) -> Result<Config, ArgError> {
     if (cert.is_some()) && !morgana::HOSTED {
         return Err(ArgError::Conflict("--cert needs files, which VM images do not have".into()));
     }
-    let redirect = args.switch("redirect-https", "answer plain HTTP with a redirect to HTTPS")?;
-    if redirect && https.is_empty() {
-        return Err(ArgError::Conflict("--redirect-https needs an HTTPS listener".into()));
-    }
+    let redirect =
+        args.switch("redirect-https", "answer plain HTTP with a redirect to HTTPS (the first --https port)")?;
+    // The redirect names the first HTTPS listener's port.
+    let redirect_https = match (redirect, https.first()) {
+        (false, _) => None,
+        (true, None) => return Err(ArgError::Conflict("--redirect-https needs an HTTPS listener".into())),
+        (true, Some(l)) if l.0.port == 0 => {
+            return Err(ArgError::Conflict("--redirect-https needs an HTTPS listener with a fixed port".into()))
+        }
+        (true, Some(l)) => Some(l.0.port),
+    };
     let site_dir = args.value("site", "serve this directory instead of the embedded site (hosted only)")?;
     let max_connections = args.value("max-connections", "open connections at most (default 512)")?.unwrap_or(512);
     let d = morgana_http::Config::default();
@@ -88,6 +95,7 @@ fn config(args: &mut Args) -> Result<Config, ArgError> {
             args.value("idle-timeout", "seconds a kept-alive connection may idle (default 30)")?,
             d.idle_timeout,
         ),
+        redirect_https,
         ..d
     };
     if site_dir.is_some() && !morgana::HOSTED {
@@ -138,20 +146,24 @@ async fn accept_loop(mut listener: TcpListener, server: Rc<Server>, tls: Option<
                 continue;
             }
         };
+        if server.open.get() >= server.max {
+            // Over the cap: no task, no waiting. The 503 goes into the send
+            // buffer if it fits whole; the stream is then closed (FIN after
+            // the 503), or reset if the 503 did not fit. The stack, not the
+            // app, holds what is left.
+            const BUSY: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
+            match stream.try_write(BUSY) {
+                Ok(n) if n == BUSY.len() => {
+                    let _ = stream.shutdown_write();
+                }
+                _ => stream.abort(),
+            }
+            debug!("{peer}: over the connection cap");
+            continue;
+        }
         // Every write and the final close get a bound, so a client that
         // stops reading cannot hold a connection slot.
         stream.set_timeout(Some(server.cfg.write_timeout.max(server.cfg.idle_timeout)));
-        if server.open.get() >= server.max {
-            // Answered in its own task: a stalled client must not stall
-            // the accept loop.
-            server.rt.spawn(async move {
-                let _ = stream
-                    .write_all(b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
-                    .await;
-                let _ = stream.close().await;
-            });
-            continue;
-        }
         server.open.set(server.open.get() + 1);
         let s = server.clone();
         let tls = tls.clone();

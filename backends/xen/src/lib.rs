@@ -5,8 +5,10 @@
 //! * [`grant`]: grant table v1 entries;
 //! * [`xenstore`]: the xenstore wire protocol and client;
 //! * [`page`]: page-sized shared memory;
+//! * [`netif`]: netfront's rings and buffers as a `Net` device;
 //! * `console`, `netfront`, `blkfront` (VM builds): the PV console as a
-//!   `Console`, netfront as a `Net` device, blkfront as a `Block` device.
+//!   `Console`, netfront's connection to its backend, blkfront as a `Block`
+//!   device.
 //!
 //! The protocol logic (rings, grants, xenstore messages) is plain memory
 //! manipulation and is tested on the host against simulated backends; the
@@ -17,6 +19,7 @@
 extern crate alloc;
 
 pub mod grant;
+pub mod netif;
 pub mod page;
 pub mod ring;
 pub mod xenstore;

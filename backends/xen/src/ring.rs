@@ -223,6 +223,18 @@ impl<Req: Copy, Rsp: Copy> BackRing<Req, Rsp> {
         }
     }
 
+    /// Writes a response and publishes it; returns whether the front end
+    /// asked to be notified (RING_PUSH_RESPONSES_AND_CHECK_NOTIFY).
+    pub fn respond_notify(&mut self, rsp: Rsp) -> bool {
+        // SAFETY: test-only simulated backend on a live page.
+        let old = unsafe { self.index(2).read_volatile() };
+        self.respond(rsp);
+        let new = self.rsp_prod_pvt;
+        // SAFETY: as above.
+        let event = unsafe { self.index(3).read_volatile() };
+        new.wrapping_sub(event) < new.wrapping_sub(old)
+    }
+
     /// Sets the response producer to any value (a misbehaving backend).
     pub fn force_rsp_prod(&mut self, v: u32) {
         // SAFETY: test-only simulated backend on a live page.

@@ -6,7 +6,7 @@ use alloc::vec::Vec;
 use core::fmt;
 use core::future::poll_fn;
 use core::net::{IpAddr, SocketAddr};
-use core::task::{Context, Poll};
+use core::task::{Context, Poll, Waker};
 use core::time::Duration;
 
 use morgana_runtime::Handle;
@@ -168,6 +168,18 @@ impl TcpStream {
         }
         let d = &mut self.driver;
         Self::with_timeout(&self.rt, self.timeout, |cx| d.poll_write(cx, buf)).await
+    }
+
+    /// Queues what the send buffer takes now, without waiting: `Ok(0)` when
+    /// it is full (or `buf` is empty).
+    pub fn try_write(&mut self, buf: &[u8]) -> Result<usize, Error> {
+        if buf.is_empty() {
+            return Ok(0);
+        }
+        match self.driver.poll_write(&mut Context::from_waker(Waker::noop()), buf) {
+            Poll::Ready(r) => r,
+            Poll::Pending => Ok(0),
+        }
     }
 
     /// Writes all of `buf`.
