@@ -3,14 +3,14 @@
 //! the test creates (nothing routed out), with real tools: hping3 for a
 //! spoofed-source SYN flood, and bounded clients that hold thousands of
 //! connections. Every flood is bounded in count and time. Needs root,
-//! QEMU and hping3; reported as ignored without them (failed under CI).
+//! iproute2, QEMU and hping3: ignored without them, failed under CI.
 
-use std::process::Command;
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use libtest_mimic::{Arguments, Failed, Trial};
-use morgana_tests::netns::{self, TapNamespace};
+use libtest_mimic::{Arguments, Failed};
+use morgana_tests::netns::TapNamespace;
+use morgana_tests::prereq::{self, Prereq};
 use morgana_tests::process::Running;
 use xtask::{build_image, Vm};
 
@@ -181,30 +181,15 @@ fn held_connections(app: &str, holds: &[(u16, usize, &str)], fresh: &[(u16, &str
     }
 }
 
-fn missing() -> Option<String> {
-    if let Some(why) = netns::unavailable() {
-        return Some(why);
-    }
-    for tool in ["qemu-system-x86_64", "hping3"] {
-        let found = Command::new("sh").args(["-c", &format!("command -v {tool}")]).output();
-        if !matches!(found, Ok(o) if o.status.success()) {
-            return Some(format!("needs {tool}"));
-        }
-    }
-    None
-}
-
 fn main() {
     let mut args = Arguments::from_args();
     args.test_threads = Some(1); // each test loads the machine on its own
-    let skip = missing();
-    if let Some(why) = &skip {
-        if std::env::var("CI").as_deref() == Ok("true") {
-            panic!("hostile-load VM tests cannot run under CI: {why}");
-        }
-        eprintln!("hostile-load VM tests skipped: {why}");
-    }
-    let trial = |name: &str, f: fn() -> Result| Trial::test(name, f).with_ignored_flag(skip.is_some());
+    let root = Prereq::root();
+    let ip = Prereq::program("ip", "-V", "iproute2");
+    let qemu = Prereq::program("qemu-system-x86_64", "--version", "qemu-system-x86");
+    let hping3 = Prereq::program("hping3", "--version", "hping3");
+    let needs = [&root, &ip, &qemu, &hping3];
+    let trial = |name: &str, f: fn() -> Result| prereq::trial(name, &needs, f);
     let tests = vec![
         trial("dns_vm_syn_flood", || syn_flood("dns", 53, "dns")),
         trial("web_vm_syn_flood", || syn_flood("web", 80, "http")),
