@@ -25,6 +25,10 @@ use crate::answer::Catalog;
 use crate::name::Name;
 use crate::wire::{flags, rcode, Query, HEADER};
 
+/// IPv4 clients are counted by /24 (as NSD and Knot do).
+pub const IPV4_PREFIX: u8 = 24;
+/// IPv6 clients are counted by /56 (Knot; NSD uses /64).
+pub const IPV6_PREFIX: u8 = 56;
 /// Entries per set of the table.
 pub const WAYS: usize = 8;
 /// The largest `rate` (tokens are counted in thousandths in a `u32`).
@@ -102,7 +106,7 @@ pub struct Limiter {
     key: (u64, u64),
     dropped: u64,
     slipped: u64,
-    last_report_ms: u64,
+    last_report_ms: Option<u64>,
 }
 
 impl core::fmt::Debug for Limiter {
@@ -127,7 +131,7 @@ impl Limiter {
             key: (half(0), half(8)),
             dropped: 0,
             slipped: 0,
-            last_report_ms: 0,
+            last_report_ms: None,
         })
     }
 
@@ -150,9 +154,9 @@ impl Limiter {
         #[allow(deprecated)]
         let mut h = SipHasher::new_with_keys(self.key.0, self.key.1);
         h.write_u8(kind as u8);
-        match network(client) {
-            IpAddr::V4(v4) => h.write(&v4.octets()[..3]),
-            IpAddr::V6(v6) => h.write(&v6.octets()[..7]),
+        match network(client).0 {
+            IpAddr::V4(v4) => h.write(&v4.octets()[..IPV4_PREFIX as usize / 8]),
+            IpAddr::V6(v6) => h.write(&v6.octets()[..IPV6_PREFIX as usize / 8]),
         }
         h.write(name);
         h.finish()
@@ -202,27 +206,28 @@ impl Limiter {
         }
     }
 
-    /// Responses dropped and slipped since the last report, at most once per
-    /// ten seconds and only if there were any.
+    /// Responses dropped and slipped since the last report, if there were
+    /// any: at once the first time, then at most once per ten seconds.
     pub fn report(&mut self, now_ms: u64) -> Option<(u64, u64)> {
-        if now_ms.saturating_sub(self.last_report_ms) < REPORT_MS || self.dropped + self.slipped == 0 {
+        let due = self.last_report_ms.is_none_or(|t| now_ms.saturating_sub(t) >= REPORT_MS);
+        if !due || self.dropped + self.slipped == 0 {
             return None;
         }
-        self.last_report_ms = now_ms;
+        self.last_report_ms = Some(now_ms);
         Some((core::mem::take(&mut self.dropped), core::mem::take(&mut self.slipped)))
     }
 }
 
-/// The network a client is counted in: its /24 or /56 (IPv4-mapped IPv6
-/// addresses count as IPv4).
-pub fn network(client: IpAddr) -> IpAddr {
+/// The network a client is counted in and its prefix length (IPv4-mapped
+/// IPv6 addresses count as IPv4).
+pub fn network(client: IpAddr) -> (IpAddr, u8) {
     let client = match client {
         IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(client, IpAddr::V4),
         v4 => v4,
     };
     match client {
-        IpAddr::V4(v4) => IpAddr::V4((u32::from(v4) & !0xff).into()),
-        IpAddr::V6(v6) => IpAddr::V6((u128::from(v6) & !((1u128 << 72) - 1)).into()),
+        IpAddr::V4(v4) => (IpAddr::V4((u32::from(v4) & (u32::MAX << (32 - IPV4_PREFIX))).into()), IPV4_PREFIX),
+        IpAddr::V6(v6) => (IpAddr::V6((u128::from(v6) & (u128::MAX << (128 - IPV6_PREFIX))).into()), IPV6_PREFIX),
     }
 }
 

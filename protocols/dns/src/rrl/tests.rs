@@ -78,9 +78,9 @@ fn a_slash24_or_slash56_shares_a_bucket_other_networks_do_not() {
 
 #[test]
 fn network_masks_to_slash24_and_slash56() {
-    assert_eq!(network(ip("192.0.2.77")), ip("192.0.2.0"));
-    assert_eq!(network(ip("::ffff:198.51.100.9")), ip("198.51.100.0"));
-    assert_eq!(network(ip("2001:db8:1:2345:6789::1")), ip("2001:db8:1:2300::"));
+    assert_eq!(network(ip("192.0.2.77")), (ip("192.0.2.0"), 24));
+    assert_eq!(network(ip("::ffff:198.51.100.9")), (ip("198.51.100.0"), 24));
+    assert_eq!(network(ip("2001:db8:1:2345:6789::1")), (ip("2001:db8:1:2300::"), 56));
 }
 
 #[test]
@@ -142,14 +142,15 @@ fn a_full_set_evicts_its_fullest_bucket() {
 }
 
 #[test]
-fn report_sums_limited_responses_at_most_every_ten_seconds() {
+fn report_at_the_first_limited_response_then_at_most_every_ten_seconds() {
     let mut l = limiter(1, 2);
-    assert_eq!(l.report(20_000), None);
-    run(&mut l, 20_000, "192.0.2.1", Kind::Positive, WWW, 5);
-    assert_eq!(l.report(20_000), Some((2, 2)));
     run(&mut l, 20_000, "192.0.2.1", Kind::Positive, WWW, 1);
-    assert_eq!(l.report(25_000), None);
-    assert_eq!(l.report(30_000), Some((1, 0)));
+    assert_eq!(l.report(20_000), None); // nothing limited yet
+    run(&mut l, 20_000, "192.0.2.1", Kind::Positive, WWW, 1);
+    assert_eq!(l.report(20_000), Some((1, 0)));
+    run(&mut l, 20_000, "192.0.2.1", Kind::Positive, WWW, 4);
+    assert_eq!(l.report(29_999), None);
+    assert_eq!(l.report(30_000), Some((2, 2)));
 }
 
 const ZONE: &str = "\
