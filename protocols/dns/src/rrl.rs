@@ -254,16 +254,16 @@ fn question_end(msg: &[u8]) -> Option<usize> {
 pub fn classify<'a>(query: Option<&'a Query>, response: &[u8], catalog: &'a Catalog) -> (Kind, Cow<'a, [u8]>) {
     const ROOT: &[u8] = &[0];
     let Some(q) = query else { return (Kind::Error, Cow::Borrowed(ROOT)) };
-    let zone = Cow::Borrowed(catalog.find_zone(&q.qname).map_or(ROOT, |z| z.origin.wire()));
+    let zone = || Cow::Borrowed(catalog.find_zone(&q.qname).map_or(ROOT, |z| z.origin.wire()));
     let header = u16_at(response, 2);
     let (answers, authority) = (u16_at(response, 6), u16_at(response, 8));
     if q.edns.is_some_and(|e| e.version > 0) {
-        return (Kind::Error, zone); // BADVERS, whose code is in the OPT record
+        return (Kind::Error, zone()); // BADVERS, whose code is in the OPT record
     }
     match header & 0xf {
         rcode::NOERROR => {}
-        rcode::NXDOMAIN => return (Kind::Nxdomain, zone),
-        _ => return (Kind::Error, zone),
+        rcode::NXDOMAIN => return (Kind::Nxdomain, zone()),
+        _ => return (Kind::Error, zone()),
     }
     if header & flags::TC != 0 {
         return (Kind::Positive, Cow::Borrowed(q.qname.wire()));
@@ -271,10 +271,10 @@ pub fn classify<'a>(query: Option<&'a Query>, response: &[u8], catalog: &'a Cata
     if answers == 0 && authority > 0 && header & flags::AA == 0 {
         // The authority section starts with the delegation's NS records.
         let cut = question_end(response).and_then(|at| Name::read(response, at).ok());
-        return (Kind::Referral, cut.map_or(zone, |(n, _)| Cow::Owned(Vec::from(n.wire()))));
+        return (Kind::Referral, cut.map_or_else(zone, |(n, _)| Cow::Owned(Vec::from(n.wire()))));
     }
     if answers == 0 {
-        return (Kind::Nodata, zone);
+        return (Kind::Nodata, zone());
     }
     (Kind::Positive, Cow::Borrowed(q.qname.wire()))
 }
