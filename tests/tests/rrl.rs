@@ -220,26 +220,26 @@ fn bad_rrl_flags_are_refused() -> Result {
     Ok(())
 }
 
-/// Under QEMU's user network every client is the host's 10.0.2.2.
+/// Under QEMU's user network every client is the host's 10.0.2.2. The
+/// bound on full answers is loose on purpose: under a loaded host the VM's
+/// TSC calibration can be off several times, and with it the refill rate.
 fn vm_limits_a_flood() -> Result {
     need("qemu-system-x86_64", "--version")?;
     let image = xtask::build_image("dns", true)?;
     let port = free_port();
     let mut vm = xtask::Vm::new(&image);
     vm.forwards = vec![format!("udp:127.0.0.1:{port}-:53").parse()?, format!("tcp:127.0.0.1:{port}-:53").parse()?];
-    vm.cmdline = "--rrl-rate=50".into();
+    vm.cmdline = "--rrl-rate=20 --rrl-slip=2".into();
     let mut qemu = Running::start(vm.command());
+    qemu.wait_for("rate limiting: 20/s per network, kind and name, slip 2", Duration::from_secs(30));
     qemu.wait_for("ready to serve", Duration::from_secs(30));
     answered(port, "mail.example.com")?; // its own bucket
-                                         // 300/s for 2 s against 50/s.
+                                         // 300/s for 2 s against 20/s: about 20 + 2 × 20 full answers.
     let c = paced("127.0.0.1", port, "www.example.com", 600, 300.0)?;
     let (tc, answers) = tcp_query(port, "www.example.com")?;
-    // A second's slack: QEMU's network may spread the arrivals.
-    check(c.full >= 45 && c.full as f64 <= 50.0 * (1.0 + c.span + 1.0), "full answers within the rate")?;
-    check(
-        c.truncated > 0 && c.truncated <= (c.truncated + c.none) / 2 + 1,
-        "about every second limited answer slipped",
-    )?;
+    check(c.full >= 18 && c.full <= c.sent / 3, "the burst answered, and far fewer than sent")?;
+    let limited = c.truncated + c.none;
+    check(c.truncated > 0 && c.truncated <= limited / 2 + 1, "about every second limited answer slipped")?;
     check(!tc && answers > 0, "a full answer over TCP")?;
     check(qemu.is_running(), "VM still running")
 }
