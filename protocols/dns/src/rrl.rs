@@ -1,7 +1,7 @@
 //! Response rate limiting (RRL) for UDP, after NSD's and Knot's: a token
 //! bucket per client network (/24 for IPv4, /56 for IPv6), kind of response
 //! and name. Over the limit a response is dropped, except that every Nth
-//! dropped one is "slipped": sent truncated (TC set, no records), so a real
+//! one over it is "slipped": sent truncated (TC set, no records), so a real
 //! client retries over TCP, which is never limited.
 //!
 //! The buckets live in a table fixed at creation: a set-associative cache of
@@ -33,7 +33,7 @@ pub const IPV6_PREFIX: u8 = 56;
 pub const WAYS: usize = 8;
 /// The largest `rate` (tokens are counted in thousandths in a `u32`).
 pub const MAX_RATE: u32 = 1_000_000;
-/// The largest table, in entries (24 MiB).
+/// The largest table, in entries (25 MiB).
 pub const MAX_SIZE: usize = 1 << 20;
 /// Thousandths of a token per response.
 const COST: u64 = 1000;
@@ -45,7 +45,7 @@ const REPORT_MS: u64 = 10_000;
 pub struct Config {
     /// Responses per second per bucket (also the burst); 0 turns RRL off.
     pub rate: u32,
-    /// Every `slip`th dropped response is sent truncated; 0: none is.
+    /// Every `slip`th response over the limit is sent truncated; 0: none.
     pub slip: u32,
     /// Table entries (rounded up to a power-of-two number of sets).
     pub size: usize,
