@@ -40,7 +40,8 @@ measure() {
 m_port=$(free_port)
 args=()
 for z in example.com example.net child.example.net; do args+=(--zone "$z.=$zones/$z.zone"); done
-taskset -c 0 target/release/dns --listen "127.0.0.1:$m_port" --log=warn "${args[@]}" &
+# Rate limiting off, as for NSD below: dnsperf is one source.
+taskset -c 0 target/release/dns --listen "127.0.0.1:$m_port" --log=warn --rrl-rate 0 "${args[@]}" &
 m_pid=$!
 sleep 0.5
 read -r morgana morgana_eff < <(measure "$m_port" "$m_pid")

@@ -7,14 +7,16 @@ extern crate alloc;
 
 use alloc::format;
 use alloc::rc::Rc;
-use alloc::string::String;
+use alloc::string::{String, ToString};
 use alloc::vec::Vec;
+use core::cell::RefCell;
 use core::net::SocketAddr;
 use core::str::FromStr;
 use core::time::Duration;
 
-use morgana::log::info;
-use morgana::{ArgError, Args, Context, Env, ListenAddr};
+use morgana::log::{info, warn};
+use morgana::{ArgError, Args, Context, Entropy, Env, ListenAddr};
+use morgana_dns::rrl;
 use morgana_dns::server::{self, Network};
 use morgana_dns::{Catalog, Name, Zone};
 
@@ -75,10 +77,29 @@ fn config(args: &mut Args) -> Result<Config, ArgError> {
     let d = server::Config::default();
     let idle: Option<u64> = args.value("tcp-idle", "seconds before an idle TCP connection is closed (default 10)")?;
     let max: Option<usize> = args.value("tcp-max", "concurrent TCP connections (default 128)")?;
+    let rate: Option<u32> = args.value(
+        "rrl-rate",
+        "UDP responses per second to one client network (/24, /56) per kind and name; 0: no rate limiting (default 200)",
+    )?;
+    let slip: Option<u32> =
+        args.value("rrl-slip", "send every Nth rate-limited UDP response truncated (TC); 0: none, 1: all (default 2)")?;
+    let size: Option<usize> = args.value("rrl-size", "entries in the rate-limiting table (default 8192)")?;
+    let too_big = |flag, value: String, max: usize| ArgError::Invalid { flag, value, reason: format!("at most {max}") };
+    if let Some(r) = rate.filter(|r| *r > rrl::MAX_RATE) {
+        return Err(too_big("rrl-rate", r.to_string(), rrl::MAX_RATE as usize));
+    }
+    if let Some(s) = size.filter(|s| *s > rrl::MAX_SIZE) {
+        return Err(too_big("rrl-size", s.to_string(), rrl::MAX_SIZE));
+    }
     let server = server::Config {
         tcp_idle: idle.map(Duration::from_secs).unwrap_or(d.tcp_idle),
         tcp_max_connections: max.unwrap_or(d.tcp_max_connections),
         axfr_allow,
+        rrl: rrl::Config {
+            rate: rate.unwrap_or(d.rrl.rate),
+            slip: slip.unwrap_or(d.rrl.slip),
+            size: size.unwrap_or(d.rrl.size),
+        },
     };
     Ok(Config { listen, zones, server })
 }
@@ -111,13 +132,37 @@ fn load(env: &Env, cfg: &Config) -> morgana::Result<Catalog> {
     Ok(Catalog::new(zones))
 }
 
-async fn serve(env: Env, cfg: Config) -> morgana::Result {
+/// The UDP rate limiter, its hash keyed from the entropy source (from the
+/// clock, and guessable, without one).
+fn limiter(env: &mut Env, cfg: &rrl::Config) -> Option<Rc<RefCell<rrl::Limiter>>> {
+    if cfg.rate == 0 {
+        info!("UDP response rate limiting off");
+        return None;
+    }
+    let mut seed = [0u8; 16];
+    if let Err(e) = env.entropy.fill(&mut seed) {
+        warn!("no entropy for the rate limiter's hash key ({e}); keying it from the clock");
+        seed[..8].copy_from_slice(&env.now().as_nanos().to_le_bytes());
+    }
+    let limiter = server::udp_limiter(cfg, seed);
+    if let Some(l) = &limiter {
+        let entries = l.borrow().capacity();
+        info!(
+            "UDP response rate limiting: {}/s per network, kind and name, slip {}, {entries} entries",
+            cfg.rate, cfg.slip
+        );
+    }
+    limiter
+}
+
+async fn serve(mut env: Env, cfg: Config) -> morgana::Result {
     let catalog = Rc::new(load(&env, &cfg)?);
     let server_cfg = Rc::new(cfg.server.clone());
+    let limiter = limiter(&mut env, &cfg.server.rrl);
     for l in &cfg.listen {
         let udp = env.net.udp_bind(l.0).context(format_args!("UDP {}", l.0))?;
         let tcp = env.net.tcp_listen(l.0).context(format_args!("TCP {}", l.0))?;
-        env.spawn(server::serve_udp(udp, catalog.clone()));
+        env.spawn(server::serve_udp(udp, catalog.clone(), limiter.clone(), env.rt.clone()));
         env.spawn(server::serve_tcp(tcp, catalog.clone(), server_cfg.clone(), env.rt.clone()));
         info!("serving DNS on {} (UDP and TCP)", l.0);
     }

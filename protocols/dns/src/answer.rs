@@ -114,8 +114,14 @@ impl Catalog {
     /// Answers the message `msg`. `None` means: send nothing (the message
     /// was a response, or too short to carry an ID).
     pub fn answer(&self, msg: &[u8], transport: Transport) -> Option<Vec<u8>> {
-        match parse_query(msg) {
-            Ok(q) => Some(self.answer_query(&q, transport)),
+        self.respond(&parse_query(msg), transport)
+    }
+
+    /// Answers a message already parsed with [`parse_query`]; `None` as for
+    /// [`Catalog::answer`].
+    pub fn respond(&self, parsed: &Result<Query, QueryError>, transport: Transport) -> Option<Vec<u8>> {
+        match *parsed {
+            Ok(ref q) => Some(self.answer_query(q, transport)),
             Err(QueryError::NoHeader | QueryError::IsResponse) => None,
             Err(QueryError::NotImplemented { id, opcode }) => {
                 // NOTIFY is refused (we are no secondary); others are not

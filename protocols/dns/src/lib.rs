@@ -8,12 +8,13 @@
 //!   data for any other type;
 //! * [`zone`]: RFC 1035 master files and the checks a zone must pass;
 //! * [`answer`]: the RFC 1034 §4.3.2 algorithm over a set of zones;
+//! * [`rrl`]: response rate limiting for UDP, in fixed memory;
 //! * [`server`]: DNS over UDP and TCP (RFC 7766) and AXFR (RFC 5936) on the
 //!   framework's sockets.
 //!
 //! Not implemented: DNSSEC (no signatures are served; the DO bit is
-//! ignored), IXFR, NOTIFY, dynamic updates, response rate limiting, NSID and
-//! other EDNS options (ignored in queries), classes other than IN.
+//! ignored), IXFR, NOTIFY, dynamic updates, NSID and other EDNS options
+//! (ignored in queries), classes other than IN.
 #![no_std]
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
@@ -23,6 +24,7 @@ extern crate alloc;
 pub mod answer;
 pub mod name;
 pub mod rdata;
+pub mod rrl;
 pub mod server;
 pub mod wire;
 pub mod zone;

@@ -1,13 +1,13 @@
-//! Serving DNS on the framework's sockets: UDP, TCP with RFC 7766 framing
-//! (several queries per connection, an idle timeout, a connection cap), and
-//! AXFR (RFC 5936) to allowed clients.
+//! Serving DNS on the framework's sockets: UDP (with response rate
+//! limiting), TCP with RFC 7766 framing (several queries per connection, an
+//! idle timeout, a connection cap), and AXFR (RFC 5936) to allowed clients.
 
 use alloc::format;
 use alloc::rc::Rc;
 use alloc::string::String;
 use alloc::vec;
 use alloc::vec::Vec;
-use core::cell::Cell;
+use core::cell::{Cell, RefCell};
 use core::net::{IpAddr, SocketAddr};
 use core::str::FromStr;
 use core::time::Duration;
@@ -17,6 +17,7 @@ use morgana_runtime::Handle;
 
 use crate::answer::{Catalog, Transport};
 use crate::rdata::type_name;
+use crate::rrl::{self, Limiter, Verdict};
 use crate::wire::{self, flags, parse_query, rcode, rtype, Section, Writer, CLASS_IN};
 
 /// An address or network, `192.0.2.0/24` or `::1`.
@@ -83,32 +84,51 @@ pub struct Config {
     pub tcp_max_connections: usize,
     /// Clients allowed to transfer zones (none by default).
     pub axfr_allow: Vec<Network>,
+    /// Response rate limiting of UDP (TCP is never limited).
+    pub rrl: rrl::Config,
 }
 
 impl Default for Config {
     fn default() -> Self {
-        Config { tcp_idle: Duration::from_secs(10), tcp_max_connections: 128, axfr_allow: Vec::new() }
+        Config {
+            tcp_idle: Duration::from_secs(10),
+            tcp_max_connections: 128,
+            axfr_allow: Vec::new(),
+            rrl: rrl::Config::default(),
+        }
     }
 }
 
 /// One line describing a query and its answer, for debug logs.
-fn describe(peer: SocketAddr, proto: &str, query: &[u8], response: Option<&[u8]>) -> String {
+fn describe(peer: SocketAddr, proto: &str, query: &[u8], response: Option<&[u8]>, verdict: Verdict) -> String {
     let what = match parse_query(query) {
         Ok(q) => format!("{} {}", q.qname, type_name(q.qtype)),
         Err(_) => String::from("<malformed>"),
     };
+    let limited = match verdict {
+        Verdict::Send => "",
+        Verdict::Slip => " (rate-limited: slipped)",
+        Verdict::Drop => " (rate-limited: dropped)",
+    };
     match response {
-        Some(r) if r.len() >= 4 => {
+        Some(r) if r.len() >= 4 && verdict != Verdict::Drop => {
             let code = r[3] & 0xf;
             let tc = if r[2] & 0x02 != 0 { " TC" } else { "" };
-            format!("{peer} {proto} {what} -> rcode {code}{tc}, {} bytes", r.len())
+            format!("{peer} {proto} {what} -> rcode {code}{tc}, {} bytes{limited}", r.len())
         }
-        _ => format!("{peer} {proto} {what} -> dropped"),
+        _ => format!("{peer} {proto} {what} -> dropped{limited}"),
     }
 }
 
-/// Answers queries on `socket` forever.
-pub async fn serve_udp(mut socket: UdpSocket, catalog: Rc<Catalog>) {
+/// The rate limiter for UDP responses that `config` asks for (`None` when
+/// its rate is 0), shared by every UDP socket of a server.
+pub fn udp_limiter(config: &rrl::Config, seed: [u8; 16]) -> Option<Rc<RefCell<Limiter>>> {
+    Limiter::new(config, seed).map(|l| Rc::new(RefCell::new(l)))
+}
+
+/// Answers queries on `socket` forever, through `limiter` if there is one
+/// (time from `rt`'s clock).
+pub async fn serve_udp(mut socket: UdpSocket, catalog: Rc<Catalog>, limiter: Option<Rc<RefCell<Limiter>>>, rt: Handle) {
     let mut buf = vec![0u8; 4096];
     loop {
         let (n, peer) = match socket.recv_from(&mut buf).await {
@@ -119,11 +139,30 @@ pub async fn serve_udp(mut socket: UdpSocket, catalog: Rc<Catalog>) {
             }
         };
         let query = &buf[..n];
-        let response = catalog.answer(query, Transport::Udp);
-        if log::log_enabled!(log::Level::Debug) {
-            log::debug!("{}", describe(peer, "udp", query, response.as_deref()));
+        let parsed = parse_query(query);
+        let mut response = catalog.respond(&parsed, Transport::Udp);
+        let mut verdict = Verdict::Send;
+        if let (Some(r), Some(limiter)) = (response.as_mut(), &limiter) {
+            let (kind, name) = rrl::classify(parsed.as_ref().ok(), r, &catalog);
+            let now_ms = rt.now().as_nanos() / 1_000_000;
+            let mut limiter = limiter.borrow_mut();
+            verdict = limiter.check(now_ms, peer.ip(), kind, &name);
+            if verdict == Verdict::Slip {
+                rrl::slip(r);
+            }
+            let report = if verdict == Verdict::Send { None } else { limiter.report(now_ms) };
+            if let Some((dropped, slipped)) = report {
+                let (net, prefix) = rrl::network(peer.ip());
+                let name = crate::name::to_text(&name);
+                log::info!(
+                    "rate limiting UDP: {dropped} responses dropped, {slipped} sent truncated since the last report; now {net}/{prefix} ({kind:?} {name})"
+                );
+            }
         }
-        if let Some(r) = response {
+        if log::log_enabled!(log::Level::Debug) {
+            log::debug!("{}", describe(peer, "udp", query, response.as_deref(), verdict));
+        }
+        if let (Some(r), false) = (response, verdict == Verdict::Drop) {
             if let Err(e) = socket.send_to(&r, peer).await {
                 log::debug!("UDP reply to {peer}: {e}");
             }
@@ -228,7 +267,7 @@ async fn connection(
         }
         let response = catalog.answer(query, Transport::Tcp);
         if log::log_enabled!(log::Level::Debug) {
-            log::debug!("{}", describe(peer, "tcp", query, response.as_deref()));
+            log::debug!("{}", describe(peer, "tcp", query, response.as_deref(), Verdict::Send));
         }
         match response {
             Some(r) => send(&mut stream, &r).await?,
