@@ -453,19 +453,37 @@ fn tcp_limits() -> Result {
         "idle connection closed",
         &format!("{:?}", start.elapsed()),
     )?;
-    // The cap: two idle connections are held, a third is closed at once.
-    let a = TcpStream::connect(("127.0.0.1", port))?;
-    let b = TcpStream::connect(("127.0.0.1", port))?;
+    // The cap: two idle connections are held; a third makes the one that
+    // has waited longest (a) go, and is served.
+    let mut a = TcpStream::connect(("127.0.0.1", port))?;
+    std::thread::sleep(Duration::from_millis(100));
+    let mut b = TcpStream::connect(("127.0.0.1", port))?;
     std::thread::sleep(Duration::from_millis(200));
     let mut c = TcpStream::connect(("127.0.0.1", port))?;
-    c.set_read_timeout(Some(Duration::from_millis(500)))?;
-    let r = c.read(&mut one);
+    c.set_read_timeout(Some(Duration::from_secs(2)))?;
+    let q = dnsmsg::query(7, "www.example.com", 1, 1, 0, None);
+    let mut framed = (q.len() as u16).to_be_bytes().to_vec();
+    framed.extend_from_slice(&q);
+    c.write_all(&framed)?;
+    let mut len = [0u8; 2];
+    c.read_exact(&mut len)?;
+    let mut m = vec![0u8; u16::from_be_bytes(len) as usize];
+    c.read_exact(&mut m)?;
+    check(dnsmsg::parse(&m)?.id == 7, "the newcomer at the cap is served", "")?;
+    a.set_read_timeout(Some(Duration::from_millis(500)))?;
+    let r = a.read(&mut one);
     check(
-        matches!(r, Ok(0) | Err(_)) && !matches!(&r, Err(e) if e.kind() == std::io::ErrorKind::WouldBlock),
-        "third connection closed",
+        matches!(r, Ok(0)) || matches!(&r, Err(e) if e.kind() != std::io::ErrorKind::WouldBlock),
+        "the longest-waiting connection was closed",
         &format!("{r:?}"),
     )?;
-    drop((a, b));
+    b.set_read_timeout(Some(Duration::from_millis(300)))?;
+    let r = b.read(&mut one);
+    check(
+        matches!(&r, Err(e) if e.kind() == std::io::ErrorKind::WouldBlock),
+        "the younger idle connection stays open",
+        &format!("{r:?}"),
+    )?;
     Ok(())
 }
 

@@ -76,7 +76,8 @@ fn config(args: &mut Args) -> Result<Config, ArgError> {
         args.values("axfr-allow", "address or network allowed to transfer zones (repeatable; none by default)")?;
     let d = server::Config::default();
     let idle: Option<u64> = args.value("tcp-idle", "seconds before an idle TCP connection is closed (default 10)")?;
-    let max: Option<usize> = args.value("tcp-max", "concurrent TCP connections (default 128)")?;
+    let max: Option<usize> =
+        args.value("tcp-max", "concurrent TCP connections; at the cap the longest waiting makes way (default 128)")?;
     let rate: Option<u32> = args.value(
         "rrl-rate",
         "UDP responses per second to one client network (/24, /56) per kind and name; 0: no rate limiting (default 200)",

@@ -9,14 +9,13 @@ use alloc::format;
 use alloc::rc::Rc;
 use alloc::string::String;
 use alloc::vec::Vec;
-use core::cell::Cell;
 use core::net::SocketAddr;
 use core::str::FromStr;
 use core::time::Duration;
 
 use morgana::log::{debug, info};
 use morgana::Entropy;
-use morgana::{ArgError, Args, ClockDevice, Context, Env, Handle, ListenAddr, TcpListener, TcpStream};
+use morgana::{ArgError, Args, ClockDevice, Context, Env, Handle, ListenAddr, Slots, TcpListener, TcpStream};
 use morgana_http::{serve_connection, Site};
 use morgana_tls::TlsAcceptor;
 
@@ -83,7 +82,9 @@ fn config(args: &mut Args) -> Result<Config, ArgError> {
         (true, Some(l)) => Some(l.0.port),
     };
     let site_dir = args.value("site", "serve this directory instead of the embedded site (hosted only)")?;
-    let max_connections = args.value("max-connections", "open connections at most (default 512)")?.unwrap_or(512);
+    let max_connections = args
+        .value("max-connections", "open connections at most; at the cap the longest waiting makes way (default 512)")?
+        .unwrap_or(512);
     let d = morgana_http::Config::default();
     let secs = |v: Option<u64>, d: Duration| v.map(Duration::from_secs).unwrap_or(d);
     let http_cfg = morgana_http::Config {
@@ -133,8 +134,8 @@ struct Server {
     cfg: morgana_http::Config,
     rt: Handle,
     clock: ClockDevice,
-    open: Rc<Cell<usize>>,
-    max: usize,
+    /// Shared by all listeners.
+    slots: Slots,
 }
 
 async fn accept_loop(mut listener: TcpListener, server: Rc<Server>, tls: Option<TlsAcceptor>) {
@@ -146,11 +147,11 @@ async fn accept_loop(mut listener: TcpListener, server: Rc<Server>, tls: Option<
                 continue;
             }
         };
-        if server.open.get() >= server.max {
-            // Over the cap: no task, no waiting. The 503 goes into the send
-            // buffer if it fits whole; the stream is then closed (FIN after
-            // the 503), or reset if the 503 did not fit. The stack, not the
-            // app, holds what is left.
+        let Some(slot) = server.slots.admit() else {
+            // Every connection is being answered: no task, no waiting. The
+            // 503 goes into the send buffer if it fits whole; the stream is
+            // then closed (FIN after the 503), or reset if the 503 did not
+            // fit. The stack, not the app, holds what is left.
             const BUSY: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
             match stream.try_write(BUSY) {
                 Ok(n) if n == BUSY.len() => {
@@ -160,11 +161,11 @@ async fn accept_loop(mut listener: TcpListener, server: Rc<Server>, tls: Option<
             }
             debug!("{peer}: over the connection cap");
             continue;
-        }
+        };
+        stream.attach(slot);
         // Every write and the final close get a bound, so a client that
         // stops reading cannot hold a connection slot.
         stream.set_timeout(Some(server.cfg.write_timeout.max(server.cfg.idle_timeout)));
-        server.open.set(server.open.get() + 1);
         let s = server.clone();
         let tls = tls.clone();
         server.rt.spawn(async move {
@@ -172,7 +173,6 @@ async fn accept_loop(mut listener: TcpListener, server: Rc<Server>, tls: Option<
                 None => plain_connection(stream, peer, &s).await,
                 Some(acceptor) => tls_connection(stream, peer, &s, &acceptor).await,
             }
-            s.open.set(s.open.get() - 1);
         });
     }
 }
@@ -228,7 +228,9 @@ async fn serve(mut env: Env, cfg: Config) -> morgana::Result {
         })?;
     }
     let site = Rc::new(load_site(&env, &cfg)?);
-    let open = Rc::new(Cell::new(0));
+    // At the cap, the connection that has waited longest for its client
+    // (idle keep-alive, slow request head or TLS handshake) makes way.
+    let slots = Slots::new(cfg.max_connections, env.rt.clone());
     let tls = if cfg.https.is_empty() { None } else { Some(acceptor(&env, &cfg)?) };
     let listeners = cfg.http.iter().map(|l| (l, None)).chain(cfg.https.iter().map(|l| (l, tls.clone())));
     for (l, tls) in listeners {
@@ -243,8 +245,7 @@ async fn serve(mut env: Env, cfg: Config) -> morgana::Result {
             },
             rt: env.rt.clone(),
             clock: env.clock,
-            open: open.clone(),
-            max: cfg.max_connections,
+            slots: slots.clone(),
         });
         env.spawn(accept_loop(listener, server, tls));
         info!("serving {scheme} on {}", l.0);

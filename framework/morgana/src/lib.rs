@@ -44,7 +44,7 @@ pub use error::{Context, Error, Result};
 pub use morgana_devices as devices;
 pub use morgana_devices::{Block, Clock, Console, Entropy, Instant, WallTime};
 pub use morgana_net as net;
-pub use morgana_net::{ListenAddr, Stack, TcpListener, TcpStream, UdpSocket};
+pub use morgana_net::{ListenAddr, Slot, Slots, Stack, TcpListener, TcpStream, UdpSocket};
 pub use morgana_runtime::{ArgError, Args, Elapsed, Handle, JoinHandle};
 pub use {embedded_io_async as io, log};
 

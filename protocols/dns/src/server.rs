@@ -7,12 +7,12 @@ use alloc::rc::Rc;
 use alloc::string::String;
 use alloc::vec;
 use alloc::vec::Vec;
-use core::cell::{Cell, RefCell};
+use core::cell::RefCell;
 use core::net::{IpAddr, SocketAddr};
 use core::str::FromStr;
 use core::time::Duration;
 
-use morgana_net::{Error, TcpListener, TcpStream, UdpSocket};
+use morgana_net::{Error, Slots, TcpListener, TcpStream, UdpSocket};
 use morgana_runtime::Handle;
 
 use crate::answer::{Catalog, Transport};
@@ -172,27 +172,28 @@ pub async fn serve_udp(mut socket: UdpSocket, catalog: Rc<Catalog>, limiter: Opt
 
 /// Accepts DNS-over-TCP connections on `listener` forever.
 pub async fn serve_tcp(mut listener: TcpListener, catalog: Rc<Catalog>, config: Rc<Config>, rt: Handle) {
-    let open = Rc::new(Cell::new(0usize));
+    // At the cap the client that has waited longest (idle, or a query
+    // trickling in) makes way for the newcomer.
+    let slots = Slots::new(config.tcp_max_connections, rt.clone());
     loop {
-        let (stream, peer) = match listener.accept().await {
+        let (mut stream, peer) = match listener.accept().await {
             Ok(x) => x,
             Err(e) => {
                 log::warn!("TCP accept: {e}");
                 continue;
             }
         };
-        if open.get() >= config.tcp_max_connections {
-            log::debug!("{peer}: over {} TCP connections, closing", config.tcp_max_connections);
+        let Some(slot) = slots.admit() else {
+            log::debug!("{peer}: all {} TCP connections busy, closing", config.tcp_max_connections);
             stream.abort();
             continue;
-        }
-        open.set(open.get() + 1);
-        let (catalog, config, open, rt2) = (catalog.clone(), config.clone(), open.clone(), rt.clone());
+        };
+        stream.attach(slot);
+        let (catalog, config, rt2) = (catalog.clone(), config.clone(), rt.clone());
         rt.spawn(async move {
             if let Err(e) = connection(stream, peer, &catalog, &config, &rt2).await {
                 log::debug!("{peer}: TCP connection: {e}");
             }
-            open.set(open.get() - 1);
         });
     }
 }

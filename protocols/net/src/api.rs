@@ -12,6 +12,7 @@ use core::time::Duration;
 use morgana_runtime::Handle;
 
 use crate::driver::{StackDriver, TcpListenerDriver, TcpStreamDriver, UdpSocketDriver};
+use crate::slots::Slot;
 use crate::Error;
 
 /// Where to listen: a port on one local address, or on all of the stack's
@@ -95,7 +96,7 @@ impl Stack {
         let mut driver = self.driver.tcp_connect(remote)?;
         let connect = poll_fn(|cx| driver.poll_connect(cx));
         self.rt.timeout(timeout, connect).await.map_err(|_| Error::TimedOut)??;
-        Ok(TcpStream { driver, rt: self.rt.clone(), timeout: None })
+        Ok(TcpStream { driver, rt: self.rt.clone(), timeout: None, slot: None })
     }
 
     /// Opens a UDP socket on `addr` (a port, or a socket address).
@@ -115,7 +116,7 @@ impl TcpListener {
     /// Waits for the next connection; returns it with the peer's address.
     pub async fn accept(&mut self) -> Result<(TcpStream, SocketAddr), Error> {
         let (driver, peer) = poll_fn(|cx| self.driver.poll_accept(cx)).await?;
-        Ok((TcpStream { driver, rt: self.rt.clone(), timeout: None }, peer))
+        Ok((TcpStream { driver, rt: self.rt.clone(), timeout: None, slot: None }, peer))
     }
 
     /// The address listened on.
@@ -131,9 +132,28 @@ pub struct TcpStream {
     driver: Box<dyn TcpStreamDriver>,
     rt: Handle,
     timeout: Option<Duration>,
+    slot: Option<Slot>,
 }
 
 impl TcpStream {
+    /// Gives the connection its [`Slot`]: from now on it may be shed (its
+    /// reads and writes then fail with [`Error::ConnectionReset`] and the
+    /// connection is reset).
+    pub fn attach(&mut self, slot: Slot) {
+        self.slot = Some(slot);
+    }
+
+    /// Fails if the connection was shed (and resets it).
+    fn check_shed(driver: &mut Box<dyn TcpStreamDriver>, slot: &Option<Slot>) -> Result<(), Error> {
+        match slot {
+            Some(s) if s.is_shed() => {
+                driver.abort();
+                Err(Error::ConnectionReset)
+            }
+            _ => Ok(()),
+        }
+    }
+
     /// Limits every later read, write and flush to `timeout` (each fails with
     /// [`Error::TimedOut`] when it runs out); `None` waits forever.
     pub fn set_timeout(&mut self, timeout: Option<Duration>) {
@@ -157,8 +177,17 @@ impl TcpStream {
         if buf.is_empty() {
             return Ok(0);
         }
-        let d = &mut self.driver;
-        Self::with_timeout(&self.rt, self.timeout, |cx| d.poll_read(cx, buf)).await
+        let (d, slot) = (&mut self.driver, &self.slot);
+        Self::with_timeout(&self.rt, self.timeout, |cx| {
+            if let Err(e) = Self::check_shed(d, slot) {
+                return Poll::Ready(Err(e));
+            }
+            if let Some(s) = slot {
+                s.waiting(cx.waker());
+            }
+            d.poll_read(cx, buf)
+        })
+        .await
     }
 
     /// Writes some bytes; returns how many were queued (at least one).
@@ -166,6 +195,8 @@ impl TcpStream {
         if buf.is_empty() {
             return Ok(0);
         }
+        Self::check_shed(&mut self.driver, &self.slot)?;
+        let _writing = self.slot.as_ref().map(Slot::writing);
         let d = &mut self.driver;
         Self::with_timeout(&self.rt, self.timeout, |cx| d.poll_write(cx, buf)).await
     }

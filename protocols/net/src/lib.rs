@@ -17,6 +17,8 @@ mod api;
 pub mod direct;
 pub mod driver;
 mod error;
+pub mod slots;
 
 pub use api::{ListenAddr, Stack, TcpListener, TcpStream, UdpSocket};
 pub use error::Error;
+pub use slots::{Slot, Slots};

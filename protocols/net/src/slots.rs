@@ -1,0 +1,182 @@
+//! Connection slots: a cap on a server's open connections that sheds
+//! rather than refuses.
+//!
+//! A server caps its connections to bound the memory they take. If it
+//! refused every newcomer at the cap, a few thousand clients that connect
+//! and then say nothing (or a byte at a time) would lock real clients out.
+//! So at the cap [`Slots::admit`] sheds the connection that has waited
+//! longest for its peer to finish a request (an idle keep-alive, a request
+//! head or TLS handshake trickling in, a silent client) and admits the
+//! newcomer. A connection waits for its peer from its admission and again
+//! after each write the server completes; while the server is writing it is
+//! never shed.
+//!
+//! A [`Slot`] is attached to its [`TcpStream`](crate::TcpStream): the
+//! stream's reads and writes keep it up to date, and once shed they fail
+//! with [`Error::ConnectionReset`](crate::Error) and the connection is
+//! reset, so the task serving it ends.
+
+use alloc::rc::Rc;
+use core::cell::RefCell;
+use core::task::Waker;
+
+use morgana_devices::Instant;
+use morgana_runtime::Handle;
+use slab::Slab;
+
+struct Entry {
+    waiting_since: Instant,
+    writing: bool,
+    shed: bool,
+    waker: Option<Waker>,
+}
+
+struct Table {
+    max: usize,
+    entries: Slab<Entry>,
+    shed: u64,
+}
+
+/// Up to `max` connection slots. Clones share them.
+#[derive(Clone)]
+pub struct Slots {
+    table: Rc<RefCell<Table>>,
+    rt: Handle,
+}
+
+impl Slots {
+    /// `max` slots (at least one).
+    pub fn new(max: usize, rt: Handle) -> Slots {
+        Slots { table: Rc::new(RefCell::new(Table { max: max.max(1), entries: Slab::new(), shed: 0 })), rt }
+    }
+
+    /// A slot for a new connection. At the cap, the connection that has
+    /// waited longest for its peer is shed to make room; `None` if every
+    /// connection is being written to.
+    pub fn admit(&self) -> Option<Slot> {
+        let mut t = self.table.borrow_mut();
+        let live = t.entries.iter().filter(|(_, e)| !e.shed).count();
+        if live >= t.max {
+            let (id, _) =
+                t.entries.iter().filter(|(_, e)| !e.shed && !e.writing).min_by_key(|(_, e)| e.waiting_since)?;
+            let victim = &mut t.entries[id];
+            victim.shed = true;
+            if let Some(w) = victim.waker.take() {
+                w.wake();
+            }
+            t.shed += 1;
+        }
+        let now = self.rt.now();
+        let id = t.entries.insert(Entry { waiting_since: now, writing: false, shed: false, waker: None });
+        Some(Slot { table: self.table.clone(), id, rt: self.rt.clone() })
+    }
+
+    /// Connections holding a slot (shed ones until their task lets go).
+    pub fn open(&self) -> usize {
+        self.table.borrow().entries.len()
+    }
+
+    /// Connections shed so far.
+    pub fn shed_count(&self) -> u64 {
+        self.table.borrow().shed
+    }
+}
+
+/// One connection's slot; freed when dropped.
+pub struct Slot {
+    table: Rc<RefCell<Table>>,
+    id: usize,
+    rt: Handle,
+}
+
+impl Slot {
+    /// Whether this connection was shed.
+    pub fn is_shed(&self) -> bool {
+        self.table.borrow().entries[self.id].shed
+    }
+
+    /// The connection waits for its peer; `waker` is woken if it is shed.
+    pub(crate) fn waiting(&self, waker: &Waker) {
+        let mut t = self.table.borrow_mut();
+        let e = &mut t.entries[self.id];
+        if !e.waker.as_ref().is_some_and(|w| w.will_wake(waker)) {
+            e.waker = Some(waker.clone());
+        }
+    }
+
+    /// The server writes until the guard is dropped; then the connection
+    /// waits for its peer again.
+    pub(crate) fn writing(&self) -> Writing<'_> {
+        self.table.borrow_mut().entries[self.id].writing = true;
+        Writing(self)
+    }
+}
+
+/// A write in progress (see [`Slot::writing`]).
+pub(crate) struct Writing<'a>(&'a Slot);
+
+impl Drop for Writing<'_> {
+    fn drop(&mut self) {
+        let now = self.0.rt.now();
+        let mut t = self.0.table.borrow_mut();
+        let e = &mut t.entries[self.0.id];
+        e.writing = false;
+        e.waiting_since = now;
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.table.borrow_mut().entries.remove(self.id);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use core::cell::Cell;
+    use morgana_runtime::{Executor, Platform};
+
+    /// Time that moves only when told.
+    #[derive(Default)]
+    struct Manual(Cell<u64>);
+
+    impl Platform for Manual {
+        fn now(&self) -> Instant {
+            Instant::from_nanos(self.0.get())
+        }
+        fn wait(&self, _: Option<Instant>) {}
+    }
+
+    #[test]
+    fn at_the_cap_the_longest_waiting_idle_connection_is_shed() {
+        let clock = Rc::new(Manual::default());
+        let exec = Executor::new(clock.clone());
+        let slots = Slots::new(3, exec.handle());
+        let tick = || clock.0.set(clock.0.get() + 1_000);
+        let a = slots.admit().unwrap();
+        tick();
+        let b = slots.admit().unwrap();
+        tick();
+        let c = slots.admit().unwrap();
+        tick();
+        // a answers a request: it waits for its peer again from now on.
+        drop(a.writing());
+        tick();
+        let d = slots.admit().unwrap();
+        assert!(!a.is_shed() && b.is_shed() && !c.is_shed() && !d.is_shed(), "b waited longest");
+        assert_eq!(slots.shed_count(), 1);
+        drop(b); // its task ends
+        tick();
+        // Being written to protects c; a is next.
+        let writing = c.writing();
+        let e = slots.admit().unwrap();
+        assert!(a.is_shed() && !c.is_shed() && !e.is_shed());
+        drop(a);
+        // Everyone left is busy: the newcomer is refused.
+        let (_d_busy, _e_busy) = (d.writing(), e.writing());
+        assert!(slots.admit().is_none());
+        drop(writing);
+        assert_eq!(slots.open(), 3);
+    }
+}
