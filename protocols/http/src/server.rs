@@ -325,11 +325,20 @@ pub async fn serve_connection<S>(
 where
     S: Read + Write,
 {
-    let mut buf = vec![0u8; cfg.max_head];
+    // The head buffer grows while a head arrives (up to `max_head`) and
+    // shrinks back between requests: an idle or stalled connection holds
+    // `HEAD_START` bytes, not `max_head`.
+    let mut buf: Vec<u8> = Vec::new();
     let mut filled = 0usize;
     let mut served = 0usize;
     loop {
         if filled == 0 {
+            if buf.len() > HEAD_START {
+                buf = Vec::new();
+            }
+            if buf.is_empty() {
+                grow_head(&mut buf, cfg.max_head);
+            }
             match rt.timeout(cfg.idle_timeout, stream.read(&mut buf)).await {
                 Err(_) => return Ok((Outcome::Idle, served)),
                 Ok(r) => match r? {
@@ -363,7 +372,7 @@ where
             if !line_done && filled >= cfg.max_request_line {
                 break Err(414);
             }
-            if filled == buf.len() {
+            if filled == buf.len() && !grow_head(&mut buf, cfg.max_head) {
                 break Err(431);
             }
             let left = deadline.saturating_since(rt.now());
@@ -387,7 +396,7 @@ where
                     Ok(body) => {
                         // Discard the rest of a (small) request body.
                         let mut left = head_len + body - filled;
-                        let mut sink = [0u8; 1024];
+                        let mut sink = vec![0u8; left.min(1024)];
                         while left > 0 {
                             let n = left.min(sink.len());
                             match rt.timeout(deadline.saturating_since(rt.now()), stream.read(&mut sink[..n])).await {
@@ -433,6 +442,19 @@ where
         buf.copy_within(consumed..filled, 0);
         filled -= consumed;
     }
+}
+
+/// The head buffer's first size.
+const HEAD_START: usize = 1024;
+
+/// Doubles `buf` (from `HEAD_START`, up to `max`); false if it is at `max`.
+fn grow_head(buf: &mut Vec<u8>, max: usize) -> bool {
+    let new = (buf.len() * 2).clamp(HEAD_START.min(max), max);
+    if new <= buf.len() {
+        return false;
+    }
+    buf.resize(new, 0);
+    true
 }
 
 /// The reply to a parsed request, and the length of the body that follows

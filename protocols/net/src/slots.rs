@@ -11,6 +11,12 @@
 //! after each write the server completes; while the server is writing it is
 //! never shed.
 //!
+//! The same happens when memory is short: with a per-connection cost
+//! ([`Slots::with_cost`]), a newcomer that `morgana_runtime::memory` cannot
+//! spare that much for sheds the longest-waiting connection too, so a
+//! flood of stalled connections runs into the cap or the memory budget,
+//! whichever comes first, never into a failed allocation.
+//!
 //! A [`Slot`] is attached to its [`TcpStream`](crate::TcpStream): the
 //! stream's reads and writes keep it up to date, and once shed they fail
 //! with [`Error::ConnectionReset`](crate::Error) and the connection is
@@ -33,6 +39,7 @@ struct Entry {
 
 struct Table {
     max: usize,
+    cost: usize,
     entries: Slab<Entry>,
     shed: u64,
 }
@@ -47,16 +54,24 @@ pub struct Slots {
 impl Slots {
     /// `max` slots (at least one).
     pub fn new(max: usize, rt: Handle) -> Slots {
-        Slots { table: Rc::new(RefCell::new(Table { max: max.max(1), entries: Slab::new(), shed: 0 })), rt }
+        Slots { table: Rc::new(RefCell::new(Table { max: max.max(1), cost: 0, entries: Slab::new(), shed: 0 })), rt }
     }
 
-    /// A slot for a new connection. At the cap, the connection that has
-    /// waited longest for its peer is shed to make room; `None` if every
-    /// connection is being written to.
+    /// Each connection is expected to need about `bytes` of heap: a
+    /// newcomer memory cannot spare that for makes room too.
+    pub fn with_cost(self, bytes: usize) -> Slots {
+        self.table.borrow_mut().cost = bytes;
+        self
+    }
+
+    /// A slot for a new connection. At the cap, or when memory cannot spare
+    /// the connection's cost, the connection that has waited longest for
+    /// its peer is shed to make room; `None` if every connection is being
+    /// written to.
     pub fn admit(&self) -> Option<Slot> {
         let mut t = self.table.borrow_mut();
         let live = t.entries.iter().filter(|(_, e)| !e.shed).count();
-        if live >= t.max {
+        if live >= t.max || !morgana_runtime::memory::can_spare(t.cost) {
             let (id, _) =
                 t.entries.iter().filter(|(_, e)| !e.shed && !e.writing).min_by_key(|(_, e)| e.waiting_since)?;
             let victim = &mut t.entries[id];
@@ -178,5 +193,25 @@ mod tests {
         assert!(slots.admit().is_none());
         drop(writing);
         assert_eq!(slots.open(), 3);
+    }
+
+    #[test]
+    fn short_of_memory_the_longest_waiting_makes_way_below_the_cap() {
+        use morgana_runtime::memory;
+        let clock = Rc::new(Manual::default());
+        let exec = Executor::new(clock.clone());
+        // Nothing else in this test binary sets a limit.
+        memory::set_limit(memory::in_use() + 4 * memory::MIN_RESERVE);
+        let slots = Slots::new(100, exec.handle()).with_cost(4 * memory::MIN_RESERVE);
+        let a = slots.admit();
+        memory::set_limit(usize::MAX);
+        assert!(a.is_none(), "no memory and nobody to shed: refused");
+        let a = slots.admit().unwrap();
+        clock.0.set(1_000);
+        let b = slots.admit().unwrap();
+        memory::set_limit(memory::in_use() + 4 * memory::MIN_RESERVE);
+        let c = slots.admit();
+        memory::set_limit(usize::MAX);
+        assert!(c.is_some() && a.is_shed() && !b.is_shed(), "well below the cap, a makes way");
     }
 }

@@ -150,9 +150,11 @@ impl TlsAcceptor {
         let mut s = TlsStream {
             conn,
             tcp,
-            incoming: vec![0; 16 * 1024 + 512],
+            // Both grow as the connection needs them (a ClientHello fits in
+            // the first); an idle or stalled handshake costs little.
+            incoming: vec![0; INITIAL_INCOMING],
             in_len: 0,
-            outgoing: vec![0; 16 * 1024 + 512],
+            outgoing: Vec::new(),
             out_len: 0,
             out_sent: 0,
             plain: Vec::new(),
@@ -171,6 +173,17 @@ impl TlsAcceptor {
 
 /// Most ciphertext buffered before the connection is dropped.
 const MAX_INCOMING: usize = 256 * 1024;
+/// The first receive buffer: a ClientHello fits.
+const INITIAL_INCOMING: usize = 2 * 1024;
+/// Room for an alert or close_notify record.
+const SMALL_RECORD: usize = 256;
+
+/// Makes `buf` at least `used + more` long.
+fn reserve(buf: &mut Vec<u8>, used: usize, more: usize) {
+    if buf.len() < used + more {
+        buf.resize(used + more, 0);
+    }
+}
 
 /// What the connection needs next.
 enum Next {
@@ -227,6 +240,7 @@ impl TlsStream {
                     }
                     let again = self.conn.process_tls_records(&mut self.incoming[..self.in_len]);
                     if let Ok(ConnectionState::EncodeTlsData(mut enc)) = again.state {
+                        reserve(&mut self.outgoing, self.out_len, SMALL_RECORD);
                         if let Ok(n) = enc.encode(&mut self.outgoing[self.out_len..]) {
                             self.out_len += n;
                         }
@@ -421,6 +435,7 @@ impl TlsStream {
                     if self.outgoing.len() < need {
                         self.outgoing.resize(need, 0);
                     }
+                    reserve(&mut self.outgoing, self.out_len, SMALL_RECORD);
                     if let Ok(n) = w.queue_close_notify(&mut self.outgoing[self.out_len..]) {
                         self.out_len += n;
                     }
@@ -431,6 +446,7 @@ impl TlsStream {
                     false
                 }
                 Ok(ConnectionState::EncodeTlsData(mut e)) => {
+                    reserve(&mut self.outgoing, self.out_len, SMALL_RECORD);
                     if let Ok(n) = e.encode(&mut self.outgoing[self.out_len..]) {
                         self.out_len += n;
                     }
