@@ -76,12 +76,16 @@ fn probe(
     (ok, count, out)
 }
 
-/// The last `heap: ... peak N KiB` the guest logged.
-fn heap_peak_kib(vm: &Running) -> Option<u64> {
-    vm.output().iter().rev().find_map(|l| {
-        let rest = l.split("peak ").nth(1)?;
+/// The number after `word ` in the last heap report the guest logged.
+fn heap_kib(vm: &Running, word: &str) -> Option<u64> {
+    vm.output().iter().rev().filter(|l| l.contains("heap: in use")).find_map(|l| {
+        let rest = l.split(&format!("{word} ")).nth(1)?;
         rest.split(' ').next()?.parse().ok()
     })
+}
+
+fn heap_peak_kib(vm: &Running) -> Option<u64> {
+    heap_kib(vm, "peak")
 }
 
 fn no_panic(vm: &mut Running) -> Result {
@@ -173,7 +177,16 @@ fn held_connections(app: &str, holds: &[(u16, usize, &str)], fresh: &[(u16, &str
         }
     }
     no_panic(&mut vm)?;
-    eprintln!("  RESULT {app} held connections: heap peak {:?} KiB", heap_peak_kib(&vm));
+    let (peak, limit) = (heap_peak_kib(&vm), heap_kib(&vm, "limit"));
+    eprintln!("  RESULT {app} held connections: heap peak {peak:?} KiB of {limit:?} KiB");
+    // Peers may take the heap down to the reserve (a quarter), not far past.
+    if let (Some(p), Some(l)) = (peak, limit) {
+        if p > l - l / 8 {
+            failures.push(format!("heap peak {p} KiB is within an eighth of the {l} KiB heap"));
+        }
+    } else {
+        failures.push("no heap report from the guest".into());
+    }
     if failures.is_empty() {
         Ok(())
     } else {
