@@ -17,8 +17,7 @@ use alloc::boxed::Box;
 use alloc::vec::Vec;
 use core::cmp::Reverse;
 use core::hash::Hasher;
-#[allow(deprecated)] // core's SipHash-2-4; its replacement lives in std only
-use core::hash::SipHasher;
+use siphasher::sip::SipHasher24;
 use core::net::IpAddr;
 
 use crate::answer::Catalog;
@@ -151,8 +150,7 @@ impl Limiter {
     }
 
     fn tag(&self, client: IpAddr, kind: Kind, name: &[u8]) -> u64 {
-        #[allow(deprecated)]
-        let mut h = SipHasher::new_with_keys(self.key.0, self.key.1);
+        let mut h = SipHasher24::new_with_keys(self.key.0, self.key.1);
         h.write_u8(kind as u8);
         match network(client).0 {
             IpAddr::V4(v4) => h.write(&v4.octets()[..IPV4_PREFIX as usize / 8]),
