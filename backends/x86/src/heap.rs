@@ -1,60 +1,15 @@
 //! The heap: all RAM above the image, given to the talc allocator, with
 //! every allocation counted in `morgana_runtime::memory`.
 
-use core::alloc::{GlobalAlloc, Layout};
-
+use morgana_alloc::Counted;
 use morgana_runtime::memory;
 use talc::source::Manual;
 use talc::TalcLock;
 
 use crate::start_info::{StartInfo, RAM};
 
-static ALLOCATOR: TalcLock<spinning_top::RawSpinlock, Manual> = TalcLock::new(Manual);
-
-/// talc, counted.
-struct Counted;
-
 #[global_allocator]
-static COUNTED: Counted = Counted;
-
-// SAFETY: every method forwards to talc's `GlobalAlloc` with the caller's
-// arguments unchanged, so talc's guarantees hold; the counting touches only
-// atomics.
-unsafe impl GlobalAlloc for Counted {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        // SAFETY: forwarded; the caller upholds `alloc`'s contract.
-        let p = unsafe { ALLOCATOR.alloc(layout) };
-        if !p.is_null() {
-            memory::allocated(layout.size());
-        }
-        p
-    }
-
-    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        // SAFETY: forwarded; the caller upholds `alloc_zeroed`'s contract.
-        let p = unsafe { ALLOCATOR.alloc_zeroed(layout) };
-        if !p.is_null() {
-            memory::allocated(layout.size());
-        }
-        p
-    }
-
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: forwarded; `ptr` came from `alloc` with this `layout`.
-        unsafe { ALLOCATOR.dealloc(ptr, layout) };
-        memory::freed(layout.size());
-    }
-
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        // SAFETY: forwarded; the caller upholds `realloc`'s contract.
-        let p = unsafe { ALLOCATOR.realloc(ptr, layout, new_size) };
-        if !p.is_null() {
-            memory::freed(layout.size());
-            memory::allocated(new_size);
-        }
-        p
-    }
-}
+static ALLOCATOR: Counted<TalcLock<spinning_top::RawSpinlock, Manual>> = Counted(TalcLock::new(Manual));
 
 static HEAP_BYTES: core::sync::atomic::AtomicUsize = core::sync::atomic::AtomicUsize::new(0);
 
@@ -81,7 +36,7 @@ pub(crate) fn init(info: &StartInfo) {
     // above the image (so no code, data or stack is there), is identity
     // mapped read/write by the page tables, and is given to the allocator
     // exactly once.
-    let claimed = unsafe { ALLOCATOR.lock().claim(base as usize as *mut u8, size) };
+    let claimed = unsafe { ALLOCATOR.0.lock().claim(base as usize as *mut u8, size) };
     if claimed.is_none() {
         crate::serial::write_raw(b"morgana: heap too small\r\n");
         crate::exit::halt_forever();
