@@ -25,11 +25,14 @@ in_use() { grep "heap: in use" "$1" | tail -1 | sed 's/.*in use \([0-9]*\) KiB.*
 rss() { awk '/^VmRSS/ {print $2}' "/proc/$1/status"; }
 
 # Holds $n connections of kind $2 to $1 (run by $3, e.g. "ip netns exec NS")
-# for $4 seconds in the background; waits until they are open.
+# for at most $4 seconds in the background (pid in $hold_pid); waits until
+# they are open.
 hold_open() {
-  local out="$work/hold.$RANDOM"
-  ${3:-} sh -c "ulimit -n 16384 && exec $hold $1 $n $4 $2" > "$out" &
-  for _ in $(seq 100); do grep -q opened "$out" 2>/dev/null && break; sleep 0.1; done
+  local out="$work/hold.$RANDOM" cmd="$hold $1 $n $4 $2"
+  [ "$2" = tls-keepalive ] && cmd="python3 bench/hostile/tls-hold.py $1 $n $4"
+  ${3:-} sh -c "ulimit -n 16384 && exec $cmd" > "$out" &
+  hold_pid=$!
+  for _ in $(seq 900); do grep -q opened "$out" 2>/dev/null && break; sleep 0.1; done
   sleep 0.5
 }
 
@@ -61,18 +64,18 @@ http {
 }
 CONF
 declare -A nginx_kib
-for kind in idle http-head keepalive tls-hello; do
+for kind in idle http-head keepalive tls-hello tls-keepalive; do
   # A fresh nginx each time: memory freed by one kind's connections stays
   # in the worker's resident set and would hide the next kind's.
   nginx -c "$work/nginx.conf"
   sleep 0.5
   worker=$(pgrep -P "$(cat "$work/nginx.pid")" | head -1)
-  port=$nh; [ "$kind" = tls-hello ] && port=$ns
+  port=$nh; [ "${kind#tls}" != "$kind" ] && port=$ns
   before=$(rss "$worker")
-  hold_open "127.0.0.1:$port" "$kind" "" 3
+  hold_open "127.0.0.1:$port" "$kind" "" 90
   after=$(rss "$worker")
   nginx_kib[$kind]=$(per_conn "$before" "$after")
-  wait
+  kill "$hold_pid" 2>/dev/null || true; wait "$hold_pid" 2>/dev/null || true
   kill "$(cat "$work/nginx.pid")"; sleep 0.3; rm -f "$work/nginx.pid"
 done
 
@@ -84,16 +87,16 @@ measure_hosted() { # app kind port args...
   local pid=$!
   sleep 1.5
   local before; before=$(in_use "$work/$app.log")
-  hold_open "127.0.0.1:$port" "$kind" "" 4
+  hold_open "127.0.0.1:$port" "$kind" "" 90
   sleep 1.2
   local after; after=$(in_use "$work/$app.log")
   hosted_kib[$app-$kind]=$(per_conn "$before" "$after")
-  wait %2 2>/dev/null || true
+  kill "$hold_pid" 2>/dev/null || true; wait "$hold_pid" 2>/dev/null || true
   kill "$pid"; wait "$pid" 2>/dev/null || true
 }
 wh=$(free_port); ws=$(free_port); dp=$(free_port)
-for kind in idle http-head keepalive tls-hello; do
-  port=$wh; [ "$kind" = tls-hello ] && port=$ws
+for kind in idle http-head keepalive tls-hello tls-keepalive; do
+  port=$wh; [ "${kind#tls}" != "$kind" ] && port=$ws
   measure_hosted web "$kind" "$port" --http "127.0.0.1:$wh" --https "127.0.0.1:$ws" --max-connections 8000
 done
 for kind in idle dns-partial; do
@@ -121,22 +124,22 @@ measure_vm() { # app kind port args...
   for _ in $(seq 100); do grep -q "ready to serve" "$work/vm.log" && break; sleep 0.1; done
   sleep 1.5
   local before; before=$(in_use "$work/vm.log")
-  hold_open "10.77.0.2:$port" "$kind" "$nsx" 5
+  hold_open "10.77.0.2:$port" "$kind" "$nsx" 90
   sleep 1.5
   local after; after=$(in_use "$work/vm.log")
   vm_kib[$app-$kind]=$(per_conn "$before" "$after")
-  wait %2 2>/dev/null || true
+  kill "$hold_pid" 2>/dev/null || true; wait "$hold_pid" 2>/dev/null || true
   kill "$pid"; wait "$pid" 2>/dev/null || true
 }
-for kind in idle http-head keepalive tls-hello; do
-  port=80; [ "$kind" = tls-hello ] && port=443
+for kind in idle http-head keepalive tls-hello tls-keepalive; do
+  port=80; [ "${kind#tls}" != "$kind" ] && port=443
   measure_vm web "$kind" "$port" --max-connections=8000
 done
 for kind in idle dns-partial; do
   measure_vm dns "$kind" 53 --tcp-max=8000
 done
 
-for kind in idle http-head keepalive tls-hello; do
+for kind in idle http-head keepalive tls-hello tls-keepalive; do
   echo "| web, $kind | ${hosted_kib[web-$kind]} | ${vm_kib[web-$kind]} | ${nginx_kib[$kind]} |"
 done
 for kind in idle dns-partial; do
