@@ -17,8 +17,8 @@ use alloc::boxed::Box;
 use alloc::vec::Vec;
 use core::cmp::Reverse;
 use core::hash::Hasher;
-use siphasher::sip::SipHasher24;
 use core::net::IpAddr;
+use siphasher::sip::SipHasher24;
 
 use crate::answer::Catalog;
 use crate::name::Name;
