@@ -67,6 +67,33 @@ impl Tcp4 {
     }
 }
 
+/// An IPv6 router advertisement from `src_mac`/`fe80::9` to all nodes,
+/// with one Prefix Information option (autonomous and on-link).
+pub fn router_advertisement(src_mac: [u8; 6], prefix: [u8; 16], prefix_len: u8) -> Vec<u8> {
+    let src = [0xfe, 0x80, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 9];
+    let dst = [0xff, 0x02, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1];
+    // Type 134, code 0, checksum, hop limit 64, no flags, router lifetime
+    // 1800 s, reachable time and retransmit timer unspecified.
+    let mut icmp = vec![134, 0, 0, 0, 64, 0, 0x07, 0x08, 0, 0, 0, 0, 0, 0, 0, 0];
+    icmp.extend_from_slice(&[3, 4, prefix_len, 0xc0]);
+    icmp.extend_from_slice(&86400u32.to_be_bytes()); // valid lifetime
+    icmp.extend_from_slice(&14400u32.to_be_bytes()); // preferred lifetime
+    icmp.extend_from_slice(&[0; 4]);
+    icmp.extend_from_slice(&prefix);
+    let len = (icmp.len() as u32).to_be_bytes();
+    let c = checksum(&[&src, &dst, &len, &[0, 0, 0, 58], &icmp]);
+    icmp[2..4].copy_from_slice(&c.to_be_bytes());
+    let mut f = vec![0x33, 0x33, 0, 0, 0, 1];
+    f.extend_from_slice(&src_mac);
+    f.extend_from_slice(&[0x86, 0xdd, 0x60, 0, 0, 0]);
+    f.extend_from_slice(&(icmp.len() as u16).to_be_bytes());
+    f.extend_from_slice(&[58, 255]);
+    f.extend_from_slice(&src);
+    f.extend_from_slice(&dst);
+    f.extend_from_slice(&icmp);
+    f
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -213,3 +213,37 @@ fn initial_sequence_numbers_follow_rfc_6528() {
         assert!(near > 1_000_000, "another tuple's ISN is {near} from this one's");
     });
 }
+
+#[test]
+fn router_advertisements_that_panicked_smoltcp_are_ignored() {
+    use morgana_tests::frames::router_advertisement;
+    let exec = Executor::new(Rc::new(VirtualTime::default()));
+    let rt = exec.handle();
+    let link = Switch::new(Faults::default());
+    // No static IPv6 address: SLAAC is on, as by default.
+    let slaac = Config { ipv6: None, ..config(A4, 1) };
+    let (a, server) = direct::start(link.port(A_MAC), slaac, [11; 32], &rt);
+    let (b, _) = direct::start(link.port([2, 0, 0, 0, 0, 2]), config(B4, 2), [22; 32], &rt);
+    let mut attacker = link.port(ATTACKER_MAC);
+    exec.block_on(async move {
+        echo_server(&rt, a);
+        let mut global = [0u8; 16];
+        global[..2].copy_from_slice(&[0x20, 0x01]);
+        let mut multicast = [0u8; 16];
+        multicast[0] = 0xff;
+        // A prefix length over 128, a multicast prefix: each used to panic.
+        for (prefix, len) in [(global, 200), (multicast, 64), (global, 0), (global, 128)] {
+            send(&mut attacker, &router_advertisement(ATTACKER_MAC, prefix, len));
+            rt.sleep(Duration::from_millis(10)).await;
+            assert!(probe(rt.clone(), b.clone(), Duration::from_secs(1)).await.is_ok(), "after prefix /{len}");
+        }
+        // A well-formed /64 is still taken up.
+        send(&mut attacker, &router_advertisement(ATTACKER_MAC, global, 64));
+        rt.sleep(Duration::from_millis(10)).await;
+        send(&mut attacker, &router_advertisement(ATTACKER_MAC, global, 64));
+        rt.sleep(Duration::from_millis(10)).await;
+        let addrs = morgana_net::driver::StackDriver::addresses(&server);
+        let from_prefix = |a: &std::net::IpAddr| matches!(a, std::net::IpAddr::V6(v6) if v6.segments()[0] == 0x2001);
+        assert!(addrs.iter().any(|(a, _)| from_prefix(a)), "SLAAC address from the /64: {addrs:?}");
+    });
+}

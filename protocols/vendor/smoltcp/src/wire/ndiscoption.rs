@@ -404,11 +404,18 @@ pub struct PrefixInformation {
 
 impl PrefixInformation {
     /// Validates the prefix information option against check a, b, c in
-    /// <https://www.rfc-editor.org/rfc/rfc4862#section-5.5.3>
+    /// <https://www.rfc-editor.org/rfc/rfc4862#section-5.5.3>, and the
+    /// check in d that prefix and a 64-bit interface identifier make 128
+    /// bits, for a unicast address. [Morgana patch: a prefix length over
+    /// 128 panicked building its CIDR, a multicast prefix panicked adding
+    /// the address]
     pub fn is_valid_prefix_info(&self) -> bool {
         self.flags.contains(PrefixInfoFlags::ADDRCONF)
             && !self.prefix.is_link_local()
             && self.preferred_lifetime <= self.valid_lifetime
+            && self.prefix_len == 64
+            && !self.prefix.is_multicast()
+            && !self.prefix.is_unspecified()
     }
 }
 
