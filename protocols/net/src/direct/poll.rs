@@ -42,6 +42,11 @@ impl<D: Net> Inner<D> {
             service_listeners(listeners, sockets, tcp);
             budget -= 1;
         }
+        if budget < INGRESS_BATCH {
+            // A router advertisement just taken in is applied (SLAAC) by
+            // maintenance, which smoltcp's poll_at does not schedule.
+            self.iface.poll_maintenance(ts);
+        }
         let Inner { device, iface, sockets, listeners, tcp, .. } = self;
         let mut device = Adapter { device, cx };
         if iface.ip_addrs() != &self.known_addrs[..] {
