@@ -245,3 +245,25 @@ fn router_advertisements_that_panicked_smoltcp_are_ignored() {
         assert!(addrs.iter().any(|(a, _)| from_prefix(a)), "SLAAC address from the /64: {addrs:?}");
     });
 }
+
+#[test]
+fn an_advertised_prefix_is_taken_up_without_waiting_for_another_frame() {
+    use morgana_tests::frames::router_advertisement;
+    let exec = Executor::new(Rc::new(VirtualTime::default()));
+    let rt = exec.handle();
+    let link = Switch::new(Faults::default());
+    let slaac = Config { ipv6: None, ..config(A4, 1) };
+    let (_a, server) = direct::start(link.port(A_MAC), slaac, [11; 32], &rt);
+    let mut router = link.port(ATTACKER_MAC);
+    exec.block_on(async move {
+        rt.sleep(Duration::from_millis(100)).await;
+        let mut prefix = [0u8; 16];
+        prefix[..4].copy_from_slice(&[0x20, 0x01, 0x0d, 0xb8]);
+        send(&mut router, &router_advertisement(ATTACKER_MAC, prefix, 64));
+        rt.sleep(Duration::from_millis(10)).await;
+        let addrs = morgana_net::driver::StackDriver::addresses(&server);
+        let from_prefix =
+            |a: &std::net::IpAddr| matches!(a, std::net::IpAddr::V6(v6) if v6.segments()[..2] == [0x2001, 0xdb8]);
+        assert!(addrs.iter().any(|(a, _)| from_prefix(a)), "no address from the advertised /64 yet: {addrs:?}");
+    });
+}

@@ -616,9 +616,14 @@ impl Interface {
             })
             .min();
 
+        // [Morgana patch] `Option::min` takes `None` (no deadline) as the
+        // smallest: it dropped SLAAC's deadline when no socket had one, and
+        // every socket's deadline when SLAAC had none.
         #[cfg(feature = "proto-ipv6-slaac")]
         if self.inner.slaac_enabled {
-            res = res.min(self.inner.slaac.poll_at(timestamp));
+            if let Some(at) = self.inner.slaac.poll_at(timestamp) {
+                res = Some(res.map_or(at, |r| r.min(at)));
+            }
         }
 
         res
