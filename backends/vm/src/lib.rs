@@ -131,9 +131,10 @@ impl fmt::Display for BootError {
 
 impl core::error::Error for BootError {}
 
-/// The entropy source: virtio-rng, else RDRAND, else none (every `fill`
-/// fails; Morgana never substitutes a fixed or time-based seed). The same
-/// source feeds `getrandom` (RustCrypto, TLS).
+/// The entropy source: a generator seeded and reseeded from virtio-rng
+/// (requests never wait for the device), else RDRAND, else none (every
+/// `fill` fails; Morgana never substitutes a fixed or time-based seed). The
+/// same source feeds `getrandom` (RustCrypto, TLS).
 #[derive(Debug, Default, Clone, Copy)]
 pub struct EntropyDevice;
 
@@ -317,10 +318,17 @@ fn start_virtio(cfg: BootConfig, rt: &Handle) -> Result<Devices, BootError> {
                     console = ConsoleDevice::Virtio(Box::new(c));
                 }
                 DeviceType::EntropySource if !have_rng => {
-                    let mut r = morgana_virtio::VirtioRng::new(dev.transport).map_err(|e| err("virtio-rng", loc, e))?;
-                    log::info!("virtio-rng at {loc}");
-                    morgana_x86::entropy::set_source(Box::new(move |buf| r.fill(buf)));
-                    have_rng = true;
+                    let mut r = morgana_virtio::VirtioRng::new(dev.transport, dev.gsi)
+                        .map_err(|e| err("virtio-rng", loc, e))?;
+                    match seed_from(&mut r) {
+                        Ok(seed) => {
+                            log::info!("virtio-rng at {loc}, irq {irq:?}");
+                            morgana_x86::entropy::seed(seed);
+                            rt.spawn(reseed(r, rt.clone()));
+                            have_rng = true;
+                        }
+                        Err(e) => log::warn!("virtio-rng at {loc}: {e}; not used"),
+                    }
                 }
                 other => log::info!("ignoring virtio device {other:?} at {loc}"),
             }
@@ -334,6 +342,47 @@ fn start_virtio(cfg: BootConfig, rt: &Handle) -> Result<Devices, BootError> {
         }
     };
     Ok(Devices { stack, clock: SystemClock, entropy, block, console })
+}
+
+/// Entropy the generator starts from: 32 bytes from virtio-rng, waiting
+/// at most a second in all (boot only).
+#[cfg(feature = "virtio")]
+fn seed_from(rng: &mut morgana_virtio::VirtioRng) -> Result<[u8; 32], EntropyError> {
+    let mut seed = [0u8; 32];
+    let deadline = morgana_x86::clock::now() + core::time::Duration::from_secs(1);
+    let mut have = 0;
+    while have < seed.len() {
+        let left = deadline.saturating_since(morgana_x86::clock::now());
+        if left.is_zero() {
+            return Err(EntropyError::Unavailable);
+        }
+        have += rng.read_at_boot(&mut seed[have..], left)?;
+    }
+    Ok(seed)
+}
+
+/// Mixes fresh virtio-rng bytes into the entropy generator after every
+/// `RESEED_BYTES` it produces, and at least every 30 s. Waits for the
+/// device's interrupt; requests never wait for this.
+#[cfg(feature = "virtio")]
+async fn reseed(mut rng: morgana_virtio::VirtioRng, rt: Handle) {
+    use core::time::Duration;
+    loop {
+        let _ = rt.timeout(Duration::from_secs(30), core::future::poll_fn(morgana_x86::entropy::reseed_due)).await;
+        let mut fresh = [0u8; morgana_virtio::RNG_BUF];
+        match rt.timeout(Duration::from_secs(5), rng.read(&mut fresh)).await {
+            Ok(Ok(n)) => {
+                morgana_x86::entropy::reseed(&fresh[..n]);
+                log::debug!("entropy generator reseeded with {n} bytes from virtio-rng");
+            }
+            Ok(Err(e)) => {
+                log::error!("virtio-rng: {e}; entropy is no longer reseeded");
+                return;
+            }
+            // The request stays in flight; the next read waits for it.
+            Err(_) => log::warn!("virtio-rng did not answer within 5 s"),
+        }
+    }
 }
 
 #[cfg(feature = "xen")]
