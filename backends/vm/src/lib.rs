@@ -389,7 +389,6 @@ async fn reseed(mut rng: morgana_virtio::VirtioRng, rt: Handle) {
 mod xen {
     use super::*;
     use alloc::format;
-    use morgana_x86::xen::Port;
     use morgana_xen::Store;
 
     pub(super) fn start(cfg: BootConfig, rt: &Handle) -> Result<Devices, BootError> {
@@ -418,7 +417,7 @@ mod xen {
                 Stack::new(Rc::new(NoNetwork), rt.clone())
             }
         };
-        rt.spawn(watch_shutdown(devs.store, devs.store_port));
+        rt.spawn(watch_shutdown(devs.store, rt.clone()));
         Ok(Devices { stack, clock: SystemClock, entropy, block, console })
     }
 
@@ -426,44 +425,52 @@ mod xen {
     /// `xl reboot`), acknowledges it and ends the VM: powered off through
     /// the normal exit path, or with Xen's reboot reason so the toolstack
     /// starts it again. A unikernel cannot suspend; that request is refused.
-    async fn watch_shutdown(mut xs: Store, port: Port) {
+    /// Every xenstore request waits for the event channel as a task, so the
+    /// executor keeps running the app meanwhile.
+    async fn watch_shutdown(mut xs: Store, rt: Handle) {
         const NODE: &str = "control/shutdown";
-        let mut broken = false;
-        let request = core::future::poll_fn(|cx| {
-            port.register(cx.waker());
-            while !broken {
-                match xs.poll_event() {
-                    Ok(Some((path, _))) if path == NODE => {
-                        xs.channel().extend(core::time::Duration::from_secs(1));
-                        let what = xs.read(NODE).unwrap_or_default();
-                        match what.as_str() {
-                            "" => {}
-                            "poweroff" | "halt" | "reboot" => {
-                                let _ = xs.write(0, NODE, "");
-                                return Poll::Ready(what);
-                            }
-                            other => {
-                                log::warn!("ignoring Xen shutdown request {other:?}: not supported");
-                                let _ = xs.write(0, NODE, "");
-                            }
-                        }
-                    }
-                    Ok(Some(_)) => {}
-                    Ok(None) => return Poll::Pending,
-                    Err(e) => {
-                        log::error!("xenstore: {e}; no longer watching for shutdown requests");
-                        broken = true;
-                    }
+        const LIMIT: core::time::Duration = core::time::Duration::from_secs(5);
+        loop {
+            match core::future::poll_fn(|cx| xs.poll_watch(cx)).await {
+                Ok((path, _)) if path == NODE => {}
+                Ok(_) => continue,
+                Err(e) => {
+                    log::error!("xenstore: {e}; no longer watching for shutdown requests");
+                    return;
                 }
             }
-            Poll::Pending
-        });
-        let what = request.await;
-        log::info!("Xen asked for {what}: exiting");
-        if what == "reboot" {
-            morgana_x86::xen::reboot();
+            let what = match rt.timeout(LIMIT, xs.read_async(NODE)).await {
+                Ok(Ok(what)) => what,
+                Ok(Err(e)) => {
+                    log::warn!("reading {NODE}: {e}");
+                    continue;
+                }
+                Err(_) => {
+                    log::warn!("reading {NODE}: xenstore did not answer");
+                    continue;
+                }
+            };
+            let known = matches!(what.as_str(), "poweroff" | "halt" | "reboot");
+            if what.is_empty() {
+                continue;
+            }
+            if !known {
+                log::warn!("ignoring Xen shutdown request {what:?}: not supported");
+            }
+            // Acknowledges (or refuses) the request.
+            match rt.timeout(LIMIT, xs.write_async(0, NODE, "")).await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => log::warn!("clearing {NODE}: {e}"),
+                Err(_) => log::warn!("clearing {NODE}: xenstore did not answer"),
+            }
+            if known {
+                log::info!("Xen asked for {what}: exiting");
+                if what == "reboot" {
+                    morgana_x86::xen::reboot();
+                }
+                morgana_x86::exit(0);
+            }
         }
-        morgana_x86::exit(0);
     }
 }
 
