@@ -259,6 +259,7 @@ fn seed(entropy: &mut EntropyDevice) -> [u8; 32] {
 /// Finds the devices and starts the network stack on `rt`: Xen's PV
 /// devices when booted on Xen, else virtio devices.
 pub fn start(cfg: BootConfig, machine: &Rc<Machine>, rt: &Handle) -> Result<Devices, BootError> {
+    log::debug!("{}", morgana_x86::clock::calibration_report());
     #[cfg(feature = "xen")]
     if morgana_x86::xen::present() {
         return xen::start(cfg, rt);
