@@ -8,9 +8,11 @@ use core::fmt;
 /// RDRAND/RDSEED) and never from a fixed or time-derived seed. A backend
 /// without such a source does not offer an `Entropy` device at all.
 pub trait Entropy {
-    /// Fills all of `buf`. Blocks until the bytes are available, which takes
-    /// bounded time on every backend (a virtio-rng request, a few RDRAND
-    /// retries). On error `buf` must not be used.
+    /// Fills all of `buf`. Synchronous (it feeds `getrandom`), so it must
+    /// take short, bounded time on every backend: the host's `getrandom`,
+    /// a generator that virtio-rng reseeds in the background (never a
+    /// device request), a few RDRAND retries. On error `buf` must not be
+    /// used.
     fn fill(&mut self, buf: &mut [u8]) -> Result<(), EntropyError>;
 }
 

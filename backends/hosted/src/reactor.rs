@@ -15,6 +15,8 @@ use slab::Slab;
 struct Waiters {
     read: Option<Waker>,
     write: Option<Waker>,
+    /// Work to do once the descriptor is next writable.
+    on_writable: Option<Rc<dyn Deferred>>,
 }
 
 /// Work a socket has deferred (queued datagrams) and that must be done
@@ -63,6 +65,12 @@ impl Reactor {
         self.deferred.borrow_mut().push(work);
     }
 
+    fn flush_when_writable(&self, token: usize, work: Rc<dyn Deferred>) {
+        if let Some(w) = self.waiters.borrow_mut().get_mut(token) {
+            w.on_writable = Some(work);
+        }
+    }
+
     /// Interrupts a `wait` from another thread (after waking a task there).
     pub fn notifier(&self) -> std::sync::Arc<mio::Waker> {
         self.notifier.clone()
@@ -105,6 +113,7 @@ impl Platform for Reactor {
             Err(e) if e.kind() == io::ErrorKind::Interrupted => return,
             Err(e) => panic!("epoll_wait failed: {e}"),
         }
+        let mut writable = Vec::new();
         let mut waiters = self.waiters.borrow_mut();
         for ev in events.iter() {
             let Some(w) = waiters.get_mut(ev.token().0) else { continue };
@@ -117,7 +126,32 @@ impl Platform for Reactor {
                 if let Some(w) = w.write.take() {
                     w.wake();
                 }
+                writable.extend(w.on_writable.take());
             }
+        }
+        drop(waiters);
+        drop(events);
+        for work in writable {
+            work.flush();
+        }
+    }
+}
+
+/// Asks the reactor to run work when a registered descriptor becomes
+/// writable. Does nothing once the registration is gone; its owner stops
+/// using it before dropping the registration (tokens are reused).
+#[derive(Clone)]
+pub struct WritableHook {
+    reactor: std::rc::Weak<Reactor>,
+    token: usize,
+}
+
+impl WritableHook {
+    /// Runs `work.flush()` once, from the reactor, the next time the
+    /// descriptor becomes writable (replacing an earlier request).
+    pub fn flush_when_writable(&self, work: Rc<dyn Deferred>) {
+        if let Some(r) = self.reactor.upgrade() {
+            r.flush_when_writable(self.token, work);
         }
     }
 }
@@ -163,6 +197,11 @@ impl Registration {
             Some(old) if old.will_wake(cx.waker()) => {}
             _ => *slot = Some(cx.waker().clone()),
         }
+    }
+
+    /// A handle for running work when the descriptor becomes writable.
+    pub fn writable_hook(&self) -> WritableHook {
+        WritableHook { reactor: Rc::downgrade(&self.reactor), token: self.token }
     }
 
     /// Deregisters `source` (call before dropping it).

@@ -16,7 +16,7 @@ use morgana_net::driver::{Accepted, StackDriver, TcpListenerDriver, TcpStreamDri
 use morgana_net::{Error, ListenAddr};
 use socket2::{Domain, Protocol, SockRef, Socket, Type};
 
-use crate::reactor::{Deferred, Direction, Reactor, Registration};
+use crate::reactor::{Deferred, Direction, Reactor, Registration, WritableHook};
 
 /// Converts a host error to the network API's error.
 pub fn net_error(e: io::Error) -> Error {
@@ -124,7 +124,7 @@ impl StackDriver for HostStack {
         let mut udp = MioUdp::from_std(socket.into());
         let reg = self.reactor.register(&mut udp).map_err(net_error)?;
         let addr = ListenAddr { ip: addr.ip, port: local.map(|a| a.port()).unwrap_or(addr.port) };
-        let out = Rc::new(SendQueue::new(std::os::fd::AsRawFd::as_raw_fd(&udp)));
+        let out = SendQueue::new(std::os::fd::AsRawFd::as_raw_fd(&udp), reg.writable_hook());
         Ok(Box::new(HostUdp { udp, reg, reactor: self.reactor.clone(), addr, dual, batch: RecvBatch::new(), out }))
     }
 }
@@ -292,8 +292,10 @@ impl UdpSocketDriver for HostUdp {
         // one sendmmsg when the batch is used up, the queue is full, or the
         // executor is about to sleep.
         // The reply to a batch's last datagram joins the queue and sends it.
+        // Datagrams still queued because the socket buffer is full are
+        // followed by the queue too (or by nothing, when it is full).
         if (self.batch.pending() || self.out.len() > 0) && buf.len() <= MAX_QUEUED {
-            if self.out.push(buf, to) {
+            if self.out.push(buf, to) == Pushed::NeedsFlush {
                 self.reactor.defer(self.out.clone());
             }
             if !self.batch.pending() || self.out.len() >= BATCH {
@@ -302,6 +304,11 @@ impl UdpSocketDriver for HostUdp {
             return Poll::Ready(Ok(()));
         }
         self.out.flush(); // keep the order of sends
+        if self.out.len() > 0 {
+            // Queued datagrams wait for room: this one waits behind them.
+            self.reg.set_waker(cx, Direction::Write);
+            return Poll::Pending;
+        }
         let u = &self.udp;
         self.reg.poll_io(cx, Direction::Write, || u.send_to(buf, to)).map(|r| match r {
             Ok(_) => Ok(()),
@@ -404,12 +411,22 @@ impl RecvBatch {
 /// so their errors reach the caller.
 const MAX_QUEUED: usize = 4096;
 
+/// Datagrams waiting for room in the socket buffer, at most; more are
+/// dropped (and counted), as a full socket buffer drops them.
+const BACKLOG: usize = 256;
+
 /// Datagrams queued for one `sendmmsg`. Errors of queued sends cannot reach
 /// the caller, who has been told the send succeeded (as with any UDP loss):
 /// they are logged at debug level.
+///
+/// When the socket buffer is full the rest stays queued, new datagrams join
+/// it (up to [`BACKLOG`]) and the reactor flushes it once the socket is
+/// writable again: nothing waits for room.
 struct SendQueue {
     fd: std::cell::Cell<std::os::fd::RawFd>,
     queued: std::cell::RefCell<Queued>,
+    writable: WritableHook,
+    me: std::rc::Weak<SendQueue>,
 }
 
 struct Queued {
@@ -418,19 +435,60 @@ struct Queued {
     len: usize,
     /// A flush is already deferred to the reactor.
     deferred: bool,
+    /// The socket buffer was full: the reactor flushes when it has room.
+    blocked: bool,
+    /// Datagrams dropped since the queue was last empty.
+    dropped: u64,
+}
+
+/// What [`SendQueue::push`] did.
+#[derive(Debug, PartialEq, Eq)]
+enum Pushed {
+    /// Queued; a flush must be deferred to the reactor.
+    NeedsFlush,
+    /// Queued.
+    Queued,
+    /// The queue is full: dropped.
+    Dropped,
+}
+
+/// The reactor's call when the socket is writable again.
+struct Writable(Rc<SendQueue>);
+
+impl Deferred for Writable {
+    fn flush(&self) {
+        self.0.queued.borrow_mut().blocked = false;
+        self.0.flush();
+    }
 }
 
 impl SendQueue {
-    fn new(fd: std::os::fd::RawFd) -> SendQueue {
-        SendQueue {
+    fn new(fd: std::os::fd::RawFd, writable: WritableHook) -> Rc<SendQueue> {
+        Rc::new_cyclic(|me| SendQueue {
             fd: std::cell::Cell::new(fd),
-            queued: std::cell::RefCell::new(Queued { bufs: Vec::new(), to: Vec::new(), len: 0, deferred: false }),
-        }
+            queued: std::cell::RefCell::new(Queued {
+                bufs: Vec::new(),
+                to: Vec::new(),
+                len: 0,
+                deferred: false,
+                blocked: false,
+                dropped: 0,
+            }),
+            writable,
+            me: me.clone(),
+        })
     }
 
-    /// Queues a copy of `buf` for `to`; true if a flush must be deferred.
-    fn push(&self, buf: &[u8], to: SocketAddr) -> bool {
+    /// Queues a copy of `buf` for `to`, unless the queue is full.
+    fn push(&self, buf: &[u8], to: SocketAddr) -> Pushed {
         let mut q = self.queued.borrow_mut();
+        if q.len >= BACKLOG {
+            if q.dropped == 0 {
+                log::warn!("UDP send buffer full: dropping datagrams until it drains");
+            }
+            q.dropped += 1;
+            return Pushed::Dropped;
+        }
         let i = q.len;
         if i == q.bufs.len() {
             q.bufs.push(Vec::with_capacity(512));
@@ -441,29 +499,38 @@ impl SendQueue {
         q.bufs[i].clear();
         q.bufs[i].extend_from_slice(buf);
         q.len += 1;
-        !std::mem::replace(&mut q.deferred, true)
+        if std::mem::replace(&mut q.deferred, true) {
+            Pushed::Queued
+        } else {
+            Pushed::NeedsFlush
+        }
     }
 
     fn len(&self) -> usize {
         self.queued.borrow().len
     }
 
-    /// The socket is closing: nothing more is sent.
+    /// The socket is closing: what is still queued is dropped, and nothing
+    /// more is sent.
     fn close(&self) {
         self.fd.set(-1);
+        let mut q = self.queued.borrow_mut();
+        if q.len > 0 {
+            log::debug!("UDP socket closed with {} datagrams unsent", q.len);
+        }
+        q.len = 0;
     }
 }
 
-#[allow(unsafe_code)] // sendmmsg(2) and poll(2): see the SAFETY comments
+#[allow(unsafe_code)] // sendmmsg(2): see the SAFETY comment
 impl Deferred for SendQueue {
-    /// Sends everything queued, waiting up to 100 ms in all for room in the
-    /// socket buffer; what still does not fit is dropped (and logged).
+    /// Sends what the socket buffer takes now. If it fills up, the rest
+    /// stays queued and is sent when the reactor sees the socket writable.
     fn flush(&self) {
         let mut q = self.queued.borrow_mut();
         q.deferred = false;
         let fd = self.fd.get();
-        if q.len == 0 || fd < 0 {
-            q.len = 0;
+        if q.len == 0 || fd < 0 || q.blocked {
             return;
         }
         let n = q.len;
@@ -480,7 +547,6 @@ impl Deferred for SendQueue {
             msgs[i].msg_hdr.msg_iovlen = 1;
         }
         let mut sent = 0;
-        let mut waits = 0;
         while sent < n {
             // SAFETY: `msgs[sent..n]` are headers whose name and iovec
             // pointers point into `q.to`, `iovs` and `q.bufs`, which live and
@@ -494,21 +560,30 @@ impl Deferred for SendQueue {
                 continue;
             }
             let e = io::Error::last_os_error();
-            if e.kind() == io::ErrorKind::WouldBlock && waits < 10 {
-                waits += 1;
-                let mut p = libc::pollfd { fd, events: libc::POLLOUT, revents: 0 };
-                // SAFETY: one valid pollfd, for the duration of the call.
-                unsafe { libc::poll(&raw mut p, 1, 10) };
-                continue;
+            match e.kind() {
+                io::ErrorKind::Interrupted => continue,
+                io::ErrorKind::WouldBlock => {
+                    q.blocked = true;
+                    if let Some(me) = self.me.upgrade() {
+                        self.writable.flush_when_writable(Rc::new(Writable(me)));
+                    }
+                    break;
+                }
+                _ => {
+                    // This datagram fails: skip it.
+                    log::debug!("UDP send failed, datagram dropped: {e}");
+                    sent += 1;
+                }
             }
-            if e.kind() == io::ErrorKind::Interrupted {
-                continue;
-            }
-            // This datagram fails (or the buffer stays full): skip it.
-            log::debug!("UDP send failed, datagram dropped: {e}");
-            sent += 1;
         }
-        q.len = 0;
+        // Keep the unsent ones, in order, at the front.
+        q.bufs[..n].rotate_left(sent);
+        q.to[..n].rotate_left(sent);
+        q.len = n - sent;
+        if q.len == 0 && q.dropped > 0 {
+            log::warn!("UDP send buffer drained; {} datagrams were dropped", q.dropped);
+            q.dropped = 0;
+        }
     }
 }
 

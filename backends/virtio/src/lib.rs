@@ -6,7 +6,9 @@
 //!
 //! The queue and device logic is the `virtio-drivers` crate's; this crate
 //! supplies its DMA and MMIO hooks ([`hal::VirtioHal`]), finds the devices,
-//! and adapts each to Morgana's traits with interrupt-driven readiness.
+//! and adapts each to Morgana's traits with interrupt-driven readiness
+//! (virtio-blk and virtio-rng drive the virtqueue themselves, so that no
+//! request spins on the used ring).
 //!
 //! Only the VM target builds the devices; elsewhere the crate holds just the
 //! net driver's queue logic ([`net::NetDevice`]), which is tested on the host.
@@ -32,7 +34,7 @@ pub use discover::{discover, Found, Location};
 #[cfg(target_os = "none")]
 pub use net::VirtioNet;
 #[cfg(target_os = "none")]
-pub use other::{VirtioConsole, VirtioRng};
+pub use other::{VirtioConsole, VirtioRng, RNG_BUF};
 #[cfg(target_os = "none")]
 pub use virtio_drivers::transport::DeviceType;
 

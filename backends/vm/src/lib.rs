@@ -131,9 +131,10 @@ impl fmt::Display for BootError {
 
 impl core::error::Error for BootError {}
 
-/// The entropy source: virtio-rng, else RDRAND, else none (every `fill`
-/// fails; Morgana never substitutes a fixed or time-based seed). The same
-/// source feeds `getrandom` (RustCrypto, TLS).
+/// The entropy source: a generator seeded and reseeded from virtio-rng
+/// (requests never wait for the device), else RDRAND, else none (every
+/// `fill` fails; Morgana never substitutes a fixed or time-based seed). The
+/// same source feeds `getrandom` (RustCrypto, TLS).
 #[derive(Debug, Default, Clone, Copy)]
 pub struct EntropyDevice;
 
@@ -258,6 +259,7 @@ fn seed(entropy: &mut EntropyDevice) -> [u8; 32] {
 /// Finds the devices and starts the network stack on `rt`: Xen's PV
 /// devices when booted on Xen, else virtio devices.
 pub fn start(cfg: BootConfig, machine: &Rc<Machine>, rt: &Handle) -> Result<Devices, BootError> {
+    log::debug!("{}", morgana_x86::clock::calibration_report());
     #[cfg(feature = "xen")]
     if morgana_x86::xen::present() {
         return xen::start(cfg, rt);
@@ -317,10 +319,17 @@ fn start_virtio(cfg: BootConfig, rt: &Handle) -> Result<Devices, BootError> {
                     console = ConsoleDevice::Virtio(Box::new(c));
                 }
                 DeviceType::EntropySource if !have_rng => {
-                    let mut r = morgana_virtio::VirtioRng::new(dev.transport).map_err(|e| err("virtio-rng", loc, e))?;
-                    log::info!("virtio-rng at {loc}");
-                    morgana_x86::entropy::set_source(Box::new(move |buf| r.fill(buf)));
-                    have_rng = true;
+                    let mut r = morgana_virtio::VirtioRng::new(dev.transport, dev.gsi)
+                        .map_err(|e| err("virtio-rng", loc, e))?;
+                    match seed_from(&mut r) {
+                        Ok(seed) => {
+                            log::info!("virtio-rng at {loc}, irq {irq:?}");
+                            morgana_x86::entropy::seed(seed);
+                            rt.spawn(reseed(r, rt.clone()));
+                            have_rng = true;
+                        }
+                        Err(e) => log::warn!("virtio-rng at {loc}: {e}; not used"),
+                    }
                 }
                 other => log::info!("ignoring virtio device {other:?} at {loc}"),
             }
@@ -336,11 +345,51 @@ fn start_virtio(cfg: BootConfig, rt: &Handle) -> Result<Devices, BootError> {
     Ok(Devices { stack, clock: SystemClock, entropy, block, console })
 }
 
+/// Entropy the generator starts from: 32 bytes from virtio-rng, waiting
+/// at most a second in all (boot only).
+#[cfg(feature = "virtio")]
+fn seed_from(rng: &mut morgana_virtio::VirtioRng) -> Result<[u8; 32], EntropyError> {
+    let mut seed = [0u8; 32];
+    let deadline = morgana_x86::clock::now() + core::time::Duration::from_secs(1);
+    let mut have = 0;
+    while have < seed.len() {
+        let left = deadline.saturating_since(morgana_x86::clock::now());
+        if left.is_zero() {
+            return Err(EntropyError::Unavailable);
+        }
+        have += rng.read_at_boot(&mut seed[have..], left)?;
+    }
+    Ok(seed)
+}
+
+/// Mixes fresh virtio-rng bytes into the entropy generator after every
+/// `RESEED_BYTES` it produces, and at least every 30 s. Waits for the
+/// device's interrupt; requests never wait for this.
+#[cfg(feature = "virtio")]
+async fn reseed(mut rng: morgana_virtio::VirtioRng, rt: Handle) {
+    use core::time::Duration;
+    loop {
+        let _ = rt.timeout(Duration::from_secs(30), core::future::poll_fn(morgana_x86::entropy::reseed_due)).await;
+        let mut fresh = [0u8; morgana_virtio::RNG_BUF];
+        match rt.timeout(Duration::from_secs(5), rng.read(&mut fresh)).await {
+            Ok(Ok(n)) => {
+                morgana_x86::entropy::reseed(&fresh[..n]);
+                log::debug!("entropy generator reseeded with {n} bytes from virtio-rng");
+            }
+            Ok(Err(e)) => {
+                log::error!("virtio-rng: {e}; entropy is no longer reseeded");
+                return;
+            }
+            // The request stays in flight; the next read waits for it.
+            Err(_) => log::warn!("virtio-rng did not answer within 5 s"),
+        }
+    }
+}
+
 #[cfg(feature = "xen")]
 mod xen {
     use super::*;
     use alloc::format;
-    use morgana_x86::xen::Port;
     use morgana_xen::Store;
 
     pub(super) fn start(cfg: BootConfig, rt: &Handle) -> Result<Devices, BootError> {
@@ -369,7 +418,7 @@ mod xen {
                 Stack::new(Rc::new(NoNetwork), rt.clone())
             }
         };
-        rt.spawn(watch_shutdown(devs.store, devs.store_port));
+        rt.spawn(watch_shutdown(devs.store, rt.clone()));
         Ok(Devices { stack, clock: SystemClock, entropy, block, console })
     }
 
@@ -377,44 +426,52 @@ mod xen {
     /// `xl reboot`), acknowledges it and ends the VM: powered off through
     /// the normal exit path, or with Xen's reboot reason so the toolstack
     /// starts it again. A unikernel cannot suspend; that request is refused.
-    async fn watch_shutdown(mut xs: Store, port: Port) {
+    /// Every xenstore request waits for the event channel as a task, so the
+    /// executor keeps running the app meanwhile.
+    async fn watch_shutdown(mut xs: Store, rt: Handle) {
         const NODE: &str = "control/shutdown";
-        let mut broken = false;
-        let request = core::future::poll_fn(|cx| {
-            port.register(cx.waker());
-            while !broken {
-                match xs.poll_event() {
-                    Ok(Some((path, _))) if path == NODE => {
-                        xs.channel().extend(core::time::Duration::from_secs(1));
-                        let what = xs.read(NODE).unwrap_or_default();
-                        match what.as_str() {
-                            "" => {}
-                            "poweroff" | "halt" | "reboot" => {
-                                let _ = xs.write(0, NODE, "");
-                                return Poll::Ready(what);
-                            }
-                            other => {
-                                log::warn!("ignoring Xen shutdown request {other:?}: not supported");
-                                let _ = xs.write(0, NODE, "");
-                            }
-                        }
-                    }
-                    Ok(Some(_)) => {}
-                    Ok(None) => return Poll::Pending,
-                    Err(e) => {
-                        log::error!("xenstore: {e}; no longer watching for shutdown requests");
-                        broken = true;
-                    }
+        const LIMIT: core::time::Duration = core::time::Duration::from_secs(5);
+        loop {
+            match core::future::poll_fn(|cx| xs.poll_watch(cx)).await {
+                Ok((path, _)) if path == NODE => {}
+                Ok(_) => continue,
+                Err(e) => {
+                    log::error!("xenstore: {e}; no longer watching for shutdown requests");
+                    return;
                 }
             }
-            Poll::Pending
-        });
-        let what = request.await;
-        log::info!("Xen asked for {what}: exiting");
-        if what == "reboot" {
-            morgana_x86::xen::reboot();
+            let what = match rt.timeout(LIMIT, xs.read_async(NODE)).await {
+                Ok(Ok(what)) => what,
+                Ok(Err(e)) => {
+                    log::warn!("reading {NODE}: {e}");
+                    continue;
+                }
+                Err(_) => {
+                    log::warn!("reading {NODE}: xenstore did not answer");
+                    continue;
+                }
+            };
+            let known = matches!(what.as_str(), "poweroff" | "halt" | "reboot");
+            if what.is_empty() {
+                continue;
+            }
+            if !known {
+                log::warn!("ignoring Xen shutdown request {what:?}: not supported");
+            }
+            // Acknowledges (or refuses) the request.
+            match rt.timeout(LIMIT, xs.write_async(0, NODE, "")).await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => log::warn!("clearing {NODE}: {e}"),
+                Err(_) => log::warn!("clearing {NODE}: xenstore did not answer"),
+            }
+            if known {
+                log::info!("Xen asked for {what}: exiting");
+                if what == "reboot" {
+                    morgana_x86::xen::reboot();
+                }
+                morgana_x86::exit(0);
+            }
         }
-        morgana_x86::exit(0);
     }
 }
 

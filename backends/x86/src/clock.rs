@@ -1,8 +1,13 @@
 //! Time: the TSC for monotonic time, the CMOS RTC for the wall clock.
 //!
-//! TSC frequency, in order of preference: the hypervisor timing leaf
-//! (CPUID 0x4000_0010, KVM/VMware), CPUID 0x15, or a 250 µs measurement against
-//! the LAPIC timer, which QEMU (TCG) and KVM both run at 1 GHz.
+//! TSC frequency, in order of preference: Xen's vCPU time info, the
+//! hypervisor timing leaf (CPUID 0x4000_0010, KVM/VMware), CPUID 0x15, or a
+//! measurement against the LAPIC timer, which QEMU (TCG) and KVM both run
+//! at 1 GHz: the median of [`SAMPLES`] windows of [`WINDOW_NS`], each
+//! between two readings bracketed by the TSC (see
+//! [`crate::irq::lapic_tsc_sample`]). A single short window was badly off
+//! on a loaded host, whenever the vCPU thread lost the CPU between reading
+//! the timer and the TSC.
 
 use core::sync::atomic::{AtomicU64, Ordering};
 
@@ -44,25 +49,86 @@ fn tsc_hz_from_cpuid() -> Option<u64> {
     None
 }
 
+/// Calibration windows; the median is used.
+const SAMPLES: usize = 5;
+/// Length of each window.
+const WINDOW_NS: u64 = 200_000;
+
+/// The median by rate of [`SAMPLES`] (TSC cycles, LAPIC ticks) windows,
+/// each ending once `long_enough(ticks, cycles)`; `None` if the LAPIC timer
+/// does not count.
+fn calibrate(long_enough: impl Fn(u64, u64) -> bool) -> Option<(u64, u64)> {
+    let mut samples = [(0u64, 0u64); SAMPLES];
+    let mut n = 0;
+    for _ in 0..SAMPLES {
+        if let Some(s) = crate::irq::lapic_tsc_sample(&long_enough) {
+            samples[n] = s;
+            n += 1;
+        }
+    }
+    let samples = &mut samples[..n];
+    // By cycles per tick, compared without division.
+    samples.sort_unstable_by(|a, b| (a.0 as u128 * b.1 as u128).cmp(&(b.0 as u128 * a.1 as u128)));
+    let median = *samples.get(n / 2)?;
+    if let (Some(lo), Some(hi)) = (samples.first(), samples.last()) {
+        // (hi / lo - 1) in parts per million.
+        let (a, b) = (hi.0 as u128 * lo.1 as u128, lo.0 as u128 * hi.1 as u128);
+        SPREAD_PPM.store(((a - b) * 1_000_000 / b.max(1)) as u64, Ordering::Relaxed);
+    }
+    Some(median)
+}
+
+/// The last calibration: its spread between windows (ppm) and duration (ns).
+static SPREAD_PPM: AtomicU64 = AtomicU64::new(0);
+static CALIBRATION_NS: AtomicU64 = AtomicU64::new(0);
+
+/// How the TSC frequency was found, for the boot log.
+pub fn calibration_report() -> impl core::fmt::Display {
+    let (took, spread) = (CALIBRATION_NS.load(Ordering::Relaxed), SPREAD_PPM.load(Ordering::Relaxed));
+    let hz = tsc_hz();
+    alloc::format!(
+        "TSC {}.{:03} MHz; LAPIC timer {} MHz; calibration took {}.{:03} ms, windows spread {}.{:02}%; wall clock {}",
+        hz / 1_000_000,
+        hz / 1000 % 1000,
+        LAPIC_HZ.load(Ordering::Relaxed) / 1_000_000,
+        took / 1_000_000,
+        took / 1000 % 1000,
+        spread / 10_000,
+        spread / 100 % 100,
+        if wall_time().is_some() { "set" } else { "none" }
+    )
+}
+
 pub(crate) fn init() {
     let xen = crate::xen::present();
     let known = if xen { crate::xen::tsc_hz() } else { tsc_hz_from_cpuid() };
+    let started = rdtsc();
     let hz = match known {
         Some(hz) => {
             // Measure the LAPIC timer against the known TSC (Xen runs it
             // at 100 MHz, not 1 GHz).
-            let ticks = 100_000u64;
-            let cycles = crate::irq::lapic_timer_span(ticks as u32).max(1);
-            LAPIC_HZ.store((ticks as u128 * hz as u128 / cycles as u128) as u64, Ordering::Relaxed);
+            let window = (hz as u128 * WINDOW_NS as u128 / 1_000_000_000) as u64;
+            match calibrate(|_, cycles| cycles >= window) {
+                Some((cycles, ticks)) => {
+                    LAPIC_HZ.store((ticks as u128 * hz as u128 / cycles as u128) as u64, Ordering::Relaxed)
+                }
+                None => log::error!("the LAPIC timer does not count: timers cannot fire"),
+            }
             hz
         }
         None => {
-            let ticks = 250_000; // 250 µs at 1 GHz
-            let cycles = crate::irq::lapic_timer_span(ticks as u32);
-            cycles * LAPIC_HZ_QEMU / ticks
+            let window = WINDOW_NS * LAPIC_HZ_QEMU / 1_000_000_000;
+            match calibrate(|ticks, _| ticks >= window) {
+                Some((cycles, ticks)) => (cycles as u128 * LAPIC_HZ_QEMU as u128 / ticks as u128) as u64,
+                None => {
+                    log::error!("the LAPIC timer does not count: TSC frequency unknown, 1 GHz assumed");
+                    1_000_000_000
+                }
+            }
         }
     };
     set_tsc_hz(hz);
+    CALIBRATION_NS.store(ticks_to_ns(rdtsc().wrapping_sub(started)), Ordering::Relaxed);
     if xen {
         if let Some(wall) = crate::xen::wall_ns() {
             set_wall_time(WallTime(wall));
@@ -70,7 +136,6 @@ pub(crate) fn init() {
     } else if let Some(wall) = read_rtc() {
         WALL_AT_ENTRY.store(wall.saturating_sub(now().as_nanos()), Ordering::Relaxed);
     }
-    log::debug!("TSC {} MHz, wall clock {}", hz / 1_000_000, if wall_time().is_some() { "from CMOS" } else { "none" });
 }
 
 /// Sets the TSC frequency (the Xen backend takes it from the hypervisor).

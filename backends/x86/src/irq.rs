@@ -143,19 +143,46 @@ pub(crate) fn init() {
     }
 }
 
-/// Measures the LAPIC timer against the TSC for `ticks` timer ticks; returns
-/// TSC cycles elapsed. Used once at boot to calibrate the TSC.
-pub(crate) fn lapic_timer_span(ticks: u32) -> u64 {
+/// Reads the LAPIC timer's current count with the TSC: the narrowest of
+/// three bracketed reads, so a read the host stalled after (a vCPU thread
+/// descheduled while leaving the emulated register) is not used. Returns
+/// the count and the TSC midway through its read.
+fn lapic_count_at_tsc() -> (u32, u64) {
+    let mut best = (0, 0, u64::MAX);
+    for _ in 0..3 {
+        let before = clock::rdtsc();
+        let count = lapic_read(LAPIC_TIMER_CURRENT);
+        let width = clock::rdtsc().wrapping_sub(before);
+        if width < best.2 {
+            best = (count, before.wrapping_add(width / 2), width);
+        }
+    }
+    (best.0, best.1)
+}
+
+/// TSC cycles beyond which a calibration window ends anyway (a LAPIC timer
+/// that does not count): seconds at any real TSC frequency.
+const SAMPLE_LIMIT: u64 = 1 << 33;
+
+/// One calibration sample: runs the LAPIC timer (masked) until
+/// `long_enough(ticks, cycles)` and returns the (TSC cycles, LAPIC ticks)
+/// that elapsed between two bracketed readings, or `None` if the timer did
+/// not count. Boot only.
+pub(crate) fn lapic_tsc_sample(long_enough: impl Fn(u64, u64) -> bool) -> Option<(u64, u64)> {
     lapic_write(LAPIC_LVT_TIMER, LVT_MASKED | TIMER_VECTOR as u32);
     lapic_write(LAPIC_TIMER_INIT, u32::MAX);
-    let start_count = lapic_read(LAPIC_TIMER_CURRENT);
-    let t0 = clock::rdtsc();
-    while start_count - lapic_read(LAPIC_TIMER_CURRENT) < ticks {
+    let (c0, t0) = lapic_count_at_tsc();
+    let sample = loop {
+        let (c1, t1) = lapic_count_at_tsc();
+        let ticks = u64::from(c0.saturating_sub(c1));
+        let cycles = t1.wrapping_sub(t0);
+        if long_enough(ticks, cycles) || c1 == 0 || cycles > SAMPLE_LIMIT {
+            break (ticks > 0 && cycles > 0).then_some((cycles, ticks));
+        }
         core::hint::spin_loop();
-    }
-    let t1 = clock::rdtsc();
+    };
     lapic_write(LAPIC_TIMER_INIT, 0);
-    t1 - t0
+    sample
 }
 
 fn eoi() {

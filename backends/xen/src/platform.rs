@@ -33,7 +33,8 @@ pub(crate) fn with_grants<R>(f: impl FnOnce(&mut GrantTable) -> R) -> R {
     f(&mut g.as_mut().expect("grant table set up at boot").0)
 }
 
-/// The xenstore channel: its event port, and the platform's wait.
+/// The xenstore channel: its event port, and the platform's wait (for the
+/// synchronous requests of boot device setup).
 pub struct StoreChannel {
     port: Port,
     deadline: Instant,
@@ -52,6 +53,10 @@ impl Channel for StoreChannel {
         // Halts until an event or 10 ms; boot-time only.
         morgana_runtime::Platform::wait(&morgana_x86::Machine, Some(now + Duration::from_millis(10)));
         true
+    }
+
+    fn register(&mut self, waker: &core::task::Waker) {
+        self.port.register(waker);
     }
 }
 
@@ -73,7 +78,8 @@ pub struct Devices {
     pub block: Option<Blkfront>,
     /// The PV console.
     pub console: Option<PvConsole>,
-    /// Xenstore, watching `control/shutdown`.
+    /// Xenstore, watching `control/shutdown`. After boot, use only its
+    /// async requests (`read_async`, `poll_watch`...).
     pub store: Store,
     /// The xenstore event port.
     pub store_port: Port,

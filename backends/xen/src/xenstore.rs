@@ -10,6 +10,7 @@ use alloc::collections::VecDeque;
 use alloc::string::{String, ToString};
 use alloc::vec::Vec;
 use core::sync::atomic::{fence, Ordering};
+use core::task::{Context, Poll, Waker};
 
 use crate::page::SharedPage;
 
@@ -189,23 +190,35 @@ fn read_message(
 }
 
 /// What the client needs from its surroundings: a way to kick the daemon
-/// and a way to wait for it.
+/// and ways to wait for it.
 pub trait Channel {
     /// Notifies the daemon (event channel).
     fn notify(&mut self);
     /// Waits a little for the daemon (an event, or a short timeout);
-    /// `false` once the overall time allowed has run out.
+    /// `false` once the overall time allowed has run out. Used by the
+    /// synchronous requests only (at boot: it holds up the executor).
     fn wait(&mut self) -> bool;
+    /// Wakes `waker` at the daemon's next event (for the async requests).
+    fn register(&mut self, waker: &Waker);
 }
 
-/// A synchronous xenstore client.
+/// Request bytes waiting for room in the ring, at most (two of the largest
+/// requests); beyond that the daemon is not reading and requests fail.
+const MAX_OUTGOING: usize = 2 * (16 + MAX_PAYLOAD);
+
+/// A xenstore client: synchronous requests for boot ([`Client::read`]...),
+/// asynchronous ones for tasks ([`Client::read_async`]...). One request at
+/// a time: answers to anything but the request being waited for (a request
+/// given up on) are skipped.
 pub struct Client<C: Channel> {
     ring: RingPage,
     channel: C,
     next_id: u32,
     partial: Vec<u8>,
     events: VecDeque<(String, String)>,
-    desynced: bool,
+    /// Encoded requests not yet in the ring (a whole message is always
+    /// sent, even if its request was given up on, so framing holds).
+    outgoing: VecDeque<u8>,
 }
 
 fn nul_terminated(s: &str) -> Vec<u8> {
@@ -223,7 +236,7 @@ impl<C: Channel> Client<C> {
             next_id: 1,
             partial: Vec::new(),
             events: VecDeque::new(),
-            desynced: false,
+            outgoing: VecDeque::new(),
         }
     }
 
@@ -232,50 +245,114 @@ impl<C: Channel> Client<C> {
         &mut self.channel
     }
 
-    /// Sends a request and waits for its answer (queueing watch events
-    /// that arrive meanwhile).
-    pub fn request(&mut self, kind: u32, tx_id: u32, payload: Vec<u8>) -> Result<Vec<u8>, XsError> {
+    /// Queues a request and sends what the ring takes; returns its id.
+    pub fn send(&mut self, kind: u32, tx_id: u32, payload: Vec<u8>) -> Result<u32, XsError> {
         if payload.len() > MAX_PAYLOAD {
             return Err(XsError::Protocol("request too long"));
         }
         let req_id = self.next_id;
         self.next_id = self.next_id.wrapping_add(1);
-        if self.desynced {
-            return Err(XsError::Protocol("a request was cut off earlier; the ring is out of step"));
-        }
         let bytes = Message { kind, req_id, tx_id, payload }.encode();
-        let mut sent = 0;
-        while sent < bytes.len() {
-            sent += self.ring.produce(REQ, REQ_CONS, REQ_PROD, &bytes[sent..])?;
-            self.channel.notify();
-            if sent < bytes.len() && !self.channel.wait() {
-                // Half a message is in the ring: nothing after it can be
-                // framed correctly.
-                self.desynced = sent > 0;
+        if self.outgoing.len() + bytes.len() > MAX_OUTGOING {
+            return Err(XsError::TimedOut);
+        }
+        self.outgoing.extend(bytes);
+        self.push_out()?;
+        self.channel.notify();
+        Ok(req_id)
+    }
+
+    /// Moves queued request bytes into the ring, as far as they fit.
+    fn push_out(&mut self) -> Result<(), XsError> {
+        while !self.outgoing.is_empty() {
+            let (front, _) = self.outgoing.as_slices();
+            let n = self.ring.produce(REQ, REQ_CONS, REQ_PROD, front)?;
+            if n == 0 {
+                break;
+            }
+            self.outgoing.drain(..n);
+        }
+        Ok(())
+    }
+
+    /// The answer to request `req_id` of type `kind`, if it has arrived
+    /// (queueing watch events that arrive meanwhile); sends queued request
+    /// bytes first. Never waits.
+    pub fn answer(&mut self, req_id: u32, kind: u32) -> Result<Option<Vec<u8>>, XsError> {
+        self.push_out()?;
+        let result = loop {
+            match read_message(&self.ring, RSP, RSP_CONS, RSP_PROD, &mut self.partial) {
+                Ok(Some(m)) if m.kind == op::WATCH_EVENT => self.queue_event(&m),
+                // The late answer to a request given up on: skip it.
+                Ok(Some(m)) if m.req_id != req_id => {}
+                Ok(Some(m)) if m.kind == op::ERROR => {
+                    let text = String::from_utf8_lossy(&m.payload).trim_end_matches('\0').to_string();
+                    break Err(XsError::Daemon(text));
+                }
+                Ok(Some(m)) if m.kind != kind => break Err(XsError::Protocol("answer of another type")),
+                Ok(Some(m)) => break Ok(Some(m.payload)),
+                Ok(None) => break Ok(None),
+                Err(e) => break Err(e),
+            }
+        };
+        // We consumed, or wait for more: the daemon may continue.
+        self.channel.notify();
+        result
+    }
+
+    /// Sends a request and waits for its answer through [`Channel::wait`]
+    /// (for boot: the executor waits too).
+    pub fn request(&mut self, kind: u32, tx_id: u32, payload: Vec<u8>) -> Result<Vec<u8>, XsError> {
+        let req_id = self.send(kind, tx_id, payload)?;
+        loop {
+            if let Some(answer) = self.answer(req_id, kind)? {
+                return Ok(answer);
+            }
+            if !self.channel.wait() {
                 return Err(XsError::TimedOut);
             }
         }
-        loop {
-            match read_message(&self.ring, RSP, RSP_CONS, RSP_PROD, &mut self.partial)? {
-                Some(m) if m.kind == op::WATCH_EVENT => self.queue_event(&m),
-                // The late answer to a request that timed out: skip it.
-                Some(m) if m.req_id != req_id => {}
-                Some(m) if m.kind == op::ERROR => {
-                    let text = String::from_utf8_lossy(&m.payload).trim_end_matches('\0').to_string();
-                    return Err(XsError::Daemon(text));
-                }
-                Some(m) if m.kind != kind => return Err(XsError::Protocol("answer of another type")),
-                Some(m) => {
-                    self.channel.notify(); // we consumed: the daemon may continue
-                    return Ok(m.payload);
-                }
-                None => {
-                    self.channel.notify();
-                    if !self.channel.wait() {
-                        return Err(XsError::TimedOut);
-                    }
-                }
+    }
+
+    /// Sends a request and waits for its answer through
+    /// [`Channel::register`], as a task: other tasks run meanwhile. Dropping
+    /// the future gives the request up (its answer is skipped later).
+    pub async fn call(&mut self, kind: u32, tx_id: u32, payload: Vec<u8>) -> Result<Vec<u8>, XsError> {
+        let req_id = self.send(kind, tx_id, payload)?;
+        core::future::poll_fn(|cx| {
+            self.channel.register(cx.waker());
+            match self.answer(req_id, kind) {
+                Ok(Some(answer)) => Poll::Ready(Ok(answer)),
+                Ok(None) => Poll::Pending,
+                Err(e) => Poll::Ready(Err(e)),
             }
+        })
+        .await
+    }
+
+    /// Reads a value, as a task.
+    pub async fn read_async(&mut self, path: &str) -> Result<String, XsError> {
+        let v = self.call(op::READ, 0, nul_terminated(path)).await?;
+        String::from_utf8(v)
+            .map(|s| s.trim_end_matches('\0').to_string())
+            .map_err(|_| XsError::Protocol("value is not UTF-8"))
+    }
+
+    /// Writes a value (in transaction `tx`, 0 for none), as a task.
+    pub async fn write_async(&mut self, tx: u32, path: &str, value: &str) -> Result<(), XsError> {
+        let mut p = nul_terminated(path);
+        p.extend_from_slice(value.as_bytes());
+        self.call(op::WRITE, tx, p).await.map(|_| ())
+    }
+
+    /// A watch event received, if any; else wakes `cx` at the daemon's next
+    /// event.
+    pub fn poll_watch(&mut self, cx: &mut Context<'_>) -> Poll<Result<(String, String), XsError>> {
+        self.channel.register(cx.waker());
+        match self.poll_event() {
+            Ok(Some(event)) => Poll::Ready(Ok(event)),
+            Ok(None) => Poll::Pending,
+            Err(e) => Poll::Ready(Err(e)),
         }
     }
 
@@ -330,10 +407,16 @@ impl<C: Channel> Client<C> {
 
     /// A watch event received, if any (without waiting).
     pub fn poll_event(&mut self) -> Result<Option<(String, String)>, XsError> {
+        self.push_out()?;
+        let mut consumed = false;
         while let Some(m) = read_message(&self.ring, RSP, RSP_CONS, RSP_PROD, &mut self.partial)? {
+            consumed = true;
             if m.kind == op::WATCH_EVENT {
                 self.queue_event(&m);
             }
+        }
+        if consumed {
+            self.channel.notify(); // room in the ring: the daemon may continue
         }
         Ok(self.events.pop_front())
     }
@@ -349,17 +432,28 @@ pub struct FakeDaemon {
     partial: Vec<u8>,
     /// Corrupt the next answer this way.
     pub sabotage: Option<fn(&mut Vec<u8>)>,
+    /// Takes no requests while set.
+    pub paused: bool,
 }
 
 #[cfg(test)]
 impl FakeDaemon {
     /// A daemon on `page`.
     pub fn new(page: SharedPage) -> FakeDaemon {
-        FakeDaemon { ring: RingPage::new(page), store: Default::default(), partial: Vec::new(), sabotage: None }
+        FakeDaemon {
+            ring: RingPage::new(page),
+            store: Default::default(),
+            partial: Vec::new(),
+            sabotage: None,
+            paused: false,
+        }
     }
 
     /// Answers every complete request waiting on the ring.
     pub fn serve(&mut self) {
+        if self.paused {
+            return;
+        }
         while let Ok(Some(m)) = read_message(&self.ring, REQ, REQ_CONS, REQ_PROD, &mut self.partial) {
             let mut parts = m.payload.split(|b| *b == 0);
             let first = String::from_utf8_lossy(parts.next().unwrap_or(&[])).into_owned();
@@ -422,6 +516,7 @@ mod tests {
             self.daemon.borrow_mut().serve();
             self.waits < 50
         }
+        fn register(&mut self, _waker: &Waker) {}
     }
 
     fn client() -> (Client<Loopback>, Rc<RefCell<FakeDaemon>>) {
@@ -475,22 +570,93 @@ mod tests {
     }
 
     #[test]
-    fn a_request_cut_off_mid_send_stops_the_client() {
-        let page = SharedPage::new();
-        // Nobody consumes requests: a message longer than the 1 KiB ring
-        // cannot be sent whole.
-        struct Stuck(u32);
-        impl Channel for Stuck {
-            fn notify(&mut self) {}
-            fn wait(&mut self) -> bool {
-                self.0 += 1;
-                self.0 < 3
-            }
-        }
-        let mut c = Client::new(page, Stuck(0));
+    fn a_request_cut_off_mid_send_is_finished_later() {
+        let (mut c, d) = client();
+        // The daemon takes nothing: a message longer than the 1 KiB ring is
+        // cut off, and the client gives up on it.
+        d.borrow_mut().paused = true;
         let long = alloc::format!("{:0>2000}", 1);
         assert_eq!(c.write(0, "k", &long), Err(XsError::TimedOut));
-        assert!(matches!(c.read("k"), Err(XsError::Protocol(_))));
+        // Back: the rest of the cut-off message goes first, so the stream
+        // stays framed; its late answer is skipped.
+        d.borrow_mut().paused = false;
+        c.channel().waits = 0;
+        c.write(0, "k2", "short").unwrap();
+        assert_eq!(d.borrow().store["k"], long);
+        assert_eq!(c.read("k2").unwrap(), "short");
+    }
+
+    #[test]
+    fn queued_requests_are_bounded() {
+        let (mut c, d) = client();
+        d.borrow_mut().paused = true;
+        let mut refused = 0;
+        for _ in 0..10 {
+            if c.send(op::WRITE, 0, alloc::vec![b'x'; 4000]) == Err(XsError::TimedOut) {
+                refused += 1;
+            }
+        }
+        assert!(refused >= 7, "{refused} refused");
+        assert!(c.outgoing.len() <= MAX_OUTGOING);
+    }
+
+    /// Polls `f` once with a waker that does nothing.
+    fn poll_once<F: core::future::Future>(f: core::pin::Pin<&mut F>) -> Poll<F::Output> {
+        f.poll(&mut Context::from_waker(Waker::noop()))
+    }
+
+    #[test]
+    fn async_requests_wait_for_the_daemon_without_blocking() {
+        struct Evented {
+            registered: u32,
+        }
+        impl Channel for Evented {
+            fn notify(&mut self) {}
+            fn wait(&mut self) -> bool {
+                panic!("an async request must not wait synchronously")
+            }
+            fn register(&mut self, _waker: &Waker) {
+                self.registered += 1;
+            }
+        }
+        let page = SharedPage::new();
+        let daemon = Rc::new(RefCell::new(FakeDaemon::new(page)));
+        daemon.borrow_mut().store.insert("control/shutdown".into(), "poweroff".into());
+        let mut c = Client::new(page, Evented { registered: 0 });
+        {
+            let mut read = core::pin::pin!(c.read_async("control/shutdown"));
+            assert!(poll_once(read.as_mut()).is_pending());
+            assert!(poll_once(read.as_mut()).is_pending());
+            daemon.borrow_mut().serve();
+            assert_eq!(poll_once(read.as_mut()), Poll::Ready(Ok("poweroff".to_string())));
+        }
+        assert!(c.channel().registered >= 2);
+        // A request given up on: its answer is skipped by the next one.
+        {
+            let mut gone = core::pin::pin!(c.read_async("control/shutdown"));
+            assert!(poll_once(gone.as_mut()).is_pending());
+        }
+        let mut write = core::pin::pin!(c.write_async(0, "control/shutdown", ""));
+        assert!(poll_once(write.as_mut()).is_pending());
+        daemon.borrow_mut().serve();
+        assert_eq!(poll_once(write.as_mut()), Poll::Ready(Ok(())));
+        assert_eq!(daemon.borrow().store["control/shutdown"], "");
+    }
+
+    #[test]
+    fn watch_events_wake_the_watcher() {
+        let (mut c, d) = client();
+        let event =
+            Message { kind: op::WATCH_EVENT, req_id: 0, tx_id: 0, payload: b"control/shutdown\0shutdown\0".to_vec() };
+        let mut cx = Context::from_waker(Waker::noop());
+        assert!(c.poll_watch(&mut cx).is_pending());
+        d.borrow().ring.produce(RSP, RSP_CONS, RSP_PROD, &event.encode()).unwrap();
+        assert_eq!(c.poll_watch(&mut cx), Poll::Ready(Ok(("control/shutdown".to_string(), "shutdown".to_string()))));
+        // An event that arrives during a request is kept for the watcher.
+        d.borrow_mut().store.insert("a".into(), "b".into());
+        d.borrow().ring.produce(RSP, RSP_CONS, RSP_PROD, &event.encode()).unwrap();
+        assert_eq!(c.read("a").unwrap(), "b");
+        assert!(c.poll_watch(&mut cx).is_ready());
     }
 
     #[test]
@@ -503,6 +669,7 @@ mod tests {
                 self.0 += 1;
                 self.0 < 10
             }
+            fn register(&mut self, _waker: &Waker) {}
         }
         let mut c = Client::new(page, Deaf(0));
         assert_eq!(c.read("x"), Err(XsError::TimedOut));
