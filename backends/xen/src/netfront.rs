@@ -11,47 +11,11 @@ use morgana_devices::{LinkState, Net, NetCounters, NetStats, RxToken, TxToken};
 use morgana_x86::xen::Port;
 
 use crate::grant::GrantRef;
+use crate::netif::{RxRing, TxRing, MAX_FRAME};
 use crate::page::SharedPage;
 use crate::platform::{wait_backend, with_grants, Store};
-use crate::ring::{FrontRing, Slots};
 use crate::XenbusState;
 
-#[repr(C)]
-#[derive(Clone, Copy)]
-struct TxReq {
-    gref: u32,
-    offset: u16,
-    flags: u16,
-    id: u16,
-    size: u16,
-}
-
-#[repr(C)]
-#[derive(Clone, Copy)]
-struct TxRsp {
-    id: u16,
-    status: i16,
-}
-
-#[repr(C)]
-#[derive(Clone, Copy)]
-struct RxReq {
-    id: u16,
-    pad: u16,
-    gref: u32,
-}
-
-#[repr(C)]
-#[derive(Clone, Copy)]
-struct RxRsp {
-    id: u16,
-    offset: u16,
-    flags: u16,
-    status: i16,
-}
-
-const NETRXF_MORE_DATA: u16 = 1 << 2;
-const NETRXF_EXTRA_INFO: u16 = 1 << 3;
 /// Receive buffers posted (one page each).
 const N_RX: usize = 128;
 /// Transmit buffers (one page each).
@@ -59,20 +23,16 @@ const N_TX: usize = 64;
 const MTU: usize = 1500;
 
 struct TxSide {
-    ring: FrontRing<TxReq, TxRsp>,
+    ring: TxRing,
     bufs: Vec<(SharedPage, GrantRef)>,
-    ids: Slots,
     port: Port,
 }
 
 /// A Xen virtual network interface.
 pub struct Netfront {
     tx: TxSide,
-    rx: FrontRing<RxReq, RxRsp>,
+    rx: RxRing,
     rx_bufs: Vec<(SharedPage, GrantRef)>,
-    rx_ids: Slots,
-    /// Inside a multi-slot frame being dropped.
-    rx_skipping: bool,
     port: Port,
     mac: [u8; 6],
     counters: NetCounters,
@@ -103,8 +63,8 @@ impl Netfront {
         let grant = |page: SharedPage, readonly: bool| {
             with_grants(|g| g.grant(backend_id, page.gfn(), readonly)).map_err(|e| format!("granting a page: {e:?}"))
         };
-        let tx_ring = FrontRing::<TxReq, TxRsp>::new(SharedPage::new());
-        let rx_ring = FrontRing::<RxReq, RxRsp>::new(SharedPage::new());
+        let tx_ring = TxRing::new(SharedPage::new(), N_TX as u16);
+        let rx_ring = RxRing::new(SharedPage::new(), N_RX as u16);
         let tx_ref = grant(tx_ring.page(), false)?;
         let rx_ref = grant(rx_ring.page(), false)?;
         let port = Port::alloc_unbound(backend_id).map_err(|e| format!("event channel: error {e}"))?;
@@ -119,11 +79,9 @@ impl Netfront {
             tx_bufs.push((p, grant(p, true)?));
         }
         let mut nf = Netfront {
-            tx: TxSide { ring: tx_ring, bufs: tx_bufs, ids: Slots::new(N_TX as u16), port },
+            tx: TxSide { ring: tx_ring, bufs: tx_bufs, port },
             rx: rx_ring,
             rx_bufs,
-            rx_ids: Slots::new(N_RX as u16),
-            rx_skipping: false,
             port,
             mac,
             counters: NetCounters::default(),
@@ -170,34 +128,10 @@ impl Netfront {
 
     /// Posts finished receive buffers back to the backend.
     fn repost(&mut self) {
-        let mut pushed = false;
-        while let Some(id) = self.rx_ids.take() {
-            let req = RxReq { id, pad: 0, gref: self.rx_bufs[id as usize].1 };
-            if !self.rx.push_request(req) {
-                self.rx_ids.untake(id);
-                break;
-            }
-            pushed = true;
-        }
-        if pushed && self.rx.publish() {
+        let bufs = &self.rx_bufs;
+        if self.rx.repost(|id| bufs[id as usize].1) {
             self.port.notify();
         }
-    }
-}
-
-impl TxSide {
-    /// Frees buffers whose frames the backend has sent.
-    fn reclaim(&mut self, counters: &NetCounters) -> Result<(), crate::ring::RingError> {
-        let n = self.ring.responses()?;
-        for _ in 0..n {
-            let rsp = self.ring.take_response();
-            let id = self.ids.answer(rsp.id as u64)?;
-            self.ids.release(id);
-            if rsp.status < 0 {
-                counters.tx_dropped();
-            }
-        }
-        Ok(())
     }
 }
 
@@ -207,7 +141,7 @@ pub struct Rx<'a> {
     offset: usize,
     len: usize,
     id: u16,
-    ids: &'a mut Slots,
+    ring: &'a mut RxRing,
 }
 
 /// A transmit slot.
@@ -219,7 +153,7 @@ pub struct Tx<'a> {
 impl RxToken for Rx<'_> {
     fn consume<R, F: FnOnce(&mut [u8]) -> R>(self, f: F) -> R {
         // SAFETY: the page is one of our receive pages (leaked, never
-        // freed); offset + len <= 4096 was checked; the backend is done with
+        // freed); `RxRing::next` checked offset + len <= 4096; the backend is done with
         // it (it answered) and does not get it back until its id is released
         // and reposted after this borrow ends.
         let frame = unsafe { core::slice::from_raw_parts_mut(self.page.ptr().add(self.offset), self.len) };
@@ -229,13 +163,13 @@ impl RxToken for Rx<'_> {
 
 impl Drop for Rx<'_> {
     fn drop(&mut self) {
-        self.ids.release(self.id);
+        self.ring.release(self.id);
     }
 }
 
 impl TxToken for Tx<'_> {
     fn consume<R, F: FnOnce(&mut [u8]) -> R>(self, len: usize, f: F) -> R {
-        let Some(id) = (len <= MTU + 14).then(|| self.tx.ids.take()).flatten() else {
+        let Some(id) = (len <= MAX_FRAME).then(|| self.tx.ring.take()).flatten() else {
             self.counters.tx_dropped();
             let mut scratch = alloc::vec![0u8; len];
             return f(&mut scratch);
@@ -245,15 +179,14 @@ impl TxToken for Tx<'_> {
         // free until now), so the backend is not reading it; len <= 1514.
         let buf = unsafe { core::slice::from_raw_parts_mut(page.ptr(), len) };
         let r = f(buf);
-        let req = TxReq { gref, offset: 0, flags: 0, id, size: len as u16 };
-        if self.tx.ring.push_request(req) {
-            self.counters.sent(len);
-            if self.tx.ring.publish() {
-                self.tx.port.notify();
+        match self.tx.ring.send(id, gref, len) {
+            Some(notify) => {
+                self.counters.sent(len);
+                if notify {
+                    self.tx.port.notify();
+                }
             }
-        } else {
-            self.tx.ids.untake(id);
-            self.counters.tx_dropped();
+            None => self.counters.tx_dropped(),
         }
         r
     }
@@ -268,20 +201,14 @@ impl Net for Netfront {
             return None;
         }
         self.port.take_fired();
-        if let Err(e) = self.tx.reclaim(&self.counters) {
+        if let Err(e) = self.tx.ring.reclaim(&self.counters) {
             self.fail(&e);
             return None;
         }
         self.repost();
-        loop {
-            let ready = match self.rx.responses() {
-                Ok(n) => n,
-                Err(e) => {
-                    self.fail(&e);
-                    return None;
-                }
-            };
-            if ready == 0 {
+        let frame = match self.rx.next(&self.counters) {
+            Ok(Some(frame)) => frame,
+            Ok(None) => {
                 self.port.register(cx.waker());
                 match self.rx.final_check() {
                     Ok(true) => cx.waker().wake_by_ref(),
@@ -290,47 +217,26 @@ impl Net for Netfront {
                 }
                 return None;
             }
-            let rsp = self.rx.take_response();
-            let id = match self.rx_ids.answer(rsp.id as u64) {
-                Ok(id) => id as usize,
-                Err(e) => {
-                    self.fail(&e);
-                    return None;
-                }
-            };
-            if rsp.flags & NETRXF_EXTRA_INFO != 0 {
-                // Extra-info slots follow only for features never negotiated
-                // (GSO); they carry no id, so the ring cannot be kept in step.
-                self.fail(&"backend sent extra-info slots that were not negotiated");
+            Err(e) => {
+                self.fail(&e);
                 return None;
             }
-            // A frame spread over several slots (scatter-gather, not
-            // negotiated) is dropped whole: this slot and its followers.
-            let continued = core::mem::replace(&mut self.rx_skipping, rsp.flags & NETRXF_MORE_DATA != 0);
-            let (offset, len) = (rsp.offset as usize, rsp.status as isize);
-            if continued || self.rx_skipping || len <= 0 || offset + len as usize > 4096 || len as usize > MTU + 14 {
-                if !continued {
-                    self.counters.rx_dropped();
-                }
-                self.rx_ids.release(rsp.id);
-                continue;
-            }
-            self.counters.received(len as usize);
-            let rx = Rx { page: self.rx_bufs[id].0, offset, len: len as usize, id: rsp.id, ids: &mut self.rx_ids };
-            let tx = Tx { tx: &mut self.tx, counters: &self.counters };
-            return Some((rx, tx));
-        }
+        };
+        let page = self.rx_bufs[frame.id as usize].0;
+        let rx = Rx { page, offset: frame.offset, len: frame.len, id: frame.id, ring: &mut self.rx };
+        let tx = Tx { tx: &mut self.tx, counters: &self.counters };
+        Some((rx, tx))
     }
 
     fn transmit(&mut self, cx: &mut Context<'_>) -> Option<Tx<'_>> {
         if self.broken {
             return None;
         }
-        if let Err(e) = self.tx.reclaim(&self.counters) {
+        if let Err(e) = self.tx.ring.reclaim(&self.counters) {
             self.fail(&e);
             return None;
         }
-        if self.tx.ids.free_count() == 0 || self.tx.ring.free_requests() == 0 {
+        if !self.tx.ring.ready() {
             self.port.register(cx.waker());
             if let Ok(true) = self.tx.ring.final_check() {
                 cx.waker().wake_by_ref();
