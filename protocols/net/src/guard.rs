@@ -3,10 +3,13 @@
 //! their EtherType, so smoltcp drops them as an unknown protocol):
 //!
 //! * an IPv6 Router Advertisement with a Prefix Information option whose
-//!   prefix length is over 128: smoltcp's SLAAC (on whenever no static IPv6
-//!   address is set) builds an `Ipv6Cidr` from it, which asserts. One such
-//!   packet from anyone on the link would stop the unikernel. Found by the
-//!   `direct_stack` fuzz target.
+//!   prefix length is over 128 (smoltcp's SLAAC builds an `Ipv6Cidr` from
+//!   it, which asserts) or whose prefix is multicast (SLAAC adds an address
+//!   in it, and smoltcp panics on a non-unicast interface address).
+//!
+//! SLAAC is on whenever no static IPv6 address is set: one such packet from
+//! anyone on the link would stop the unikernel. Both found by the
+//! `direct_stack` fuzz target.
 
 use core::task::Context;
 
@@ -49,8 +52,12 @@ pub fn is_hostile(frame: &[u8]) -> bool {
     // Options follow the 16-byte header, each `len` units of 8 bytes.
     let mut opts = msg.get(16..).unwrap_or(&[]);
     while opts.len() >= 2 && opts[1] != 0 {
-        if opts[0] == PREFIX_INFORMATION && opts.get(2).is_some_and(|&len| len > 128) {
-            return true;
+        if opts[0] == PREFIX_INFORMATION {
+            let too_long = opts.get(2).is_some_and(|&len| len > 128);
+            let multicast = opts.get(16) == Some(&0xff);
+            if too_long || multicast {
+                return true;
+            }
         }
         opts = opts.get(opts[1] as usize * 8..).unwrap_or(&[]);
     }
@@ -119,10 +126,14 @@ mod tests {
     /// A router advertisement for 2001:db8::/`prefix_len`, optionally
     /// behind a hop-by-hop header.
     fn ra(prefix_len: u8, hop_by_hop: bool) -> Vec<u8> {
+        ra_for([0x20, 0x01, 0x0d, 0xb8], prefix_len, hop_by_hop)
+    }
+
+    fn ra_for(prefix: [u8; 4], prefix_len: u8, hop_by_hop: bool) -> Vec<u8> {
         let mut icmp = alloc::vec![134, 0, 0, 0, 64, 0, 7, 8, 0, 0, 0, 0, 0, 0, 0, 0];
         icmp.extend([1, 1, 2, 0, 0, 0, 0, 1]); // source link-layer address
         icmp.extend([3, 4, prefix_len, 0xc0, 0, 1, 0x51, 0x80, 0, 0, 0x38, 0x40, 0, 0, 0, 0]);
-        icmp.extend([0x20, 0x01, 0x0d, 0xb8]);
+        icmp.extend(prefix);
         icmp.extend([0; 12]);
         let mut payload = Vec::new();
         if hop_by_hop {
@@ -153,14 +164,23 @@ mod tests {
             assert_eq!(good, copy, "a valid advertisement passes");
             assert!(!is_hostile(&ra(128, hbh)));
         }
+        assert!(is_hostile(&ra_for([0xff, 0x02, 0, 0], 64, false)), "a multicast prefix");
+        assert!(!is_hostile(&ra_for([0xfd, 0, 0, 0], 64, false)));
         assert!(!is_hostile(&[]));
         assert!(!is_hostile(&[0xff; 13]));
     }
 
     #[test]
-    fn fuzz_crash_frame_is_disarmed() {
-        // The frame the direct_stack fuzz target found (its Ethernet
+    fn fuzz_crash_frames_are_disarmed() {
+        // The frames the direct_stack fuzz target found (their Ethernet
         // destination rewritten by the target's flags).
+        let multicast_prefix: &[u8] = &[
+            2, 7, 0, 0, 0, 2, 2, 0, 0, 0, 0, 1, 0x86, 0xdd, 0x60, 0, 0, 0, 0, 0x30, 0x3a, 0xff, 0xfe, 0x80, 0, 0, 0, 0,
+            0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0xff, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0x86, 0, 0, 0, 0x40, 0, 0,
+            0, 0, 0, 0, 0, 2, 0, 0, 0, 3, 4, 0x40, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+            0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+        ];
+        assert!(is_hostile(multicast_prefix));
         let frame: &[u8] = &[
             2, 0, 0, 0, 0, 2, 2, 0, 0, 0, 0, 1, 0x86, 0xdd, 0x60, 0, 0, 0, 0, 0x30, 0x3a, 0xff, 0xfe, 0x80, 0, 0, 0, 0,
             0, 0, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 3, 0xff, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0x86,
