@@ -7,24 +7,38 @@
 //! The queue and device logic is the `virtio-drivers` crate's; this crate
 //! supplies its DMA and MMIO hooks ([`hal::VirtioHal`]), finds the devices,
 //! and adapts each to Morgana's traits with interrupt-driven readiness.
-// Bare metal only: on other targets this crate is empty.
-#![cfg(target_os = "none")]
+//!
+//! Bare metal only, except [`used`] (what the drivers accept from a
+//! device's used rings), which is also built on the host for tests and
+//! fuzzing.
 #![no_std]
 #![warn(missing_docs)]
 
 extern crate alloc;
 
+#[cfg(target_os = "none")]
 pub mod blk;
+#[cfg(target_os = "none")]
 mod discover;
+#[cfg(target_os = "none")]
 pub mod hal;
+#[cfg(target_os = "none")]
 pub mod net;
+#[cfg(target_os = "none")]
 pub mod other;
+pub mod used;
 
+#[cfg(target_os = "none")]
 pub use blk::VirtioBlk;
+#[cfg(target_os = "none")]
 pub use discover::{discover, Found, Location};
+#[cfg(target_os = "none")]
 pub use net::VirtioNet;
+#[cfg(target_os = "none")]
 pub use other::{VirtioConsole, VirtioRng};
+#[cfg(target_os = "none")]
 pub use virtio_drivers::transport::DeviceType;
 
 /// The transport type of every device here.
+#[cfg(target_os = "none")]
 pub type Transport = virtio_drivers::transport::SomeTransport<'static>;

@@ -13,6 +13,7 @@ use morgana_x86::IrqLine;
 use virtio_drivers::device::net::VirtIONetRaw;
 
 use crate::hal::VirtioHal;
+use crate::used::{rx_frame, Lent};
 use crate::Transport;
 
 /// Descriptors per queue, and buffers per direction.
@@ -26,7 +27,7 @@ type Buf = Box<[u8; BUF]>;
 struct TxState {
     dev: VirtIONetRaw<VirtioHal, Transport, QUEUE>,
     /// Sent buffers by descriptor token, with the length given to the device.
-    in_flight: [Option<(Buf, usize)>; QUEUE],
+    in_flight: Lent<(Buf, usize), QUEUE>,
     free: Vec<Buf>,
 }
 
@@ -35,7 +36,7 @@ pub struct VirtioNet {
     tx: TxState,
     irq: Option<IrqLine>,
     /// Posted receive buffers by descriptor token.
-    rx_posted: [Option<Buf>; QUEUE],
+    rx_posted: Lent<Buf, QUEUE>,
     /// Receive buffers the stack has finished with, to post again.
     rx_done: Vec<Buf>,
     mac: [u8; 6],
@@ -52,13 +53,9 @@ impl VirtioNet {
         let irq = gsi.and_then(|g| IrqLine::route(g, true));
         let mac = dev.mac_address();
         let mut net = VirtioNet {
-            tx: TxState {
-                dev,
-                in_flight: [const { None }; QUEUE],
-                free: (0..QUEUE).map(|_| Box::new([0u8; BUF])).collect(),
-            },
+            tx: TxState { dev, in_flight: Lent::default(), free: (0..QUEUE).map(|_| Box::new([0u8; BUF])).collect() },
             irq,
-            rx_posted: [const { None }; QUEUE],
+            rx_posted: Lent::default(),
             rx_done: (0..QUEUE).map(|_| Box::new([0u8; BUF])).collect(),
             mac,
             counters: NetCounters::default(),
@@ -73,14 +70,13 @@ impl VirtioNet {
             // until `receive_complete` returns it, and it is not touched
             // meanwhile: it is parked in `rx_posted` under its token.
             match unsafe { self.tx.dev.receive_begin(&mut buf[..]) } {
-                Ok(token) if (token as usize) < QUEUE && self.rx_posted[token as usize].is_none() => {
-                    self.rx_posted[token as usize] = Some(buf);
-                }
                 Ok(token) => {
-                    // A token we cannot track: the device would write into a
-                    // buffer we might free. Leak it rather than risk that.
-                    log::error!("virtio-net: unexpected receive token {token}");
-                    core::mem::forget(buf);
+                    if let Err(buf) = self.rx_posted.lend(token, buf) {
+                        // A token we cannot track: the device would write into
+                        // a buffer we might free. Leak it rather than risk that.
+                        log::error!("virtio-net: unexpected receive token {token}");
+                        core::mem::forget(buf);
+                    }
                 }
                 Err(_) => {
                     self.rx_done.push(buf);
@@ -115,7 +111,7 @@ impl VirtioNet {
 impl TxState {
     fn reclaim(&mut self, counters: &NetCounters) {
         while let Some(token) = self.dev.poll_transmit() {
-            let Some((buf, len)) = self.in_flight.get_mut(token as usize).and_then(Option::take) else {
+            let Some((buf, len)) = self.in_flight.reclaim(token) else {
                 log::error!("virtio-net: device completed unknown transmit token {token}");
                 return;
             };
@@ -179,14 +175,13 @@ impl TxToken for Tx<'_> {
         // device completes it (`reclaim`), so it is neither moved nor
         // touched while the device reads it.
         match unsafe { self.tx.dev.transmit_begin(&buf[..total]) } {
-            Ok(token) if (token as usize) < QUEUE && self.tx.in_flight[token as usize].is_none() => {
-                self.tx.in_flight[token as usize] = Some((buf, total));
-                self.counters.sent(len);
-            }
-            Ok(token) => {
-                log::error!("virtio-net: unexpected transmit token {token}");
-                core::mem::forget(buf);
-            }
+            Ok(token) => match self.tx.in_flight.lend(token, (buf, total)) {
+                Ok(()) => self.counters.sent(len),
+                Err((buf, _)) => {
+                    log::error!("virtio-net: unexpected transmit token {token}");
+                    core::mem::forget(buf);
+                }
+            },
             Err(_) => {
                 self.counters.tx_dropped();
                 self.tx.free.push(buf);
@@ -212,19 +207,22 @@ impl Net for VirtioNet {
                 }
                 return None;
             };
-            let Some(mut buf) = self.rx_posted.get_mut(token as usize).and_then(Option::take) else {
+            let Some(mut buf) = self.rx_posted.reclaim(token) else {
                 log::error!("virtio-net: device returned unknown receive token {token}");
                 return None;
             };
             // SAFETY: `buf` is the buffer posted under `token`.
-            match unsafe { self.tx.dev.receive_complete(token, &mut buf[..]) } {
-                Ok((start, len)) if start + len <= BUF && len <= MTU + 14 => {
-                    self.counters.received(len);
-                    let rx = Rx { buf: Some(buf), start, len, done: &mut self.rx_done };
+            let frame = unsafe { self.tx.dev.receive_complete(token, &mut buf[..]) }
+                .ok()
+                .and_then(|(start, len)| rx_frame(start, len, BUF, MTU + 14));
+            match frame {
+                Some(frame) => {
+                    self.counters.received(frame.len());
+                    let rx = Rx { buf: Some(buf), start: frame.start, len: frame.len(), done: &mut self.rx_done };
                     let tx = Tx { tx: &mut self.tx, counters: &self.counters };
                     return Some((rx, tx));
                 }
-                _ => {
+                None => {
                     self.counters.rx_dropped();
                     self.rx_done.push(buf);
                     self.repost();
