@@ -9,13 +9,13 @@ use alloc::boxed::Box;
 use alloc::vec;
 use alloc::vec::Vec;
 use core::future::poll_fn;
-use core::task::Poll;
 
 use morgana_devices::{Block, BlockError, BlockInfo};
 use morgana_x86::IrqLine;
 use virtio_drivers::device::blk::{BlkReq, BlkResp, VirtIOBlk, SECTOR_SIZE};
 
 use crate::hal::VirtioHal;
+use crate::used::single_completion;
 use crate::Transport;
 
 /// Largest transfer per request; longer ones are split.
@@ -38,6 +38,9 @@ pub struct VirtioBlk {
     bounce: Vec<u8>,
     /// A request the device may still be working on, with its length.
     in_flight: Option<(u16, Op, usize)>,
+    /// The device completed a request that was not in flight: it may still
+    /// use the buffers, so no more requests are made.
+    broken: bool,
 }
 
 impl VirtioBlk {
@@ -54,13 +57,17 @@ impl VirtioBlk {
             resp: Box::default(),
             bounce: vec![0; CHUNK],
             in_flight: None,
+            broken: false,
         })
     }
 
     /// Waits for the request in flight, if any; returns its outcome.
     async fn complete(&mut self) -> Result<(), BlockError> {
+        if self.broken {
+            return Err(BlockError::Device);
+        }
         let Some((token, op, len)) = self.in_flight else { return Ok(()) };
-        poll_fn(|cx| {
+        let done = poll_fn(|cx| {
             if let Some(irq) = self.irq {
                 let dev = &mut self.dev;
                 irq.acknowledge(|| {
@@ -70,12 +77,16 @@ impl VirtioBlk {
             } else {
                 cx.waker().wake_by_ref();
             }
-            match self.dev.peek_used() {
-                Some(t) if t == token => Poll::Ready(()),
-                _ => Poll::Pending,
-            }
+            single_completion(self.dev.peek_used(), token)
         })
         .await;
+        if let Err(e) = done {
+            // Waiting would never end (the entry stays at the head of the
+            // used ring).
+            log::error!("virtio-blk: device completed request {} with {} in flight; the disk stops", e.got, e.expected);
+            self.broken = true;
+            return Err(BlockError::Device);
+        }
         self.in_flight = None;
         let buf = &mut self.bounce[..len];
         // SAFETY: `req`, `bounce[..len]` and `resp` are the buffers given to
@@ -92,6 +103,9 @@ impl VirtioBlk {
 
     async fn transfer(&mut self, op: Op, sector: u64, len: usize) -> Result<(), BlockError> {
         self.complete().await.ok(); // an abandoned earlier request
+        if self.broken {
+            return Err(BlockError::Device);
+        }
         let buf = &mut self.bounce[..len];
         // SAFETY: `req`, `bounce` and `resp` are owned by `self` and stay in
         // place (boxed, or a Vec never resized while a request is in flight)
@@ -130,6 +144,9 @@ impl Block for VirtioBlk {
         let mut sector = first;
         for chunk in buf.chunks(CHUNK) {
             self.complete().await.ok();
+            if self.broken {
+                return Err(BlockError::Device);
+            }
             self.bounce[..chunk.len()].copy_from_slice(chunk);
             self.transfer(Op::Write, sector, chunk.len()).await?;
             sector += (chunk.len() / SECTOR_SIZE) as u64;
@@ -142,6 +159,9 @@ impl Block for VirtioBlk {
             return Err(BlockError::ReadOnly);
         }
         self.complete().await.ok();
+        if self.broken {
+            return Err(BlockError::Device);
+        }
         // virtio-drivers' flush waits for the device by polling the queue;
         // flushes are rare and short.
         self.dev.flush().map_err(|_| BlockError::Device)
