@@ -9,7 +9,9 @@
 //! `len` bytes. Flags help frames reach socket code: bit 0 fixes the IPv4,
 //! TCP, UDP, ICMP and ICMPv6 checksums; bit 1 addresses the frame to the
 //! stack's MAC; bit 2 sets a TCP segment's sequence and acknowledgement
-//! numbers to follow what the stack last sent on that port pair; bits 3-7
+//! numbers to follow what the stack last sent on that port pair (a SYN's
+//! answer comes from the stack's SYN queue, so a following ACK completes
+//! the handshake there and reaches an established smoltcp socket); bits 3-7
 //! pick how far the clock moves after the frame (2^n microseconds).
 #![no_main]
 
@@ -236,7 +238,16 @@ fn config(byte: u8) -> Config {
         _ => (Ipv4Mode::Static(v4), None),
     };
     let ipv6 = (byte & 4 == 0).then_some(Cidr { addr: Ipv6Addr::new(0xfd00, 0, 0, 0, 0, 0, 0, 2), prefix: 64 });
-    Config { ipv4, ipv4_gateway, ipv6, ipv6_gateway: None, tcp_buffer: 2048, backlog: 2, udp_buffer: 2048 }
+    Config {
+        ipv4,
+        ipv4_gateway,
+        ipv6,
+        ipv6_gateway: None,
+        tcp_buffer: 2048,
+        backlog: 2,
+        syn_backlog: 16,
+        udp_buffer: 2048,
+    }
 }
 
 async fn echo(mut s: TcpStream) {
@@ -296,7 +307,7 @@ fuzz_target!(|data: &[u8]| {
     let exec = Executor::new(Rc::new(VirtualTime::default()));
     let rt = exec.handle();
     let wire = Rc::new(RefCell::new(Wire::default()));
-    let (stack, _direct) = direct::start(Guarded(Device(wire.clone())), config(cfg), 7, &rt);
+    let (stack, _direct) = direct::start(Guarded(Device(wire.clone())), config(cfg), [7; 32], &rt);
     let rt2 = rt.clone();
     exec.block_on(async move {
         app(rt2.clone(), stack).await;
