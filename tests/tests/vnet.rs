@@ -247,3 +247,59 @@ fn connections_beyond_the_accept_queue_are_refused_not_hung() {
         assert_eq!(held.len(), 4);
     });
 }
+
+/// A router advertisement for `prefix`/`prefix_len` from fe80::1, with a
+/// correct ICMPv6 checksum.
+fn router_advertisement(prefix: Ipv6Addr, prefix_len: u8) -> Vec<u8> {
+    let (src, dst) = (Ipv6Addr::new(0xfe80, 0, 0, 0, 0, 0, 0, 1), Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 0, 1));
+    let mut icmp = vec![134, 0, 0, 0, 64, 0, 7, 8, 0, 0, 0, 0, 0, 0, 0, 0];
+    icmp.extend([3, 4, prefix_len, 0xc0, 0, 1, 0x51, 0x80, 0, 0, 0x38, 0x40, 0, 0, 0, 0]);
+    icmp.extend(prefix.octets());
+    let mut sum: u32 = 58 + icmp.len() as u32;
+    for chunk in src.octets().chunks(2).chain(dst.octets().chunks(2)).chain(icmp.chunks(2)) {
+        sum += u32::from(u16::from_be_bytes([chunk[0], *chunk.get(1).unwrap_or(&0)]));
+    }
+    while sum > 0xffff {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    icmp[2..4].copy_from_slice(&(!(sum as u16)).to_be_bytes());
+    let mut f = vec![0x33, 0x33, 0, 0, 0, 1, 2, 0, 0, 0, 0, 9, 0x86, 0xdd, 0x60, 0, 0, 0];
+    f.extend((icmp.len() as u16).to_be_bytes());
+    f.extend([58, 255]);
+    f.extend(src.octets());
+    f.extend(dst.octets());
+    f.extend(icmp);
+    f
+}
+
+#[test]
+fn router_advertisements_smoltcp_cannot_handle_are_dropped_not_a_panic() {
+    use morgana_devices::{Net, TxToken};
+    use morgana_net::guard::Guarded;
+
+    let exec = Executor::new(Rc::new(VirtualTime::default()));
+    let rt = exec.handle();
+    let link = Switch::new(Faults::default());
+    // No static IPv6 address: SLAAC is on, as in the default configuration.
+    let slaac = Config { ipv6: None, ..config(A4, A6) };
+    let (a, _) = direct::start(Guarded(link.port([2, 0, 0, 0, 0, 1])), slaac, [11; 32], &rt);
+    let mut router = link.port([2, 0, 0, 0, 0, 9]);
+    exec.block_on(async move {
+        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+        // Another frame after each: smoltcp applies a SLAAC address only at
+        // the next poll, and does not ask for one (poll_at).
+        let other = [0xffu8; 60];
+        let documentation = Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 0);
+        let multicast = Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 0, 0);
+        for (prefix, len) in [(documentation, 255), (multicast, 64), (documentation, 64)] {
+            for frame in [router_advertisement(prefix, len), other.to_vec()] {
+                let tx = router.transmit(&mut cx).unwrap();
+                tx.consume(frame.len(), |buf| buf.copy_from_slice(&frame));
+                rt.sleep(Duration::from_millis(10)).await;
+            }
+        }
+        // The valid advertisement still configures an address.
+        let slaac = a.addresses().into_iter().any(|(ip, _)| ip.to_string().starts_with("2001:db8::"));
+        assert!(slaac, "addresses: {:?}", a.addresses());
+    });
+}

@@ -13,7 +13,6 @@ use alloc::boxed::Box;
 use alloc::vec;
 use alloc::vec::Vec;
 use core::future::poll_fn;
-use core::task::Poll;
 
 use morgana_devices::{Block, BlockError, BlockInfo};
 use morgana_x86::IrqLine;
@@ -21,6 +20,7 @@ use virtio_drivers::queue::VirtQueue;
 use virtio_drivers::transport::Transport as _;
 
 use crate::hal::VirtioHal;
+use crate::used::single_completion;
 use crate::Transport;
 
 /// Largest transfer per request; longer ones are split.
@@ -66,7 +66,8 @@ pub struct VirtioBlk {
     /// A request the device may still be working on: its token, kind and
     /// data length.
     in_flight: Option<(u16, Op, usize)>,
-    /// The device broke the queue protocol.
+    /// The device completed a request that was not in flight: it may still
+    /// use the buffers, so no more requests are made.
     broken: bool,
 }
 
@@ -103,7 +104,7 @@ impl VirtioBlk {
             return Err(BlockError::Device);
         }
         let Some((token, op, len)) = self.in_flight else { return Ok(()) };
-        let answered = poll_fn(|cx| {
+        let done = poll_fn(|cx| {
             match self.irq {
                 Some(irq) => {
                     let transport = &mut self.transport;
@@ -115,14 +116,13 @@ impl VirtioBlk {
                 // No interrupt line: poll again after the other tasks.
                 None => cx.waker().wake_by_ref(),
             }
-            match self.queue.peek_used() {
-                Some(t) => Poll::Ready(t == token),
-                None => Poll::Pending,
-            }
+            single_completion(self.queue.peek_used(), token)
         })
         .await;
-        if !answered {
-            log::error!("virtio-blk: the device completed a request never made; the disk stops");
+        if let Err(e) = done {
+            // Waiting would never end (the entry stays at the head of the
+            // used ring), and the device may still use the buffers.
+            log::error!("virtio-blk: device completed request {} with {} in flight; the disk stops", e.got, e.expected);
             self.broken = true;
             return Err(BlockError::Device);
         }

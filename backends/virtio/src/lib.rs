@@ -11,7 +11,9 @@
 //! request spins on the used ring).
 //!
 //! Only the VM target builds the devices; elsewhere the crate holds just the
-//! net driver's queue logic ([`net::NetDevice`]), which is tested on the host.
+//! net driver's queue logic ([`net::NetDevice`]) and [`used`] (what the
+//! drivers accept from a device's used rings), which are tested on the host
+//! ([`used`] is also fuzzed).
 #![no_std]
 #![warn(missing_docs)]
 
@@ -26,6 +28,7 @@ pub mod hal;
 pub mod net;
 #[cfg(target_os = "none")]
 pub mod other;
+pub mod used;
 
 #[cfg(target_os = "none")]
 pub use blk::VirtioBlk;

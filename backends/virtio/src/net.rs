@@ -14,6 +14,8 @@ use core::task::{Context, Waker};
 
 use morgana_devices::{LinkState, Net, NetCounters, NetStats, RxToken, TxToken};
 
+use crate::used::{rx_frame, Lent};
+
 /// Descriptors per queue, and buffers per direction.
 pub const QUEUE: usize = 32;
 /// Buffer size: virtio-net header plus a 1514-byte frame, rounded up.
@@ -71,7 +73,7 @@ pub trait Interrupt {
 struct TxState<Q> {
     dev: Q,
     /// Sent buffers by descriptor token, with the length given to the device.
-    in_flight: [Option<(Buf, usize)>; QUEUE],
+    in_flight: Lent<(Buf, usize), QUEUE>,
     free: Vec<Buf>,
 }
 
@@ -80,7 +82,7 @@ pub struct NetDevice<Q, I> {
     tx: TxState<Q>,
     irq: Option<I>,
     /// Posted receive buffers by descriptor token.
-    rx_posted: [Option<Buf>; QUEUE],
+    rx_posted: Lent<Buf, QUEUE>,
     /// Receive buffers the stack has finished with, to post again.
     rx_done: Vec<Buf>,
     mac: [u8; 6],
@@ -92,13 +94,9 @@ impl<Q: Queues, I: Interrupt> NetDevice<Q, I> {
     /// polled); posts the receive buffers.
     pub fn with_queues(dev: Q, irq: Option<I>, mac: [u8; 6]) -> NetDevice<Q, I> {
         let mut net = NetDevice {
-            tx: TxState {
-                dev,
-                in_flight: [const { None }; QUEUE],
-                free: (0..QUEUE).map(|_| Box::new([0u8; BUF])).collect(),
-            },
+            tx: TxState { dev, in_flight: Lent::default(), free: (0..QUEUE).map(|_| Box::new([0u8; BUF])).collect() },
             irq,
-            rx_posted: [const { None }; QUEUE],
+            rx_posted: Lent::default(),
             rx_done: (0..QUEUE).map(|_| Box::new([0u8; BUF])).collect(),
             mac,
             counters: NetCounters::default(),
@@ -113,14 +111,13 @@ impl<Q: Queues, I: Interrupt> NetDevice<Q, I> {
             // until `receive_complete` returns it, and it is not touched
             // meanwhile: it is parked in `rx_posted` under its token.
             match unsafe { self.tx.dev.receive_begin(&mut buf[..]) } {
-                Ok(token) if (token as usize) < QUEUE && self.rx_posted[token as usize].is_none() => {
-                    self.rx_posted[token as usize] = Some(buf);
-                }
                 Ok(token) => {
-                    // A token we cannot track: the device would write into a
-                    // buffer we might free. Leak it rather than risk that.
-                    log::error!("virtio-net: unexpected receive token {token}");
-                    core::mem::forget(buf);
+                    if let Err(buf) = self.rx_posted.lend(token, buf) {
+                        // A token we cannot track: the device would write into
+                        // a buffer we might free. Leak it rather than risk that.
+                        log::error!("virtio-net: unexpected receive token {token}");
+                        core::mem::forget(buf);
+                    }
                 }
                 Err(_) => {
                     self.rx_done.push(buf);
@@ -169,7 +166,7 @@ impl<Q: Queues, I: Interrupt> NetDevice<Q, I> {
 impl<Q: Queues> TxState<Q> {
     fn reclaim(&mut self, counters: &NetCounters) {
         while let Some(token) = self.dev.poll_transmit() {
-            let Some((buf, len)) = self.in_flight.get_mut(token as usize).and_then(Option::take) else {
+            let Some((buf, len)) = self.in_flight.reclaim(token) else {
                 log::error!("virtio-net: device completed unknown transmit token {token}");
                 return;
             };
@@ -233,14 +230,13 @@ impl<Q: Queues> TxToken for Tx<'_, Q> {
         // device completes it (`reclaim`), so it is neither moved nor
         // touched while the device reads it.
         match unsafe { self.tx.dev.transmit_begin(&buf[..total]) } {
-            Ok(token) if (token as usize) < QUEUE && self.tx.in_flight[token as usize].is_none() => {
-                self.tx.in_flight[token as usize] = Some((buf, total));
-                self.counters.sent(len);
-            }
-            Ok(token) => {
-                log::error!("virtio-net: unexpected transmit token {token}");
-                core::mem::forget(buf);
-            }
+            Ok(token) => match self.tx.in_flight.lend(token, (buf, total)) {
+                Ok(()) => self.counters.sent(len),
+                Err((buf, _)) => {
+                    log::error!("virtio-net: unexpected transmit token {token}");
+                    core::mem::forget(buf);
+                }
+            },
             Err(_) => {
                 self.counters.tx_dropped();
                 self.tx.free.push(buf);
@@ -277,19 +273,22 @@ impl<Q: Queues, I: Interrupt> Net for NetDevice<Q, I> {
                 }
                 return None;
             };
-            let Some(mut buf) = self.rx_posted.get_mut(token as usize).and_then(Option::take) else {
+            let Some(mut buf) = self.rx_posted.reclaim(token) else {
                 log::error!("virtio-net: device returned unknown receive token {token}");
                 return None;
             };
             // SAFETY: `buf` is the buffer posted under `token`.
-            match unsafe { self.tx.dev.receive_complete(token, &mut buf[..]) } {
-                Ok((start, len)) if start + len <= BUF && len <= MTU + 14 => {
-                    self.counters.received(len);
-                    let rx = Rx { buf: Some(buf), start, len, done: &mut self.rx_done };
+            let frame = unsafe { self.tx.dev.receive_complete(token, &mut buf[..]) }
+                .ok()
+                .and_then(|(start, len)| rx_frame(start, len, BUF, MTU + 14));
+            match frame {
+                Some(frame) => {
+                    self.counters.received(frame.len());
+                    let rx = Rx { buf: Some(buf), start: frame.start, len: frame.len(), done: &mut self.rx_done };
                     let tx = Tx { tx: &mut self.tx, counters: &self.counters };
                     return Some((rx, tx));
                 }
-                _ => {
+                None => {
                     self.counters.rx_dropped();
                     self.rx_done.push(buf);
                     self.repost();

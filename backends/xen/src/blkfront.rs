@@ -6,51 +6,16 @@ use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;
 use core::future::poll_fn;
-use core::task::Poll;
 
 use morgana_devices::{Block, BlockError, BlockInfo};
 use morgana_x86::xen::Port;
 
+use crate::blkif::{BlkRing, Segment, MAX_SEGMENTS, OP_FLUSH, OP_READ, OP_WRITE};
 use crate::grant::GrantRef;
 use crate::page::{SharedPage, PAGE};
 use crate::platform::{wait_backend, with_grants, Store};
-use crate::ring::FrontRing;
 use crate::XenbusState;
 
-#[repr(C)]
-#[derive(Clone, Copy)]
-struct Segment {
-    gref: u32,
-    first_sect: u8,
-    last_sect: u8,
-    pad: u16,
-}
-
-#[repr(C)]
-#[derive(Clone, Copy)]
-struct Request {
-    operation: u8,
-    nr_segments: u8,
-    handle: u16,
-    pad: u32,
-    id: u64,
-    sector: u64,
-    seg: [Segment; 11],
-}
-
-#[repr(C)]
-#[derive(Clone, Copy)]
-struct Response {
-    id: u64,
-    operation: u8,
-    pad: u8,
-    status: i16,
-    pad2: u32,
-}
-
-const OP_READ: u8 = 0;
-const OP_WRITE: u8 = 1;
-const OP_FLUSH: u8 = 3;
 /// Pages per request (of the 11 a request may name).
 const PAGES: usize = 8;
 const SECTOR: usize = 512;
@@ -58,17 +23,13 @@ const VDISK_READONLY: u32 = 4;
 
 /// A Xen virtual block device.
 pub struct Blkfront {
-    ring: FrontRing<Request, Response>,
+    /// Refuses new requests once the backend breaks the protocol: the
+    /// pages may still be in use.
+    ring: BlkRing,
     port: Port,
     pages: Vec<(SharedPage, GrantRef)>,
     info: BlockInfo,
     flush: bool,
-    next_id: u64,
-    /// The request the backend may still be working on.
-    in_flight: Option<u64>,
-    /// The backend broke the ring protocol: its pages may still be in use,
-    /// so no more requests are made.
-    broken: bool,
 }
 
 fn read(xs: &mut Store, path: &str) -> Result<String, String> {
@@ -84,7 +45,7 @@ impl Blkfront {
         let grant = |page: SharedPage| {
             with_grants(|g| g.grant(backend_id, page.gfn(), false)).map_err(|e| format!("granting a page: {e:?}"))
         };
-        let ring = FrontRing::<Request, Response>::new(SharedPage::new());
+        let ring = BlkRing::new(SharedPage::new());
         let ring_ref = grant(ring.page())?;
         let port = Port::alloc_unbound(backend_id).map_err(|e| format!("event channel: error {e}"))?;
         let mut pages = Vec::with_capacity(PAGES);
@@ -112,72 +73,28 @@ impl Blkfront {
         xs.write(0, &format!("{node}/state"), "4").map_err(|e| format!("{e}"))?;
         let read_only = info & VDISK_READONLY != 0;
         log::info!("blkfront {node}: {sectors} sectors{}", if read_only { ", read-only" } else { "" });
-        Ok(Blkfront {
-            ring,
-            port,
-            pages,
-            info: BlockInfo { sector_size: SECTOR, sectors, read_only },
-            flush,
-            next_id: 1,
-            in_flight: None,
-            broken: false,
-        })
+        Ok(Blkfront { ring, port, pages, info: BlockInfo { sector_size: SECTOR, sectors, read_only }, flush })
     }
 
     /// Waits for the response to the request in flight.
     async fn complete(&mut self) -> Result<(), BlockError> {
-        if self.broken {
-            return Err(BlockError::Device);
-        }
-        let Some(id) = self.in_flight else { return Ok(()) };
-        let rsp = poll_fn(|cx| {
+        poll_fn(|cx| {
             self.port.register(cx.waker());
-            match self.ring.final_check() {
-                Ok(true) => Poll::Ready(Ok(self.ring.take_response())),
-                Ok(false) => Poll::Pending,
-                Err(e) => Poll::Ready(Err(e)),
-            }
+            self.ring.poll_response()
         })
-        .await;
-        let rsp = match rsp {
-            Ok(rsp) if rsp.id == id => rsp,
-            Ok(rsp) => return Err(self.fail(&format_args!("backend answered request {} instead of {id}", rsp.id))),
-            Err(e) => return Err(self.fail(&e)),
-        };
-        self.in_flight = None;
-        if rsp.status != 0 {
-            return Err(BlockError::Device);
-        }
-        Ok(())
-    }
-
-    /// Stops the device after a protocol error.
-    fn fail(&mut self, what: &dyn core::fmt::Display) -> BlockError {
-        log::error!("blkfront: {what}; the disk stops");
-        self.broken = true;
-        BlockError::Device
+        .await
     }
 
     /// One request over the first `n` bytes of the pages (none for a flush).
     async fn request(&mut self, operation: u8, sector: u64, n: usize) -> Result<(), BlockError> {
         self.complete().await.ok();
-        if self.broken {
-            return Err(BlockError::Device);
-        }
-        let mut seg = [Segment { gref: 0, first_sect: 0, last_sect: 0, pad: 0 }; 11];
+        let mut seg = [Segment::default(); MAX_SEGMENTS];
         let count = n.div_ceil(PAGE);
         for (i, s) in seg.iter_mut().enumerate().take(count) {
             let bytes = (n - i * PAGE).min(PAGE);
             *s = Segment { gref: self.pages[i].1, first_sect: 0, last_sect: (bytes / SECTOR - 1) as u8, pad: 0 };
         }
-        let id = self.next_id;
-        self.next_id += 1;
-        let req = Request { operation, nr_segments: count as u8, handle: 0, pad: 0, id, sector, seg };
-        if !self.ring.push_request(req) {
-            return Err(BlockError::Device);
-        }
-        self.in_flight = Some(id);
-        if self.ring.publish() {
+        if self.ring.submit(operation, sector, &seg[..count])? {
             self.port.notify();
         }
         self.complete().await
@@ -214,7 +131,7 @@ impl Block for Blkfront {
         let mut sector = first;
         for chunk in buf.chunks(PAGES * PAGE) {
             self.complete().await.ok();
-            if self.broken {
+            if self.ring.broken() {
                 return Err(BlockError::Device);
             }
             for (i, part) in chunk.chunks(PAGE).enumerate() {

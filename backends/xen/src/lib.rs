@@ -5,23 +5,30 @@
 //! * [`grant`]: grant table v1 entries;
 //! * [`xenstore`]: the xenstore wire protocol and client;
 //! * [`page`]: page-sized shared memory;
-//! * [`netif`]: netfront's rings and buffers as a `Net` device;
+//! * [`netif`]: netfront's rings, the checks on what its backend answers,
+//!   and its buffers as a `Net` device over any event channel;
+//! * [`blkif`]: blkfront's ring and the checks on what its backend answers;
+//! * `sim` (tests, feature `sim`): simulated backends;
 //! * `console`, `netfront`, `blkfront` (VM builds): the PV console as a
 //!   `Console`, netfront's connection to its backend, blkfront as a `Block`
 //!   device.
 //!
-//! The protocol logic (rings, grants, xenstore messages) is plain memory
-//! manipulation and is tested on the host against simulated backends; the
-//! parts that make hypercalls build only for the VM target.
+//! The protocol logic (rings, grants, xenstore messages, what netfront and
+//! blkfront accept from their backends) is plain memory manipulation and is
+//! tested and fuzzed on the host against simulated backends; the parts that
+//! make hypercalls build only for the VM target.
 #![no_std]
 #![warn(missing_docs)]
 
 extern crate alloc;
 
+pub mod blkif;
 pub mod grant;
 pub mod netif;
 pub mod page;
 pub mod ring;
+#[cfg(any(test, feature = "sim"))]
+pub mod sim;
 pub mod xenstore;
 
 #[cfg(target_os = "none")]

@@ -1,11 +1,13 @@
-//! netfront's data path (`xen/include/public/io/netif.h`) in copy mode: the
-//! two shared rings, their buffers and request ids, as a [`Net`] device over
-//! any [`EventChannel`]. The backend copies received frames into pages we
-//! granted and reads transmitted frames from pages we granted.
+//! The netif rings (`xen/include/public/io/netif.h`) as netfront uses them,
+//! in copy mode: the layouts, what the front end accepts from the backend
+//! ([`RxRing`], [`TxRing`]), and the rings with their buffers as a [`Net`]
+//! device over any [`EventChannel`] ([`NetIf`]). The backend copies
+//! received frames into pages we granted and reads transmitted frames from
+//! pages we granted.
 //!
 //! Setting up the rings with the backend (grants, xenstore) is netfront's
-//! part and runs only in a VM; this part is tested on the host against a
-//! simulated backend.
+//! part and runs only in a VM; this part is plain memory logic, tested on
+//! the host against a simulated backend and fuzzed.
 
 use alloc::vec::Vec;
 use core::task::{Context, Waker};
@@ -13,64 +15,231 @@ use core::task::{Context, Waker};
 use morgana_devices::{LinkState, Net, NetCounters, NetStats, RxToken, TxToken};
 
 use crate::grant::GrantRef;
-use crate::page::SharedPage;
+use crate::page::{SharedPage, PAGE};
 use crate::ring::{FrontRing, RingError, Slots};
 
-/// A transmit request.
+/// A transmit request: `size` bytes at `offset` in the granted page.
 #[repr(C)]
-#[derive(Clone, Copy, Debug)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[allow(missing_docs)]
 pub struct TxReq {
-    /// Grant of the page holding the frame.
     pub gref: u32,
-    /// Where the frame starts in the page.
     pub offset: u16,
-    /// `NETTXF_*` flags (none used).
     pub flags: u16,
-    /// Request id, echoed in the response.
     pub id: u16,
-    /// Frame length.
     pub size: u16,
 }
 
-/// A transmit response.
+/// A transmit response; a negative status is an error.
 #[repr(C)]
-#[derive(Clone, Copy, Debug)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[allow(missing_docs)]
 pub struct TxRsp {
-    /// The request's id.
     pub id: u16,
-    /// `NETIF_RSP_*`: negative on error.
     pub status: i16,
 }
 
-/// A receive request: a page for the backend to copy a frame into.
+/// A receive buffer posted to the backend.
 #[repr(C)]
-#[derive(Clone, Copy, Debug)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[allow(missing_docs)]
 pub struct RxReq {
-    /// Request id, echoed in the response.
     pub id: u16,
-    /// Padding.
     pub pad: u16,
-    /// Grant of the page.
     pub gref: u32,
 }
 
-/// A receive response.
+/// A received frame: a positive status is its length at `offset`.
 #[repr(C)]
-#[derive(Clone, Copy, Debug)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[allow(missing_docs)]
 pub struct RxRsp {
-    /// The request's id.
     pub id: u16,
-    /// Where the frame starts in the page.
     pub offset: u16,
-    /// `NETRXF_*` flags.
     pub flags: u16,
-    /// Frame length, or negative on error.
     pub status: i16,
 }
 
-const NETRXF_MORE_DATA: u16 = 1 << 2;
-const NETRXF_EXTRA_INFO: u16 = 1 << 3;
-const MTU: usize = 1500;
+/// `NETRXF_more_data`: the frame continues in the next slot.
+pub const NETRXF_MORE_DATA: u16 = 1 << 2;
+/// `NETRXF_extra_info`: an extra-info slot follows.
+pub const NETRXF_EXTRA_INFO: u16 = 1 << 3;
+/// The largest frame accepted (a 1500-byte MTU).
+pub const MAX_FRAME: usize = 1500 + 14;
+
+/// A backend broke the netif protocol.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NetifError {
+    /// Ring indices or a response id.
+    Ring(RingError),
+    /// Extra-info slots, which follow only for features never negotiated
+    /// (GSO); they carry no id, so the ring cannot be kept in step.
+    ExtraInfo,
+}
+
+impl From<RingError> for NetifError {
+    fn from(e: RingError) -> Self {
+        NetifError::Ring(e)
+    }
+}
+
+impl core::fmt::Display for NetifError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            NetifError::Ring(e) => e.fmt(f),
+            NetifError::ExtraInfo => f.write_str("backend sent extra-info slots that were not negotiated"),
+        }
+    }
+}
+
+/// A received frame: `len` bytes at `offset` in the page of buffer `id`.
+/// The id stays held until [`RxRing::release`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RxFrame {
+    /// Buffer id.
+    pub id: u16,
+    /// Start in the page.
+    pub offset: usize,
+    /// Length, 1..=[`MAX_FRAME`]; `offset + len` is within the page.
+    pub len: usize,
+}
+
+/// The receive ring: buffers posted by id, responses checked.
+pub struct RxRing {
+    ring: FrontRing<RxReq, RxRsp>,
+    ids: Slots,
+    /// Inside a multi-slot frame being dropped.
+    skipping: bool,
+}
+
+impl RxRing {
+    /// A ring in `page` for `buffers` receive buffers (ids `0..buffers`).
+    pub fn new(page: SharedPage, buffers: u16) -> RxRing {
+        RxRing { ring: FrontRing::new(page), ids: Slots::new(buffers), skipping: false }
+    }
+
+    /// The ring's page.
+    pub fn page(&self) -> SharedPage {
+        self.ring.page()
+    }
+
+    /// Posts every free buffer; `gref(id)` is the grant of its page.
+    /// Returns whether the backend wants a notification.
+    pub fn repost(&mut self, gref: impl Fn(u16) -> GrantRef) -> bool {
+        let mut pushed = false;
+        while let Some(id) = self.ids.take() {
+            if !self.ring.push_request(RxReq { id, pad: 0, gref: gref(id) }) {
+                self.ids.untake(id);
+                break;
+            }
+            pushed = true;
+        }
+        pushed && self.ring.publish()
+    }
+
+    /// Publishes posted buffers; whether to notify.
+    pub fn publish(&mut self) -> bool {
+        self.ring.publish()
+    }
+
+    /// The next frame, `None` when no response is waiting. Frames that
+    /// cannot be used (empty, too long, outside the page, spread over
+    /// several slots) are dropped, counted, and their buffers freed.
+    pub fn next(&mut self, counters: &NetCounters) -> Result<Option<RxFrame>, NetifError> {
+        while self.ring.responses()? > 0 {
+            let rsp = self.ring.take_response();
+            let id = self.ids.answer(rsp.id as u64)?;
+            if rsp.flags & NETRXF_EXTRA_INFO != 0 {
+                return Err(NetifError::ExtraInfo);
+            }
+            // A frame spread over several slots (scatter-gather, not
+            // negotiated) is dropped whole: this slot and its followers.
+            let continued = core::mem::replace(&mut self.skipping, rsp.flags & NETRXF_MORE_DATA != 0);
+            let (offset, len) = (rsp.offset as usize, rsp.status as isize);
+            if continued || self.skipping || len <= 0 || len as usize > MAX_FRAME || offset + len as usize > PAGE {
+                if !continued {
+                    counters.rx_dropped();
+                }
+                self.ids.release(id);
+                continue;
+            }
+            counters.received(len as usize);
+            return Ok(Some(RxFrame { id, offset, len: len as usize }));
+        }
+        Ok(None)
+    }
+
+    /// Frees a frame's buffer, to be posted again.
+    pub fn release(&mut self, id: u16) {
+        self.ids.release(id);
+    }
+
+    /// Asks to be notified of the next response, then looks again: whether
+    /// responses are ready.
+    pub fn final_check(&self) -> Result<bool, RingError> {
+        self.ring.final_check()
+    }
+}
+
+/// The transmit ring: buffers sent by id, responses checked.
+pub struct TxRing {
+    ring: FrontRing<TxReq, TxRsp>,
+    ids: Slots,
+}
+
+impl TxRing {
+    /// A ring in `page` for `buffers` transmit buffers.
+    pub fn new(page: SharedPage, buffers: u16) -> TxRing {
+        TxRing { ring: FrontRing::new(page), ids: Slots::new(buffers) }
+    }
+
+    /// The ring's page.
+    pub fn page(&self) -> SharedPage {
+        self.ring.page()
+    }
+
+    /// Frees the buffers of frames the backend has sent.
+    pub fn reclaim(&mut self, counters: &NetCounters) -> Result<(), RingError> {
+        let n = self.ring.responses()?;
+        for _ in 0..n {
+            let rsp = self.ring.take_response();
+            let id = self.ids.answer(rsp.id as u64)?;
+            self.ids.release(id);
+            if rsp.status < 0 {
+                counters.tx_dropped();
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether a frame can be sent now.
+    pub fn ready(&self) -> bool {
+        self.ids.free_count() > 0 && self.ring.free_requests() > 0
+    }
+
+    /// A free buffer id for the next frame.
+    pub fn take(&mut self) -> Option<u16> {
+        self.ids.take()
+    }
+
+    /// Sends `len` bytes from buffer `id` (granted as `gref`):
+    /// `Some(notify)`, or `None` when the ring is full (the id is free
+    /// again).
+    pub fn send(&mut self, id: u16, gref: GrantRef, len: usize) -> Option<bool> {
+        let req = TxReq { gref, offset: 0, flags: 0, id, size: len as u16 };
+        if self.ring.push_request(req) {
+            Some(self.ring.publish())
+        } else {
+            self.ids.untake(id);
+            None
+        }
+    }
+
+    /// Asks to be notified of the next response, then looks again.
+    pub fn final_check(&self) -> Result<bool, RingError> {
+        self.ring.final_check()
+    }
+}
 
 /// How the front end and its backend signal each other.
 pub trait EventChannel {
@@ -81,21 +250,19 @@ pub trait EventChannel {
     fn register(&self, waker: &Waker);
 }
 
+const MTU: usize = MAX_FRAME - 14;
+
 struct TxSide<E> {
-    ring: FrontRing<TxReq, TxRsp>,
+    ring: TxRing,
     bufs: Vec<(SharedPage, GrantRef)>,
-    ids: Slots,
     port: E,
 }
 
 /// The rings and buffers of one Xen virtual network interface.
 pub struct NetIf<E> {
     tx: TxSide<E>,
-    rx: FrontRing<RxReq, RxRsp>,
+    rx: RxRing,
     rx_bufs: Vec<(SharedPage, GrantRef)>,
-    rx_ids: Slots,
-    /// Inside a multi-slot frame being dropped.
-    rx_skipping: bool,
     mac: [u8; 6],
     counters: NetCounters,
     broken: bool,
@@ -114,14 +281,12 @@ impl<E: EventChannel> NetIf<E> {
         tx_bufs: Vec<(SharedPage, GrantRef)>,
         rx_bufs: Vec<(SharedPage, GrantRef)>,
     ) -> NetIf<E> {
-        let tx_ids = Slots::new(tx_bufs.len() as u16);
-        let rx_ids = Slots::new(rx_bufs.len() as u16);
+        let tx = TxRing::new(tx_ring, tx_bufs.len() as u16);
+        let rx = RxRing::new(rx_ring, rx_bufs.len() as u16);
         let mut nf = NetIf {
-            tx: TxSide { ring: FrontRing::new(tx_ring), bufs: tx_bufs, ids: tx_ids, port },
-            rx: FrontRing::new(rx_ring),
+            tx: TxSide { ring: tx, bufs: tx_bufs, port },
+            rx,
             rx_bufs,
-            rx_ids,
-            rx_skipping: false,
             mac,
             counters: NetCounters::default(),
             broken: false,
@@ -146,16 +311,8 @@ impl<E: EventChannel> NetIf<E> {
 
     /// Posts finished receive buffers back to the backend.
     fn repost(&mut self) {
-        let mut pushed = false;
-        while let Some(id) = self.rx_ids.take() {
-            let req = RxReq { id, pad: 0, gref: self.rx_bufs[id as usize].1 };
-            if !self.rx.push_request(req) {
-                self.rx_ids.untake(id);
-                break;
-            }
-            pushed = true;
-        }
-        if pushed && self.rx.publish() {
+        let bufs = &self.rx_bufs;
+        if self.rx.repost(|id| bufs[id as usize].1) {
             self.tx.port.notify();
         }
     }
@@ -164,11 +321,11 @@ impl<E: EventChannel> NetIf<E> {
     /// `cx` is woken when the backend answers a transmit request (or at
     /// once if one was answered meanwhile).
     fn tx_slot(&mut self, cx: &mut Context<'_>) -> bool {
-        if let Err(e) = self.tx.reclaim(&self.counters) {
+        if let Err(e) = self.tx.ring.reclaim(&self.counters) {
             self.fail(&e);
             return false;
         }
-        if self.tx.ids.free_count() > 0 && self.tx.ring.free_requests() > 0 {
+        if self.tx.ring.ready() {
             return true;
         }
         self.tx.port.register(cx.waker());
@@ -183,29 +340,13 @@ impl<E: EventChannel> NetIf<E> {
     }
 }
 
-impl<E: EventChannel> TxSide<E> {
-    /// Frees buffers whose frames the backend has sent.
-    fn reclaim(&mut self, counters: &NetCounters) -> Result<(), RingError> {
-        let n = self.ring.responses()?;
-        for _ in 0..n {
-            let rsp = self.ring.take_response();
-            let id = self.ids.answer(rsp.id as u64)?;
-            self.ids.release(id);
-            if rsp.status < 0 {
-                counters.tx_dropped();
-            }
-        }
-        Ok(())
-    }
-}
-
 /// A received frame, in a receive page.
 pub struct Rx<'a> {
     page: SharedPage,
     offset: usize,
     len: usize,
     id: u16,
-    ids: &'a mut Slots,
+    ring: &'a mut RxRing,
 }
 
 /// A transmit slot.
@@ -217,9 +358,9 @@ pub struct Tx<'a, E> {
 impl RxToken for Rx<'_> {
     fn consume<R, F: FnOnce(&mut [u8]) -> R>(self, f: F) -> R {
         // SAFETY: the page is one of our receive pages (leaked, never
-        // freed); offset + len <= 4096 was checked; the backend is done with
-        // it (it answered) and does not get it back until its id is released
-        // and reposted after this borrow ends.
+        // freed); `RxRing::next` checked offset + len <= 4096; the backend
+        // is done with it (it answered) and does not get it back until its
+        // id is released and reposted after this borrow ends.
         let frame = unsafe { core::slice::from_raw_parts_mut(self.page.ptr().add(self.offset), self.len) };
         f(frame)
     }
@@ -227,13 +368,13 @@ impl RxToken for Rx<'_> {
 
 impl Drop for Rx<'_> {
     fn drop(&mut self) {
-        self.ids.release(self.id);
+        self.ring.release(self.id);
     }
 }
 
 impl<E: EventChannel> TxToken for Tx<'_, E> {
     fn consume<R, F: FnOnce(&mut [u8]) -> R>(self, len: usize, f: F) -> R {
-        let Some(id) = (len <= MTU + 14).then(|| self.tx.ids.take()).flatten() else {
+        let Some(id) = (len <= MAX_FRAME).then(|| self.tx.ring.take()).flatten() else {
             self.counters.tx_dropped();
             let mut scratch = alloc::vec![0u8; len];
             return f(&mut scratch);
@@ -243,15 +384,14 @@ impl<E: EventChannel> TxToken for Tx<'_, E> {
         // free until now), so the backend is not reading it; len <= 1514.
         let buf = unsafe { core::slice::from_raw_parts_mut(page.ptr(), len) };
         let r = f(buf);
-        let req = TxReq { gref, offset: 0, flags: 0, id, size: len as u16 };
-        if self.tx.ring.push_request(req) {
-            self.counters.sent(len);
-            if self.tx.ring.publish() {
-                self.tx.port.notify();
+        match self.tx.ring.send(id, gref, len) {
+            Some(notify) => {
+                self.counters.sent(len);
+                if notify {
+                    self.tx.port.notify();
+                }
             }
-        } else {
-            self.tx.ids.untake(id);
-            self.counters.tx_dropped();
+            None => self.counters.tx_dropped(),
         }
         r
     }
@@ -277,15 +417,9 @@ impl<E: EventChannel> Net for NetIf<E> {
         if !self.tx_slot(cx) {
             return None;
         }
-        loop {
-            let ready = match self.rx.responses() {
-                Ok(n) => n,
-                Err(e) => {
-                    self.fail(&e);
-                    return None;
-                }
-            };
-            if ready == 0 {
+        let frame = match self.rx.next(&self.counters) {
+            Ok(Some(frame)) => frame,
+            Ok(None) => {
                 self.tx.port.register(cx.waker());
                 match self.rx.final_check() {
                     Ok(true) => cx.waker().wake_by_ref(),
@@ -294,36 +428,15 @@ impl<E: EventChannel> Net for NetIf<E> {
                 }
                 return None;
             }
-            let rsp = self.rx.take_response();
-            let id = match self.rx_ids.answer(rsp.id as u64) {
-                Ok(id) => id as usize,
-                Err(e) => {
-                    self.fail(&e);
-                    return None;
-                }
-            };
-            if rsp.flags & NETRXF_EXTRA_INFO != 0 {
-                // Extra-info slots follow only for features never negotiated
-                // (GSO); they carry no id, so the ring cannot be kept in step.
-                self.fail(&"backend sent extra-info slots that were not negotiated");
+            Err(e) => {
+                self.fail(&e);
                 return None;
             }
-            // A frame spread over several slots (scatter-gather, not
-            // negotiated) is dropped whole: this slot and its followers.
-            let continued = core::mem::replace(&mut self.rx_skipping, rsp.flags & NETRXF_MORE_DATA != 0);
-            let (offset, len) = (rsp.offset as usize, rsp.status as isize);
-            if continued || self.rx_skipping || len <= 0 || offset + len as usize > 4096 || len as usize > MTU + 14 {
-                if !continued {
-                    self.counters.rx_dropped();
-                }
-                self.rx_ids.release(rsp.id);
-                continue;
-            }
-            self.counters.received(len as usize);
-            let rx = Rx { page: self.rx_bufs[id].0, offset, len: len as usize, id: rsp.id, ids: &mut self.rx_ids };
-            let tx = Tx { tx: &mut self.tx, counters: &self.counters };
-            return Some((rx, tx));
-        }
+        };
+        let page = self.rx_bufs[frame.id as usize].0;
+        let rx = Rx { page, offset: frame.offset, len: frame.len, id: frame.id, ring: &mut self.rx };
+        let tx = Tx { tx: &mut self.tx, counters: &self.counters };
+        Some((rx, tx))
     }
 
     fn transmit(&mut self, cx: &mut Context<'_>) -> Option<Tx<'_, E>> {
@@ -357,7 +470,7 @@ impl<E: EventChannel> Net for NetIf<E> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ring::BackRing;
+    use crate::sim::BackRing;
     use alloc::boxed::Box;
     use alloc::collections::VecDeque;
     use alloc::rc::Rc;
@@ -539,5 +652,85 @@ mod tests {
             backend.rx_posted.push_back(r);
         }
         assert_eq!(backend.rx_posted.len(), 4);
+    }
+
+    fn rx() -> (RxRing, BackRing<RxReq, RxRsp>, NetCounters) {
+        let page = SharedPage::new();
+        let mut ring = RxRing::new(page, 4);
+        let back = BackRing::attach(page);
+        ring.repost(|id| 100 + id as u32);
+        (ring, back, NetCounters::default())
+    }
+
+    #[test]
+    fn frames_are_checked_against_the_page_and_the_mtu() {
+        let (mut ring, mut back, c) = rx();
+        let reqs: alloc::vec::Vec<RxReq> = core::iter::from_fn(|| back.take_request()).collect();
+        assert_eq!(reqs.len(), 4);
+        assert_eq!(reqs[2].gref, 102);
+        back.respond(RxRsp { id: 0, offset: 10, flags: 0, status: 60 });
+        back.respond(RxRsp { id: 1, offset: 4000, flags: 0, status: 200 }); // past the page
+        back.respond(RxRsp { id: 2, offset: 0, flags: 0, status: 1515 }); // over the MTU
+        back.respond(RxRsp { id: 3, offset: 0, flags: 0, status: -1 }); // an error
+        assert_eq!(ring.next(&c), Ok(Some(RxFrame { id: 0, offset: 10, len: 60 })));
+        assert_eq!(ring.next(&c), Ok(None));
+        assert_eq!(c.stats().rx_dropped, 3);
+        assert_eq!(c.stats().rx_frames, 1);
+        // The dropped buffers are free to post again; the held one is not.
+        ring.repost(|_| 0);
+        assert_eq!(core::iter::from_fn(|| back.take_request()).count(), 3);
+        ring.release(0);
+        ring.repost(|_| 0);
+        assert_eq!(core::iter::from_fn(|| back.take_request()).count(), 1);
+    }
+
+    #[test]
+    fn a_multi_slot_frame_is_dropped_whole() {
+        let (mut ring, mut back, c) = rx();
+        back.respond(RxRsp { id: 0, offset: 0, flags: NETRXF_MORE_DATA, status: 100 });
+        back.respond(RxRsp { id: 1, offset: 0, flags: NETRXF_MORE_DATA, status: 100 });
+        back.respond(RxRsp { id: 2, offset: 0, flags: 0, status: 100 });
+        back.respond(RxRsp { id: 3, offset: 0, flags: 0, status: 100 });
+        assert_eq!(ring.next(&c), Ok(Some(RxFrame { id: 3, offset: 0, len: 100 })));
+        assert_eq!(c.stats().rx_dropped, 1);
+    }
+
+    #[test]
+    fn duplicate_invented_and_extra_info_responses_are_errors() {
+        let (mut ring, mut back, c) = rx();
+        back.respond(RxRsp { id: 1, offset: 0, flags: 0, status: 60 });
+        back.respond(RxRsp { id: 1, offset: 0, flags: 0, status: 60 });
+        assert_eq!(ring.next(&c), Ok(Some(RxFrame { id: 1, offset: 0, len: 60 })));
+        assert_eq!(ring.next(&c), Err(NetifError::Ring(RingError::UnknownId(1))));
+        let (mut ring, mut back, c) = rx();
+        back.respond(RxRsp { id: 9, offset: 0, flags: 0, status: 60 });
+        assert_eq!(ring.next(&c), Err(NetifError::Ring(RingError::UnknownId(9))));
+        let (mut ring, mut back, c) = rx();
+        back.respond(RxRsp { id: 0, offset: 0, flags: NETRXF_EXTRA_INFO, status: 60 });
+        assert_eq!(ring.next(&c), Err(NetifError::ExtraInfo));
+        let (mut ring, mut back, c) = rx();
+        back.force_rsp_prod(5);
+        assert!(matches!(ring.next(&c), Err(NetifError::Ring(RingError::ProducerOverrun { .. }))));
+    }
+
+    #[test]
+    fn transmit_ids_come_back_once() {
+        let page = SharedPage::new();
+        let mut tx = TxRing::new(page, 2);
+        let mut back = BackRing::<TxReq, TxRsp>::attach(page);
+        let c = NetCounters::default();
+        let a = tx.take().unwrap();
+        tx.send(a, 7, 60).unwrap();
+        let b = tx.take().unwrap();
+        tx.send(b, 8, 61).unwrap();
+        assert!(!tx.ready(), "both buffers in flight");
+        let req = back.take_request().unwrap();
+        assert_eq!((req.gref, req.size), (7, 60));
+        back.respond(TxRsp { id: req.id, status: -1 });
+        assert_eq!(tx.reclaim(&c), Ok(()));
+        assert_eq!(c.stats().tx_dropped, 1);
+        assert!(tx.ready());
+        back.respond(TxRsp { id: req.id, status: 0 });
+        assert_eq!(tx.reclaim(&c), Err(RingError::UnknownId(req.id as u64)));
     }
 }

@@ -16,7 +16,7 @@ use core::sync::atomic::{fence, Ordering};
 
 use crate::page::{SharedPage, PAGE};
 
-const HEADER: usize = 64;
+pub(crate) const HEADER: usize = 64;
 
 /// A backend broke the ring protocol.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -60,7 +60,7 @@ impl<Req: Copy, Rsp: Copy> FrontRing<Req, Rsp> {
         1 << (usize::BITS - 1 - n.leading_zeros())
     };
 
-    fn slot_size() -> usize {
+    pub(crate) fn slot_size() -> usize {
         size_of::<Req>().max(size_of::<Rsp>())
     }
 
@@ -174,74 +174,6 @@ impl<Req: Copy, Rsp: Copy> FrontRing<Req, Rsp> {
     }
 }
 
-/// The back end of a ring, for tests: a simulated other domain.
-#[cfg(test)]
-pub struct BackRing<Req: Copy, Rsp: Copy> {
-    page: SharedPage,
-    size: u32,
-    req_cons: u32,
-    rsp_prod_pvt: u32,
-    _types: PhantomData<(Req, Rsp)>,
-}
-
-#[cfg(test)]
-impl<Req: Copy, Rsp: Copy> BackRing<Req, Rsp> {
-    /// Attaches to a ring the front end initialised.
-    pub fn attach(page: SharedPage) -> Self {
-        BackRing { page, size: FrontRing::<Req, Rsp>::SLOTS, req_cons: 0, rsp_prod_pvt: 0, _types: PhantomData }
-    }
-
-    fn index(&self, i: usize) -> *mut u32 {
-        self.page.ptr().wrapping_add(4 * i).cast()
-    }
-
-    fn slot(&self, idx: u32) -> *mut u8 {
-        let i = (idx & (self.size - 1)) as usize;
-        self.page.ptr().wrapping_add(HEADER + i * FrontRing::<Req, Rsp>::slot_size())
-    }
-
-    /// Takes the next request, if any.
-    pub fn take_request(&mut self) -> Option<Req> {
-        // SAFETY: test-only simulated backend on a live page.
-        unsafe {
-            if self.index(0).read_volatile() == self.req_cons {
-                return None;
-            }
-            let r = self.slot(self.req_cons).cast::<Req>().read_unaligned();
-            self.req_cons += 1;
-            Some(r)
-        }
-    }
-
-    /// Writes a response and publishes it.
-    pub fn respond(&mut self, rsp: Rsp) {
-        // SAFETY: test-only simulated backend on a live page.
-        unsafe {
-            self.slot(self.rsp_prod_pvt).cast::<Rsp>().write_unaligned(rsp);
-            self.rsp_prod_pvt += 1;
-            self.index(2).write_volatile(self.rsp_prod_pvt);
-        }
-    }
-
-    /// Writes a response and publishes it; returns whether the front end
-    /// asked to be notified (RING_PUSH_RESPONSES_AND_CHECK_NOTIFY).
-    pub fn respond_notify(&mut self, rsp: Rsp) -> bool {
-        // SAFETY: test-only simulated backend on a live page.
-        let old = unsafe { self.index(2).read_volatile() };
-        self.respond(rsp);
-        let new = self.rsp_prod_pvt;
-        // SAFETY: as above.
-        let event = unsafe { self.index(3).read_volatile() };
-        new.wrapping_sub(event) < new.wrapping_sub(old)
-    }
-
-    /// Sets the response producer to any value (a misbehaving backend).
-    pub fn force_rsp_prod(&mut self, v: u32) {
-        // SAFETY: test-only simulated backend on a live page.
-        unsafe { self.index(2).write_volatile(v) }
-    }
-}
-
 /// The request ids of one ring, each free, outstanding (sent, not yet
 /// answered) or held (answered, its buffer still in use). A response is
 /// accepted only for an outstanding id, so a backend that answers twice or
@@ -309,6 +241,7 @@ impl Slots {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::sim::BackRing;
 
     #[test]
     fn slots_accept_only_outstanding_ids() {

@@ -37,6 +37,11 @@ const RSP_CONS: usize = 2056;
 const RSP_PROD: usize = 2060;
 /// Largest payload the protocol allows.
 pub const MAX_PAYLOAD: usize = 4096;
+/// Watch events kept for [`Client::poll_event`]; older ones are dropped.
+const MAX_EVENTS: usize = 64;
+/// Messages that are not the answer (watch events, late answers) taken
+/// while waiting for one, before the daemon counts as flooding the ring.
+const MAX_UNRELATED: usize = 256;
 
 /// A failed xenstore operation.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -277,11 +282,19 @@ impl<C: Channel> Client<C> {
 
     /// The answer to request `req_id` of type `kind`, if it has arrived
     /// (queueing watch events that arrive meanwhile); sends queued request
-    /// bytes first. Never waits.
-    pub fn answer(&mut self, req_id: u32, kind: u32) -> Result<Option<Vec<u8>>, XsError> {
+    /// bytes first. Never waits. `unrelated` counts the other messages seen
+    /// for this request: past [`MAX_UNRELATED`] the daemon is flooding.
+    pub fn answer(&mut self, req_id: u32, kind: u32, unrelated: &mut usize) -> Result<Option<Vec<u8>>, XsError> {
         self.push_out()?;
         let result = loop {
-            match read_message(&self.ring, RSP, RSP_CONS, RSP_PROD, &mut self.partial) {
+            let m = read_message(&self.ring, RSP, RSP_CONS, RSP_PROD, &mut self.partial);
+            if matches!(&m, Ok(Some(m)) if m.kind == op::WATCH_EVENT || m.req_id != req_id) {
+                *unrelated += 1;
+                if *unrelated > MAX_UNRELATED {
+                    break Err(XsError::Protocol("flooded with messages that are not the answer"));
+                }
+            }
+            match m {
                 Ok(Some(m)) if m.kind == op::WATCH_EVENT => self.queue_event(&m),
                 // The late answer to a request given up on: skip it.
                 Ok(Some(m)) if m.req_id != req_id => {}
@@ -304,8 +317,9 @@ impl<C: Channel> Client<C> {
     /// (for boot: the executor waits too).
     pub fn request(&mut self, kind: u32, tx_id: u32, payload: Vec<u8>) -> Result<Vec<u8>, XsError> {
         let req_id = self.send(kind, tx_id, payload)?;
+        let mut unrelated = 0;
         loop {
-            if let Some(answer) = self.answer(req_id, kind)? {
+            if let Some(answer) = self.answer(req_id, kind, &mut unrelated)? {
                 return Ok(answer);
             }
             if !self.channel.wait() {
@@ -319,9 +333,10 @@ impl<C: Channel> Client<C> {
     /// the future gives the request up (its answer is skipped later).
     pub async fn call(&mut self, kind: u32, tx_id: u32, payload: Vec<u8>) -> Result<Vec<u8>, XsError> {
         let req_id = self.send(kind, tx_id, payload)?;
+        let mut unrelated = 0;
         core::future::poll_fn(|cx| {
             self.channel.register(cx.waker());
-            match self.answer(req_id, kind) {
+            match self.answer(req_id, kind, &mut unrelated) {
                 Ok(Some(answer)) => Poll::Ready(Ok(answer)),
                 Ok(None) => Poll::Pending,
                 Err(e) => Poll::Ready(Err(e)),
@@ -359,6 +374,9 @@ impl<C: Channel> Client<C> {
     fn queue_event(&mut self, m: &Message) {
         let mut parts = m.payload.split(|b| *b == 0).map(|p| String::from_utf8_lossy(p).into_owned());
         if let (Some(path), Some(token)) = (parts.next(), parts.next()) {
+            if self.events.len() == MAX_EVENTS {
+                self.events.pop_front();
+            }
             self.events.push_back((path, token));
         }
     }
@@ -405,11 +423,13 @@ impl<C: Channel> Client<C> {
         self.request(op::WATCH, 0, p).map(|_| ())
     }
 
-    /// A watch event received, if any (without waiting).
+    /// A watch event received, if any (without waiting). Takes a bounded
+    /// number of messages per call, so a flooding daemon cannot hold it.
     pub fn poll_event(&mut self) -> Result<Option<(String, String)>, XsError> {
         self.push_out()?;
         let mut consumed = false;
-        while let Some(m) = read_message(&self.ring, RSP, RSP_CONS, RSP_PROD, &mut self.partial)? {
+        for _ in 0..MAX_EVENTS {
+            let Some(m) = read_message(&self.ring, RSP, RSP_CONS, RSP_PROD, &mut self.partial)? else { break };
             consumed = true;
             if m.kind == op::WATCH_EVENT {
                 self.queue_event(&m);
@@ -422,8 +442,9 @@ impl<C: Channel> Client<C> {
     }
 }
 
-/// A simulated xenstore daemon for tests: a map of paths.
-#[cfg(test)]
+/// A simulated xenstore daemon for tests and fuzzing (feature `sim`): a
+/// map of paths, which can also misbehave.
+#[cfg(any(test, feature = "sim"))]
 pub struct FakeDaemon {
     /// The ring it serves.
     pub ring: RingPage,
@@ -436,7 +457,7 @@ pub struct FakeDaemon {
     pub paused: bool,
 }
 
-#[cfg(test)]
+#[cfg(any(test, feature = "sim"))]
 impl FakeDaemon {
     /// A daemon on `page`.
     pub fn new(page: SharedPage) -> FakeDaemon {
@@ -449,21 +470,54 @@ impl FakeDaemon {
         }
     }
 
+    /// Empties both streams: all four indices zero (a fresh ring).
+    pub fn reset(&mut self) {
+        for off in [REQ_CONS, REQ_PROD, RSP_CONS, RSP_PROD] {
+            self.ring.set_idx(off, 0);
+        }
+        self.partial.clear();
+    }
+
+    /// Writes raw bytes into the response stream; returns how many fit.
+    pub fn inject(&self, bytes: &[u8]) -> usize {
+        self.ring.produce(RSP, RSP_CONS, RSP_PROD, bytes).unwrap_or(0)
+    }
+
+    /// Sets the response producer or the request consumer to any value.
+    pub fn force_indices(&self, rsp_prod: Option<u32>, req_cons: Option<u32>) {
+        if let Some(v) = rsp_prod {
+            self.ring.set_idx(RSP_PROD, v);
+        }
+        if let Some(v) = req_cons {
+            self.ring.set_idx(REQ_CONS, v);
+        }
+    }
+
+    /// Takes the next complete request and answers it with this type,
+    /// request id (shifted by `id_delta`) and payload, whatever it asked;
+    /// `false` if no request is waiting.
+    pub fn answer_next(&mut self, kind: u32, id_delta: u32, payload: &[u8]) -> bool {
+        let Ok(Some(m)) = read_message(&self.ring, REQ, REQ_CONS, REQ_PROD, &mut self.partial) else { return false };
+        let m = Message { kind, req_id: m.req_id.wrapping_add(id_delta), tx_id: m.tx_id, payload: payload.to_vec() };
+        self.inject(&m.encode());
+        true
+    }
+
     /// Answers every complete request waiting on the ring.
     pub fn serve(&mut self) {
         if self.paused {
             return;
         }
         while let Ok(Some(m)) = read_message(&self.ring, REQ, REQ_CONS, REQ_PROD, &mut self.partial) {
-            let mut parts = m.payload.split(|b| *b == 0);
-            let first = String::from_utf8_lossy(parts.next().unwrap_or(&[])).into_owned();
+            let raw_first = m.payload.split(|b| *b == 0).next().unwrap_or(&[]);
+            let first = String::from_utf8_lossy(raw_first).into_owned();
             let (kind, payload) = match m.kind {
                 op::READ => match self.store.get(&first) {
                     Some(v) => (op::READ, v.clone().into_bytes()),
                     None => (op::ERROR, b"ENOENT\0".to_vec()),
                 },
                 op::WRITE => {
-                    let value = &m.payload[first.len() + 1..];
+                    let value = m.payload.get(raw_first.len() + 1..).unwrap_or(&[]);
                     self.store.insert(first, String::from_utf8_lossy(value).into_owned());
                     (op::WRITE, b"OK\0".to_vec())
                 }
@@ -490,7 +544,10 @@ impl FakeDaemon {
             }
             let mut sent = 0;
             while sent < bytes.len() {
-                sent += self.ring.produce(RSP, RSP_CONS, RSP_PROD, &bytes[sent..]).unwrap_or(bytes.len());
+                match self.ring.produce(RSP, RSP_CONS, RSP_PROD, &bytes[sent..]) {
+                    Ok(n) if n > 0 => sent += n,
+                    _ => break, // the client does not read: the rest is lost
+                }
             }
         }
     }
@@ -657,6 +714,34 @@ mod tests {
         d.borrow().ring.produce(RSP, RSP_CONS, RSP_PROD, &event.encode()).unwrap();
         assert_eq!(c.read("a").unwrap(), "b");
         assert!(c.poll_watch(&mut cx).is_ready());
+    }
+
+    #[test]
+    fn a_flooding_daemon_is_a_protocol_error_and_events_are_bounded() {
+        let page = SharedPage::new();
+        // Every wait brings ten watch events and never the answer.
+        struct Flood(FakeDaemon, u32);
+        impl Channel for Flood {
+            fn notify(&mut self) {}
+            fn register(&mut self, _waker: &Waker) {}
+            fn wait(&mut self) -> bool {
+                self.1 += 1;
+                for _ in 0..10 {
+                    let ev = Message { kind: op::WATCH_EVENT, req_id: 0, tx_id: 0, payload: b"p\0t\0".to_vec() };
+                    self.0.inject(&ev.encode());
+                }
+                self.1 < 1000
+            }
+        }
+        let mut c = Client::new(page, Flood(FakeDaemon::new(page), 0));
+        assert!(matches!(c.read("x"), Err(XsError::Protocol(_))));
+        assert!(c.channel().1 < 30, "gave up after {} waits", c.channel().1);
+        assert_eq!(c.events.len(), MAX_EVENTS);
+        let mut n = 0;
+        while let Ok(Some(_)) = c.poll_event() {
+            n += 1;
+        }
+        assert_eq!(n, MAX_EVENTS);
     }
 
     #[test]

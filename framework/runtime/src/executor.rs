@@ -160,6 +160,24 @@ impl Executor {
     }
 }
 
+impl Drop for Executor {
+    /// Drops the tasks still pending. Most hold a [`Handle`], which would
+    /// otherwise keep them and the executor alive (a leak per executor in
+    /// tests and fuzzing).
+    fn drop(&mut self) {
+        loop {
+            // Taken out first: a task's destructor may use the executor.
+            let tasks = core::mem::take(&mut *self.shared.tasks.borrow_mut());
+            if tasks.is_empty() {
+                break;
+            }
+            drop(tasks);
+        }
+        self.shared.wakers.borrow_mut().clear();
+        self.shared.timers.borrow_mut().clear();
+    }
+}
+
 impl Shared {
     fn fire_timers(&self, now: Instant) -> bool {
         let mut fired = false;
@@ -307,5 +325,37 @@ impl<T> JoinHandle<T> {
     /// Whether the task has finished.
     pub fn is_finished(&self) -> bool {
         self.state.borrow().output.is_some()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Frozen;
+
+    impl Platform for Frozen {
+        fn now(&self) -> Instant {
+            Instant::ZERO
+        }
+        fn wait(&self, _: Option<Instant>) {}
+    }
+
+    #[test]
+    fn dropping_the_executor_frees_pending_tasks_that_hold_a_handle() {
+        let token = Rc::new(());
+        let exec = Executor::new(Rc::new(Frozen));
+        let rt = exec.handle();
+        let held = token.clone();
+        let task_rt = rt.clone();
+        rt.spawn(async move {
+            let _keep = (held, task_rt.clone());
+            task_rt.sleep(Duration::from_secs(1)).await;
+        });
+        exec.block_on(async {});
+        assert_eq!(Rc::strong_count(&token), 2, "the task is pending");
+        drop(exec);
+        assert_eq!(Rc::strong_count(&token), 1, "the task was dropped with the executor");
+        assert_eq!(rt.task_count(), 0);
     }
 }
