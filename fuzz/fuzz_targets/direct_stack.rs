@@ -1,5 +1,5 @@
 //! Arbitrary Ethernet frames into the direct (smoltcp) stack, through a test
-//! `Net` device wrapped in `Guarded` as the backends do, with a TCP echo listener, a TCP listener whose connections
+//! `Net` device, with a TCP echo listener, a TCP listener whose connections
 //! are dropped at once, and a UDP echo socket open, on the runtime's
 //! executor with virtual time. After each frame the executor runs until
 //! nothing is ready (bounded: a task that keeps waking without time passing
@@ -26,7 +26,6 @@ use std::time::Duration;
 use libfuzzer_sys::fuzz_target;
 use morgana_devices::{Instant, LinkState, Net, NetCounters, NetStats, RxToken, TxToken};
 use morgana_net::direct::{self, Cidr, Config, Ipv4Mode};
-use morgana_net::guard::Guarded;
 use morgana_net::TcpStream;
 use morgana_runtime::{Executor, Handle, Platform};
 use smoltcp::wire::{
@@ -307,7 +306,7 @@ fuzz_target!(|data: &[u8]| {
     let exec = Executor::new(Rc::new(VirtualTime::default()));
     let rt = exec.handle();
     let wire = Rc::new(RefCell::new(Wire::default()));
-    let (stack, _direct) = direct::start(Guarded(Device(wire.clone())), config(cfg), [7; 32], &rt);
+    let (stack, _direct) = direct::start(Device(wire.clone()), config(cfg), [7; 32], &rt);
     let rt2 = rt.clone();
     exec.block_on(async move {
         app(rt2.clone(), stack).await;

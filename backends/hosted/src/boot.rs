@@ -6,7 +6,6 @@ use std::rc::Rc;
 use std::str::FromStr;
 
 use morgana_devices::Entropy;
-use morgana_net::guard::Guarded;
 use morgana_net::{direct, Stack};
 use morgana_runtime::{ArgError, Args, Handle};
 
@@ -156,7 +155,7 @@ pub fn start(cfg: BootConfig, reactor: &Rc<Reactor>, rt: &Handle) -> Result<Devi
                 }
             };
             let tap = TapDevice::open(&name, mac, reactor).map_err(|e| BootError::Net(e.to_string()))?;
-            direct::start(Guarded(tap), cfg.direct, seed, rt).0
+            direct::start(tap, cfg.direct, seed, rt).0
         }
     };
     Ok(Devices { stack, clock: HostClock, entropy, block, console: StdioConsole::new(reactor) })

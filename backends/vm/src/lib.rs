@@ -22,7 +22,6 @@ use core::task::{Context, Poll};
 
 use morgana_devices::{Block, BlockError, BlockInfo, Console, ConsoleError, Entropy, EntropyError, Instant};
 use morgana_net::driver::NoNetwork;
-use morgana_net::guard::Guarded;
 use morgana_net::{direct, Stack};
 use morgana_runtime::logger::LogSink;
 use morgana_runtime::{ArgError, Args, Handle};
@@ -337,7 +336,7 @@ fn start_virtio(cfg: BootConfig, rt: &Handle) -> Result<Devices, BootError> {
         }
     }
     let stack = match nic {
-        Some(nic) => direct::start(Guarded(nic), cfg.direct, seed(&mut entropy), rt).0,
+        Some(nic) => direct::start(nic, cfg.direct, seed(&mut entropy), rt).0,
         None => {
             log::info!("no network device");
             Stack::new(Rc::new(NoNetwork), rt.clone())
@@ -412,7 +411,7 @@ mod xen {
         let stack = match devs.net {
             Some(nic) => {
                 log::info!("Xen vif, MAC {:02x?}", morgana_devices::Net::mac_address(&nic));
-                direct::start(Guarded(nic), cfg.direct, seed(&mut entropy), rt).0
+                direct::start(nic, cfg.direct, seed(&mut entropy), rt).0
             }
             None => {
                 log::info!("no network device");

@@ -7,9 +7,6 @@
 //! * [`direct::DirectStack`]: smoltcp over any [`morgana_devices::Net`] device
 //!   (a virtio NIC, a Xen netfront, a Linux TAP device, an in-memory link);
 //! * host sockets, in the hosted backend, for development on Linux.
-//!
-//! [`guard::Guarded`] wraps the device under a direct stack to drop frames
-//! smoltcp would panic on.
 #![no_std]
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
@@ -20,7 +17,6 @@ mod api;
 pub mod direct;
 pub mod driver;
 mod error;
-pub mod guard;
 pub mod slots;
 
 pub use api::{ListenAddr, Stack, TcpListener, TcpStream, UdpSocket};
