@@ -55,6 +55,20 @@ fn hex(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
+/// Sends `query` over DNS-over-TCP framing on `s` and reads one framed
+/// answer.
+pub fn tcp_exchange(s: &mut std::net::TcpStream, query: &[u8]) -> std::io::Result<Vec<u8>> {
+    use std::io::{Read, Write};
+    let mut framed = (query.len() as u16).to_be_bytes().to_vec();
+    framed.extend_from_slice(query);
+    s.write_all(&framed)?;
+    let mut len = [0u8; 2];
+    s.read_exact(&mut len)?;
+    let mut m = vec![0u8; u16::from_be_bytes(len) as usize];
+    s.read_exact(&mut m)?;
+    Ok(m)
+}
+
 /// Builds a query.
 pub fn query(id: u16, name: &str, qtype: u16, qclass: u16, flags: u16, edns: Option<(u16, u8)>) -> Vec<u8> {
     let mut m = Vec::new();

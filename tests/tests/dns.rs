@@ -434,14 +434,7 @@ fn tcp_limits() -> Result {
     let mut s = TcpStream::connect(("127.0.0.1", port))?;
     s.set_read_timeout(Some(Duration::from_secs(5)))?;
     for i in 0..3u16 {
-        let q = dnsmsg::query(100 + i, "www.example.com", 1, 1, 0, None);
-        let mut framed = (q.len() as u16).to_be_bytes().to_vec();
-        framed.extend_from_slice(&q);
-        s.write_all(&framed)?;
-        let mut len = [0u8; 2];
-        s.read_exact(&mut len)?;
-        let mut m = vec![0u8; u16::from_be_bytes(len) as usize];
-        s.read_exact(&mut m)?;
+        let m = dnsmsg::tcp_exchange(&mut s, &dnsmsg::query(100 + i, "www.example.com", 1, 1, 0, None))?;
         check(dnsmsg::parse(&m)?.id == 100 + i, "pipelined TCP answers", "")?;
     }
     // Idle connections are closed after the timeout.
@@ -461,14 +454,7 @@ fn tcp_limits() -> Result {
     std::thread::sleep(Duration::from_millis(200));
     let mut c = TcpStream::connect(("127.0.0.1", port))?;
     c.set_read_timeout(Some(Duration::from_secs(2)))?;
-    let q = dnsmsg::query(7, "www.example.com", 1, 1, 0, None);
-    let mut framed = (q.len() as u16).to_be_bytes().to_vec();
-    framed.extend_from_slice(&q);
-    c.write_all(&framed)?;
-    let mut len = [0u8; 2];
-    c.read_exact(&mut len)?;
-    let mut m = vec![0u8; u16::from_be_bytes(len) as usize];
-    c.read_exact(&mut m)?;
+    let m = dnsmsg::tcp_exchange(&mut c, &dnsmsg::query(7, "www.example.com", 1, 1, 0, None))?;
     check(dnsmsg::parse(&m)?.id == 7, "the newcomer at the cap is served", "")?;
     a.set_read_timeout(Some(Duration::from_millis(500)))?;
     let r = a.read(&mut one);

@@ -7,7 +7,6 @@
 //! every client is one source, limits a flood too. Tests whose tools are
 //! missing are reported as ignored, except under CI=true, where they fail.
 
-use std::io::{Read, Write};
 use std::net::{TcpStream, UdpSocket};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -120,15 +119,7 @@ fn paced(from: &str, port: u16, name: &str, count: u16, per_second: f64) -> Resu
 fn tcp_query(port: u16, name: &str) -> Result<(bool, usize)> {
     let mut s = TcpStream::connect(("127.0.0.1", port))?;
     s.set_read_timeout(Some(Duration::from_secs(5)))?;
-    let q = dnsmsg::query(77, name, 1, 1, 0, None);
-    let mut framed = (q.len() as u16).to_be_bytes().to_vec();
-    framed.extend_from_slice(&q);
-    s.write_all(&framed)?;
-    let mut len = [0u8; 2];
-    s.read_exact(&mut len)?;
-    let mut m = vec![0u8; u16::from_be_bytes(len) as usize];
-    s.read_exact(&mut m)?;
-    let m = dnsmsg::parse(&m)?;
+    let m = dnsmsg::parse(&dnsmsg::tcp_exchange(&mut s, &dnsmsg::query(77, name, 1, 1, 0, None))?)?;
     Ok((m.flags & TC != 0, m.answer.len()))
 }
 

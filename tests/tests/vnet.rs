@@ -247,5 +247,3 @@ fn connections_beyond_the_accept_queue_are_refused_not_hung() {
         assert_eq!(held.len(), 4);
     });
 }
-
-

@@ -63,32 +63,21 @@ pub(super) enum Verdict {
     /// Not a handshake the queue handles: smoltcp takes it.
     Pass,
     /// A SYN to a listening port: answer it with this SYN-ACK frame.
-    Answer(SynAck),
+    Answer(Frame),
     /// The ACK completing a queued handshake: hand the socket listening on
     /// `local` this SYN (with `isn` as its initial sequence number), then
     /// the frame.
-    Complete { syn: Syn, isn: u32, local: IpEndpoint },
+    Complete { syn: Frame, isn: u32, local: IpEndpoint },
 }
 
-/// A SYN-ACK frame, built in place.
-pub(super) struct SynAck {
+/// A handshake frame built in place: our SYN-ACK, or the client's SYN
+/// rebuilt for the listening socket.
+pub(super) struct Frame {
     buf: [u8; FRAME_MAX],
     len: usize,
 }
 
-impl SynAck {
-    pub(super) fn bytes(&self) -> &[u8] {
-        &self.buf[..self.len]
-    }
-}
-
-/// The SYN a client sent, rebuilt for the listening socket.
-pub(super) struct Syn {
-    buf: [u8; FRAME_MAX],
-    len: usize,
-}
-
-impl Syn {
+impl Frame {
     pub(super) fn bytes(&self) -> &[u8] {
         &self.buf[..self.len]
     }
@@ -315,7 +304,7 @@ fn emit(
 
 /// Our answer to the SYN in `e`: the window of an established socket, the
 /// window scale the listening socket will use, our MSS, SACK if offered.
-fn syn_ack(e: &Entry, at: &Local<'_>) -> SynAck {
+fn syn_ack(e: &Entry, at: &Local<'_>) -> Frame {
     let ip_header = if matches!(e.local.addr, IpAddress::Ipv4(_)) { 20 } else { 40 };
     let tcp = TcpRepr {
         src_port: e.local.port,
@@ -331,13 +320,13 @@ fn syn_ack(e: &Entry, at: &Local<'_>) -> SynAck {
         timestamp: None,
         payload: &[],
     };
-    let mut out = SynAck { buf: [0; FRAME_MAX], len: 0 };
+    let mut out = Frame { buf: [0; FRAME_MAX], len: 0 };
     out.len = emit(&mut out.buf, at.mac, e.peer_mac, e.local.addr, e.remote.addr, &tcp);
     out
 }
 
 /// The client's SYN as the listening socket would have received it.
-fn rebuilt_syn(e: &Entry, at: &Local<'_>) -> Syn {
+fn rebuilt_syn(e: &Entry, at: &Local<'_>) -> Frame {
     let tcp = TcpRepr {
         src_port: e.remote.port,
         dst_port: e.local.port,
@@ -352,7 +341,7 @@ fn rebuilt_syn(e: &Entry, at: &Local<'_>) -> Syn {
         timestamp: None,
         payload: &[],
     };
-    let mut out = Syn { buf: [0; FRAME_MAX], len: 0 };
+    let mut out = Frame { buf: [0; FRAME_MAX], len: 0 };
     out.len = emit(&mut out.buf, e.peer_mac, at.mac, e.remote.addr, e.local.addr, &tcp);
     out
 }
