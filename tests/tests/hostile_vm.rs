@@ -131,7 +131,10 @@ fn syn_flood(app: &str, port: u16, kind: &str) -> Result {
     if after_ok != after_n {
         return Err(format!("within 1 s after the flood only {after_ok} of {after_n} got in").into());
     }
-    if during_ok * 2 < during_n {
+    // How many get in during the flood depends on how fast the host floods
+    // against how fast the TCG guest drains QEMU's queues (4 to 29 of 30
+    // seen); a dead listener lets none in.
+    if during_ok < 2 {
         return Err(format!("during the flood only {during_ok} of {during_n} got in").into());
     }
     Ok(())
