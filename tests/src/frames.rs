@@ -33,18 +33,24 @@ pub struct Tcp4 {
 impl Tcp4 {
     /// The frame, with an MSS option of 1460 on a SYN.
     pub fn frame(&self) -> Vec<u8> {
+        self.frame_with(&[])
+    }
+
+    /// The frame carrying `payload`.
+    pub fn frame_with(&self, payload: &[u8]) -> Vec<u8> {
         let options: &[u8] = if self.flags & 0x02 != 0 { &[2, 4, 0x05, 0xb4] } else { &[] };
-        let tcp_len = 20 + options.len();
+        let tcp_len = 20 + options.len() + payload.len();
         let mut tcp = Vec::with_capacity(tcp_len);
         tcp.extend_from_slice(&self.src.1.to_be_bytes());
         tcp.extend_from_slice(&self.dst.1.to_be_bytes());
         tcp.extend_from_slice(&self.seq.to_be_bytes());
         tcp.extend_from_slice(&self.ack.to_be_bytes());
-        tcp.push(((tcp_len / 4) as u8) << 4);
+        tcp.push((((20 + options.len()) / 4) as u8) << 4);
         tcp.push(self.flags);
         tcp.extend_from_slice(&64240u16.to_be_bytes()); // window
         tcp.extend_from_slice(&[0, 0, 0, 0]); // checksum, urgent pointer
         tcp.extend_from_slice(options);
+        tcp.extend_from_slice(payload);
         let (s, d) = (self.src.0.octets(), self.dst.0.octets());
         let pseudo = [s[0], s[1], s[2], s[3], d[0], d[1], d[2], d[3], 0, 6, 0, tcp_len as u8];
         let c = checksum(&[&pseudo, &tcp]);

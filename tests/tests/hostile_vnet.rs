@@ -130,7 +130,7 @@ fn spoofed_syn_flood_does_not_starve_real_clients() {
         }
         flood.await;
         let stats = server.tcp_defence_stats();
-        assert!(stats.half_open_evicted > 10_000, "the flood overflowed the SYN queue: {stats:?}");
+        assert!(stats.syn_cookies_sent > 10_000, "the flood filled the SYN queue (cookies answered): {stats:?}");
         assert_eq!(ok, n, "real clients connected during the flood: {ok} of {n}");
         // After the flood: every client gets in at once.
         for i in 0..20 {
@@ -141,8 +141,25 @@ fn spoofed_syn_flood_does_not_starve_real_clients() {
 }
 
 /// Sends a SYN from the attacker's own address and returns the initial
-/// sequence number of the SYN-ACK it gets.
+/// sequence number of the SYN-ACK it gets, then resets the handshake.
 async fn observed_isn(rt: &Handle, attacker: &RefCell<Port>, src_port: u16, seq: u32) -> u32 {
+    let isn = observed_isn_kept(rt, attacker, src_port, seq).await;
+    let rst = Tcp4 {
+        src_mac: ATTACKER_MAC,
+        dst_mac: A_MAC,
+        src: (ATTACKER4, src_port),
+        dst: (A4, 7),
+        seq: seq.wrapping_add(1),
+        ack: 0,
+        flags: 0x04,
+    };
+    send(&mut attacker.borrow_mut(), &rst.frame());
+    isn
+}
+
+/// Sends a SYN from the attacker's own address and returns the initial
+/// sequence number of the SYN-ACK it gets.
+async fn observed_isn_kept(rt: &Handle, attacker: &RefCell<Port>, src_port: u16, seq: u32) -> u32 {
     let syn = Tcp4 {
         src_mac: ATTACKER_MAC,
         dst_mac: A_MAC,
@@ -165,11 +182,7 @@ async fn observed_isn(rt: &Handle, attacker: &RefCell<Port>, src_port: u16, seq:
                 && f[34 + 13] & 0x12 == 0x12
                 && u16::from_be_bytes([f[36], f[37]]) == src_port;
             if is_synack {
-                let isn = u32::from_be_bytes([f[38], f[39], f[40], f[41]]);
-                // Reset the half-open connection so the tuple can be reused.
-                let rst = Tcp4 { seq: seq.wrapping_add(1), flags: 0x04, ..syn };
-                send(&mut attacker.borrow_mut(), &rst.frame());
-                return isn;
+                return u32::from_be_bytes([f[38], f[39], f[40], f[41]]);
             }
         }
     }
@@ -185,16 +198,7 @@ fn initial_sequence_numbers_follow_rfc_6528() {
     let attacker = RefCell::new(link.port(ATTACKER_MAC));
     exec.block_on(async move {
         echo_server(&rt, a);
-        // Introduce ourselves (ARP request to A), so A can answer us.
-        let mut arp = vec![0xff; 6];
-        arp.extend_from_slice(&ATTACKER_MAC);
-        arp.extend_from_slice(&[0x08, 0x06, 0, 1, 0x08, 0, 6, 4, 0, 1]);
-        arp.extend_from_slice(&ATTACKER_MAC);
-        arp.extend_from_slice(&ATTACKER4.octets());
-        arp.extend_from_slice(&[0; 6]);
-        arp.extend_from_slice(&A4.octets());
-        send(&mut attacker.borrow_mut(), &arp);
-        rt.sleep(Duration::from_millis(10)).await;
+        introduce(&rt, &attacker).await;
 
         let t0 = rt.now();
         let first = observed_isn(&rt, &attacker, 5000, 1000).await;
@@ -266,4 +270,82 @@ fn an_advertised_prefix_is_taken_up_without_waiting_for_another_frame() {
             |a: &std::net::IpAddr| matches!(a, std::net::IpAddr::V6(v6) if v6.segments()[..2] == [0x2001, 0xdb8]);
         assert!(addrs.iter().any(|(a, _)| from_prefix(a)), "no address from the advertised /64 yet: {addrs:?}");
     });
+}
+
+#[test]
+fn a_handshake_answered_with_a_cookie_completes_seconds_later() {
+    let exec = Executor::new(Rc::new(VirtualTime::default()));
+    let rt = exec.handle();
+    let link = Switch::new(Faults::default());
+    // One bucket of eight: a few spoofed SYNs fill it.
+    let small = Config { syn_backlog: 8, ..config(A4, 1) };
+    let (a, server) = direct::start(link.port(A_MAC), small, [11; 32], &rt);
+    let attacker = RefCell::new(link.port(ATTACKER_MAC));
+    exec.block_on(async move {
+        echo_server(&rt, a);
+        introduce(&rt, &attacker).await;
+        let flood = |from: u32, to: u32| {
+            for n in from..to {
+                let syn = Tcp4 {
+                    src_mac: ATTACKER_MAC,
+                    dst_mac: A_MAC,
+                    src: (Ipv4Addr::new(198, 18, (n >> 8) as u8, n as u8), 2000),
+                    dst: (A4, 7),
+                    seq: n,
+                    ack: 0,
+                    flags: 0x02,
+                };
+                send(&mut attacker.borrow_mut(), &syn.frame());
+            }
+        };
+        flood(0, 20);
+        rt.sleep(Duration::from_millis(10)).await;
+        let isn = observed_isn_kept(&rt, &attacker, 6000, 500).await;
+        assert_eq!(server.tcp_defence_stats().syn_cookies_sent, 13, "the bucket was full for 12 spoofed SYNs and ours");
+        // The flood goes on, and the ACK with the first data comes after
+        // any stored handshake would have expired: the cookie rebuilds it.
+        flood(20, 300);
+        rt.sleep(Duration::from_secs(6)).await;
+        flood(300, 600);
+        rt.sleep(Duration::from_millis(10)).await;
+        let data = Tcp4 {
+            src_mac: ATTACKER_MAC,
+            dst_mac: A_MAC,
+            src: (ATTACKER4, 6000),
+            dst: (A4, 7),
+            seq: 501,
+            ack: isn.wrapping_add(1),
+            flags: 0x18,
+        };
+        drain(&mut attacker.borrow_mut());
+        send(&mut attacker.borrow_mut(), &data.frame_with(b"x"));
+        let mut echoed = false;
+        for _ in 0..100 {
+            rt.sleep(Duration::from_millis(1)).await;
+            let frames = drain(&mut attacker.borrow_mut());
+            echoed |= frames.iter().any(|f| {
+                f.len() == 55 && u16::from_be_bytes([f[36], f[37]]) == 6000 && f[54] == b'x' && f[47] & 0x04 == 0
+            });
+            if echoed {
+                break;
+            }
+        }
+        let stats = server.tcp_defence_stats();
+        assert!(echoed, "no echo of the data sent with the cookie's ACK: {stats:?}");
+        assert_eq!(stats.syn_cookies_completed, 1, "{stats:?}");
+    });
+}
+
+/// Introduces the attacker's own address to A (an ARP request), so A can
+/// answer it.
+async fn introduce(rt: &Handle, attacker: &RefCell<Port>) {
+    let mut arp = vec![0xff; 6];
+    arp.extend_from_slice(&ATTACKER_MAC);
+    arp.extend_from_slice(&[0x08, 0x06, 0, 1, 0x08, 0, 6, 4, 0, 1]);
+    arp.extend_from_slice(&ATTACKER_MAC);
+    arp.extend_from_slice(&ATTACKER4.octets());
+    arp.extend_from_slice(&[0; 6]);
+    arp.extend_from_slice(&A4.octets());
+    send(&mut attacker.borrow_mut(), &arp);
+    rt.sleep(Duration::from_millis(10)).await;
 }

@@ -45,8 +45,13 @@ pub struct TcpDefenceStats {
     pub syn_answered: u64,
     /// Handshakes completed through the SYN queue.
     pub syn_completed: u64,
-    /// Half-open connections dropped to make room for a newer SYN.
+    /// Half-open connections dropped (expired, or a smoltcp half-open
+    /// socket making room).
     pub half_open_evicted: u64,
+    /// SYNs answered with a cookie (the SYN queue's bucket was full).
+    pub syn_cookies_sent: u64,
+    /// Handshakes completed from a cookie.
+    pub syn_cookies_completed: u64,
     /// Connections completed while the accept queue was full, reset.
     pub accept_queue_overflow: u64,
     /// Established connections reset because memory was short.

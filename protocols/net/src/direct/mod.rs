@@ -222,6 +222,8 @@ impl<D: Net + 'static> DirectStack<D> {
             syn_answered: q.answered,
             syn_completed: q.completed,
             half_open_evicted: i.tcp.stats.half_open_evicted + q.evicted,
+            syn_cookies_sent: q.cookies_sent,
+            syn_cookies_completed: q.cookies_completed,
             ..i.tcp.stats
         }
     }

@@ -4,10 +4,10 @@
 use core::task::Context;
 
 use morgana_devices::{Instant, LinkState, Net, RxToken, TxToken};
-use smoltcp::iface::PollResult;
+use smoltcp::iface::{PollResult, SocketSet};
 use smoltcp::socket::tcp;
+use smoltcp::wire::IpEndpoint;
 
-use super::conn::ESTABLISHED_RX;
 use super::device::{Adapter, OneFrame};
 use super::isn;
 use super::listen::{listener_on, service_listeners};
@@ -105,14 +105,19 @@ impl<D: Net> Inner<D> {
                     let bytes = syn_ack.bytes();
                     tx.consume(bytes.len(), |b| b.copy_from_slice(bytes));
                 }
-                Verdict::Complete { syn: first, isn, local } => {
+                // A cookie is returned by every segment until the client's
+                // first data is acknowledged: only the first may open a
+                // connection.
+                Verdict::Complete { local, remote, .. } if connected(sockets, local, remote) => {
+                    iface.poll_ingress_single(ts, &mut OneFrame::new(frame, Some(tx), mtu), sockets);
+                }
+                Verdict::Complete { syn: first, isn, local, window, .. } => {
                     if let Some(h) = listener_on(listeners, local.addr.into(), local.port) {
                         sockets.get_mut::<tcp::Socket>(h).set_isn_generator(Some(isn::fixed(isn)));
                     }
                     let none: Option<D::TxToken<'_>> = None;
                     iface.poll_ingress_single(ts, &mut OneFrame::new(first.bytes(), none, mtu), sockets);
                     if let Some(h) = listener_on(listeners, local.addr.into(), local.port) {
-                        let window = (ESTABLISHED_RX >> tcp.window_shift()) as u16;
                         sockets.get_mut::<tcp::Socket>(h).synack_sent_elsewhere(window);
                     }
                     iface.poll_ingress_single(ts, &mut OneFrame::new(frame, Some(tx), mtu), sockets);
@@ -134,4 +139,12 @@ impl<D: Net> Inner<D> {
             w.wake_by_ref();
         }
     }
+}
+
+/// Whether a TCP socket already holds the connection `local`-`remote`.
+fn connected(sockets: &SocketSet<'static>, local: IpEndpoint, remote: IpEndpoint) -> bool {
+    sockets.iter().any(|(_, s)| match s {
+        smoltcp::socket::Socket::Tcp(t) => t.local_endpoint() == Some(local) && t.remote_endpoint() == Some(remote),
+        _ => false,
+    })
 }

@@ -9,17 +9,23 @@
 //! So the stack answers a SYN to a listening port itself: it records the
 //! handshake in a fixed-size table and sends the SYN-ACK. The table is
 //! set-associative: a keyed hash (SipHash, so a peer cannot aim at one
-//! bucket) picks a bucket of [`WAYS`] entries (`heapless::Vec`), and a
-//! full bucket gives up its oldest entry. An entry is about 64 bytes. When
-//! the client's ACK arrives, the listening smoltcp socket is handed the SYN
-//! it would have seen (with the initial sequence number already sent) and
-//! then the ACK, and is established at once.
+//! bucket) picks a bucket of [`WAYS`] entries (`heapless::Vec`). An entry
+//! is about 70 bytes. When the client's ACK arrives, the listening smoltcp
+//! socket is handed the SYN it would have seen (with the initial sequence
+//! number already sent) and then the ACK, and is established at once.
 //!
-//! Not implemented: SYN cookies (when the table is full the oldest
-//! handshake in the bucket is lost instead), SYN-ACK retransmission (a lost
-//! SYN-ACK is repeated when the client retransmits its SYN), TCP
-//! timestamps (not offered), and SYNs carrying data (the data is dropped and
-//! retransmitted by the client).
+//! When a SYN's bucket is full of live handshakes (a flood), nothing is
+//! evicted: the SYN-ACK carries a SYN cookie (RFC 4987 §3.6) instead, an
+//! initial sequence number that encodes a keyed hash of the connection,
+//! the client's ISN and a 64-second time slot, and the MSS; the ACK that
+//! returns it (up to two slots later) rebuilds the handshake. A cookie
+//! handshake offers neither window scaling nor SACK, which it could not
+//! remember. So a real client's handshake survives a flood however long its
+//! ACK takes, and the table never holds more than its size.
+//!
+//! Not implemented: SYN-ACK retransmission (a lost SYN-ACK is repeated when
+//! the client retransmits its SYN), TCP timestamps (not offered), and SYNs
+//! carrying data (the data is dropped and retransmitted by the client).
 
 use alloc::vec::Vec;
 use core::hash::Hasher;
@@ -66,8 +72,8 @@ pub(super) enum Verdict {
     Answer(Frame),
     /// The ACK completing a queued handshake: hand the socket listening on
     /// `local` this SYN (with `isn` as its initial sequence number), then
-    /// the frame.
-    Complete { syn: Frame, isn: u32, local: IpEndpoint },
+    /// the frame. `window` is the SYN-ACK's window in the socket's units.
+    Complete { syn: Frame, isn: u32, local: IpEndpoint, remote: IpEndpoint, window: u16 },
 }
 
 /// A handshake frame built in place: our SYN-ACK, or the client's SYN
@@ -103,9 +109,18 @@ pub struct SynQueueStats {
     pub answered: u64,
     /// Handshakes completed through the queue.
     pub completed: u64,
-    /// Queued handshakes given up for a newer SYN in a full bucket.
+    /// Expired handshakes dropped from a full bucket.
     pub evicted: u64,
+    /// SYNs answered with a cookie (their bucket was full).
+    pub cookies_sent: u64,
+    /// Handshakes completed from a cookie.
+    pub cookies_completed: u64,
 }
+
+/// The MSS values a cookie can carry (2 bits).
+const COOKIE_MSS: [u16; 4] = [536, 1220, 1400, 1460];
+/// A cookie's time slot, in seconds.
+const COOKIE_SLOT_SECS: i64 = 64;
 
 /// The table.
 pub(super) struct SynQueue {
@@ -153,15 +168,26 @@ impl SynQueue {
                 if !(at.listening)(seg.local.addr, seg.local.port) {
                     return Verdict::Pass; // smoltcp refuses it
                 }
-                let entry = self.insert(&seg, at.now);
                 self.stats.answered += 1;
-                Verdict::Answer(syn_ack(&entry, at))
+                match self.insert(&seg, at.now) {
+                    Some(entry) => Verdict::Answer(syn_ack(&entry, at)),
+                    None => {
+                        self.stats.cookies_sent += 1;
+                        Verdict::Answer(syn_ack(&self.cookie_entry(&seg, at.now), at))
+                    }
+                }
             }
             (TcpControl::None | TcpControl::Psh, Some(ack)) => {
                 let b = self.bucket(seg.local, seg.remote);
                 let Some(i) = self.buckets[b].iter().position(|e| e.local == seg.local && e.remote == seg.remote)
                 else {
-                    return Verdict::Pass;
+                    return match self.check_cookie(&seg, ack, at.now) {
+                        Some(e) if (at.listening)(e.local.addr, e.local.port) => {
+                            self.stats.cookies_completed += 1;
+                            complete(&e, at)
+                        }
+                        _ => Verdict::Pass,
+                    };
                 };
                 let e = self.buckets[b].swap_remove(i);
                 if at.now - e.born > HANDSHAKE_TIMEOUT
@@ -171,22 +197,28 @@ impl SynQueue {
                     return Verdict::Pass; // smoltcp resets it
                 }
                 self.stats.completed += 1;
-                Verdict::Complete { syn: rebuilt_syn(&e, at), isn: e.isn, local: e.local }
+                complete(&e, at)
             }
             _ => Verdict::Pass,
         }
     }
 
-    /// Records a SYN (or finds its retransmission).
-    fn insert(&mut self, seg: &Segment<'_>, now: Instant) -> Entry {
+    /// Records a SYN (or finds its retransmission); `None` if its bucket is
+    /// full of live handshakes.
+    fn insert(&mut self, seg: &Segment<'_>, now: Instant) -> Option<Entry> {
         let b = self.bucket(seg.local, seg.remote);
         let bucket = &mut self.buckets[b];
         if let Some(e) = bucket.iter().find(|e| e.local == seg.local && e.remote == seg.remote) {
             if e.peer_isn == seg.tcp.seq_number.0 as u32 {
-                return *e; // a retransmitted SYN: the same answer
+                return Some(*e); // a retransmitted SYN: the same answer
             }
         }
+        let before = bucket.len();
         bucket.retain(|e| !(e.local == seg.local && e.remote == seg.remote) && now - e.born <= HANDSHAKE_TIMEOUT);
+        self.stats.evicted += (before - bucket.len()) as u64;
+        if bucket.is_full() {
+            return None;
+        }
         let entry = Entry {
             local: seg.local,
             remote: seg.remote,
@@ -199,14 +231,80 @@ impl SynQueue {
             peer_sack: seg.tcp.sack_permitted,
             born: now,
         };
-        if bucket.is_full() {
-            let oldest = (0..bucket.len()).min_by_key(|&i| bucket[i].born).unwrap_or(0);
-            bucket.swap_remove(oldest);
-            self.stats.evicted += 1;
-        }
         let _ = bucket.push(entry);
-        entry
+        Some(entry)
     }
+
+    /// The cookie's keyed hash of a handshake in time slot `slot`.
+    fn cookie_hash(&self, local: IpEndpoint, remote: IpEndpoint, peer_isn: u32, slot: i64) -> u32 {
+        let mut h = SipHasher13::new_with_key(&self.isn_key);
+        h.write(b"cookie");
+        for e in [local, remote] {
+            match e.addr {
+                IpAddress::Ipv4(a) => h.write(&a.octets()),
+                IpAddress::Ipv6(a) => h.write(&a.octets()),
+            }
+            h.write_u16(e.port);
+        }
+        h.write_u32(peer_isn);
+        h.write_i64(slot);
+        h.finish() as u32
+    }
+
+    /// An entry that is not stored: its ISN is a cookie (24 bits of hash, 6
+    /// of time slot, 2 of MSS index), and it offers no window scale or SACK.
+    fn cookie_entry(&self, seg: &Segment<'_>, now: Instant) -> Entry {
+        let peer_isn = seg.tcp.seq_number.0 as u32;
+        let slot = now.secs() / COOKIE_SLOT_SECS;
+        let peer_mss = seg.tcp.max_seg_size.unwrap_or(536);
+        let mss = COOKIE_MSS.iter().rposition(|&m| m <= peer_mss).unwrap_or(0) as u32;
+        let hash = self.cookie_hash(seg.local, seg.remote, peer_isn, slot);
+        Entry {
+            local: seg.local,
+            remote: seg.remote,
+            peer_mac: seg.src_mac,
+            isn: (hash & 0xffff_ff00) | (((slot as u32) & 0x3f) << 2) | mss,
+            peer_isn,
+            peer_window: seg.tcp.window_len,
+            peer_mss: Some(COOKIE_MSS[mss as usize]),
+            peer_window_scale: None,
+            peer_sack: false,
+            born: now,
+        }
+    }
+
+    /// The handshake an ACK completes if it returns a valid cookie from
+    /// this time slot or the one before.
+    fn check_cookie(&self, seg: &Segment<'_>, ack: TcpSeqNumber, now: Instant) -> Option<Entry> {
+        let cookie = (ack.0 as u32).wrapping_sub(1);
+        let peer_isn = (seg.tcp.seq_number.0 as u32).wrapping_sub(1);
+        let current = now.secs() / COOKIE_SLOT_SECS;
+        let slot = [current, current - 1].into_iter().find(|s| ((*s as u32) & 0x3f) == (cookie >> 2) & 0x3f)?;
+        if self.cookie_hash(seg.local, seg.remote, peer_isn, slot) & 0xffff_ff00 != cookie & 0xffff_ff00 {
+            return None;
+        }
+        Some(Entry {
+            local: seg.local,
+            remote: seg.remote,
+            peer_mac: seg.src_mac,
+            isn: cookie,
+            peer_isn,
+            peer_window: seg.tcp.window_len,
+            peer_mss: Some(COOKIE_MSS[(cookie & 3) as usize]),
+            peer_window_scale: None,
+            peer_sack: false,
+            born: now,
+        })
+    }
+}
+
+/// Hands the handshake in `e` to the listening socket.
+fn complete(e: &Entry, at: &Local<'_>) -> Verdict {
+    // Our SYN-ACK offered ESTABLISHED_RX bytes; the socket counts its
+    // window in units of its scale, which is 0 unless the peer offered one.
+    let shift = if e.peer_window_scale.is_some() { at.window_shift } else { 0 };
+    let window = (ESTABLISHED_RX.min(u16::MAX as usize) >> shift) as u16;
+    Verdict::Complete { syn: rebuilt_syn(e, at), isn: e.isn, local: e.local, remote: e.remote, window }
 }
 
 /// A TCP segment for one of our addresses, with valid checksums, not a
