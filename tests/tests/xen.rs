@@ -108,12 +108,7 @@ fn host_run() -> &'static std::result::Result<HostRun, String> {
         let mut blkr = blkw.clone();
         blkr.name = "blkr".into();
         blkr.cmdline = "--check=blk-read".into();
-        let domains = [
-            (&echo, "echo.cfg"),
-            (&dns, "dns.cfg"),
-            (&blkw, "blkw.cfg"),
-            (&blkr, "blkr.cfg"),
-        ];
+        let domains = [(&echo, "echo.cfg"), (&dns, "dns.cfg"), (&blkw, "blkw.cfg"), (&blkr, "blkr.cfg")];
         for (d, file) in domains {
             std::fs::write(share.join(file), d.config()).map_err(|e| e.to_string())?;
         }
