@@ -527,6 +527,30 @@ fn connection_cap() -> Result {
     check(w.p.is_running(), "server alive", "")
 }
 
+/// `--memory` budgets the process: a flood of silent HTTPS clients (12 KiB
+/// each in their handshakes) is shed to stay within 4 MiB, while fresh
+/// clients are served and the heap report shows the peak under the budget.
+fn memory_budget() -> Result {
+    let w = start_web(None, &["--memory", "4", "--memory-report", "1", "--max-connections", "5000"])?;
+    let mut silent = Vec::new();
+    for _ in 0..600 {
+        let mut s = TcpStream::connect(("127.0.0.1", w.https))?;
+        s.write_all(&[0x16, 0x03, 0x01, 0x02, 0x00, 0x01, 0x00, 0x01, 0xfc, 0x03, 0x03])?;
+        silent.push(s);
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    let got = raw_status(w.http, b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")?;
+    check(got == 200, "a fresh client is served within the budget", &got.to_string())?;
+    std::thread::sleep(Duration::from_millis(1200));
+    let out = w.p.output();
+    let report = out.iter().rev().find(|l| l.contains("heap: in use")).cloned().unwrap_or_default();
+    let peak: u64 =
+        report.split("peak ").nth(1).and_then(|r| r.split(' ').next()).and_then(|n| n.parse().ok()).unwrap_or(u64::MAX);
+    check(report.contains("limit 4096 KiB") && peak <= 4096, "heap peak within the 4 MiB budget", &report)?;
+    drop(silent);
+    Ok(())
+}
+
 struct WebVm {
     _q: Running,
     http: u16,
@@ -621,6 +645,7 @@ fn main() {
         t("hostile_requests_table", hostile_requests, &[]),
         t("slowloris_is_cut_off", slowloris, &[]),
         t("connection_cap", connection_cap, &[]),
+        t("memory_budget", memory_budget, &[]),
         t("vm_image_curl_http_https", vm_curl, &[&qemu, &curl, &ossl]),
         t("vm_without_entropy_refuses_https", vm_without_entropy_refuses_https, &[&qemu]),
         t("chromium_renders_site_from_vm", chromium_renders_vm_site, &[&qemu, &chromium]),

@@ -64,14 +64,17 @@ impl Slots {
         self
     }
 
-    /// A slot for a new connection. At the cap, or when memory cannot spare
-    /// the connection's cost, the connection that has waited longest for
-    /// its peer is shed to make room; `None` if every connection is being
-    /// written to.
+    /// A slot for a new connection. At the cap, the connection that has
+    /// waited longest for its peer is shed to make room; `None` if every
+    /// connection is being written to. When memory cannot spare the
+    /// connection's cost, that connection is shed too, but the newcomer is
+    /// refused: the memory comes back only once the shed connection's task
+    /// has ended.
     pub fn admit(&self) -> Option<Slot> {
         let mut t = self.table.borrow_mut();
         let live = t.entries.iter().filter(|(_, e)| !e.shed).count();
-        if live >= t.max || !morgana_runtime::memory::can_spare(t.cost) {
+        let short = !morgana_runtime::memory::can_spare(t.cost);
+        if live >= t.max || short {
             let (id, _) =
                 t.entries.iter().filter(|(_, e)| !e.shed && !e.writing).min_by_key(|(_, e)| e.waiting_since)?;
             let victim = &mut t.entries[id];
@@ -80,6 +83,9 @@ impl Slots {
                 w.wake();
             }
             t.shed += 1;
+            if short {
+                return None;
+            }
         }
         let now = self.rt.now();
         let id = t.entries.insert(Entry { waiting_since: now, writing: false, shed: false, waker: None });
@@ -212,6 +218,7 @@ mod tests {
         memory::set_limit(memory::in_use() + 4 * memory::MIN_RESERVE);
         let c = slots.admit();
         memory::set_limit(usize::MAX);
-        assert!(c.is_some() && a.is_shed() && !b.is_shed(), "well below the cap, a makes way");
+        assert!(c.is_none() && a.is_shed() && !b.is_shed(), "well below the cap, a makes way; the newcomer waits");
+        assert!(slots.admit().is_some(), "memory back: admitted");
     }
 }
