@@ -156,6 +156,17 @@ mod tests {
     }
 
     #[test]
+    fn syn_backlog_flag_and_its_bounds() {
+        let c = Config::from_args(&mut Args::from_words(["--tcp-syn-backlog=64"])).unwrap();
+        assert_eq!(c.syn_backlog, 64);
+        assert_eq!(Config::from_args(&mut Args::from_words([""; 0])).unwrap().syn_backlog, 4096);
+        for bad in ["--tcp-syn-backlog=0", "--tcp-syn-backlog=16385"] {
+            let e = Config::from_args(&mut Args::from_words([bad])).unwrap_err();
+            assert!(e.to_string().contains("--tcp-syn-backlog must be between 1 and 16384"), "{e}");
+        }
+    }
+
+    #[test]
     fn rejects_bad_addresses() {
         let e = Config::from_args(&mut Args::from_words(["--ipv4=banana"])).unwrap_err();
         assert_eq!(
