@@ -151,10 +151,9 @@ async fn accept_loop(mut listener: TcpListener, server: Rc<Server>, tls: Option<
                 continue;
             }
         };
-        let Some(slot) = server.slots.admit() else {
-            // Every connection is being answered, or memory is short: no
-            // task, no waiting. The
-            // 503 goes into the send buffer if it fits whole; the stream is
+        let Some(slot) = server.slots.admit().await else {
+            // Every connection is being answered, or shed connections did
+            // not give memory back in time: no task, no waiting. The 503 goes into the send buffer if it fits whole; the stream is
             // then closed (FIN after the 503), or reset if the 503 did not
             // fit. The stack, not the app, holds what is left.
             const BUSY: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";

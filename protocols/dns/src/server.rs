@@ -187,7 +187,7 @@ pub async fn serve_tcp(mut listener: TcpListener, catalog: Rc<Catalog>, config: 
                 continue;
             }
         };
-        let Some(slot) = slots.admit() else {
+        let Some(slot) = slots.admit().await else {
             log::debug!("{peer}: all {} TCP connections busy, closing", config.tcp_max_connections);
             stream.abort();
             continue;

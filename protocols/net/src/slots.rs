@@ -13,9 +13,10 @@
 //!
 //! The same happens when memory is short: with a per-connection cost
 //! ([`Slots::with_cost`]), a newcomer that `morgana_runtime::memory` cannot
-//! spare that much for sheds the longest-waiting connection too, so a
-//! flood of stalled connections runs into the cap or the memory budget,
-//! whichever comes first, never into a failed allocation.
+//! spare that much for sheds the longest-waiting connection too and waits
+//! for its memory to come back, so a flood of stalled connections runs
+//! into the cap or the memory budget, whichever comes first, never into a
+//! failed allocation.
 //!
 //! A [`Slot`] is attached to its [`TcpStream`](crate::TcpStream): the
 //! stream's reads and writes keep it up to date, and once shed they fail
@@ -23,8 +24,10 @@
 //! reset, so the task serving it ends.
 
 use alloc::rc::Rc;
+use alloc::vec::Vec;
 use core::cell::RefCell;
-use core::task::Waker;
+use core::task::{Poll, Waker};
+use core::time::Duration;
 
 use morgana_devices::Instant;
 use morgana_runtime::Handle;
@@ -42,7 +45,31 @@ struct Table {
     cost: usize,
     entries: Slab<Entry>,
     shed: u64,
+    /// Newcomers waiting for a shed connection to let go.
+    admitting: Vec<Waker>,
 }
+
+impl Table {
+    /// Sheds the connection that has waited longest for its peer; false
+    /// if every connection is being written to.
+    fn shed_one(&mut self) -> bool {
+        let Some((id, _)) =
+            self.entries.iter().filter(|(_, e)| !e.shed && !e.writing).min_by_key(|(_, e)| e.waiting_since)
+        else {
+            return false;
+        };
+        let victim = &mut self.entries[id];
+        victim.shed = true;
+        if let Some(w) = victim.waker.take() {
+            w.wake();
+        }
+        self.shed += 1;
+        true
+    }
+}
+
+/// How long a newcomer waits for memory to come back from shed connections.
+pub const ADMIT_WAIT: Duration = Duration::from_millis(500);
 
 /// Up to `max` connection slots. Clones share them.
 #[derive(Clone)]
@@ -54,7 +81,16 @@ pub struct Slots {
 impl Slots {
     /// `max` slots (at least one).
     pub fn new(max: usize, rt: Handle) -> Slots {
-        Slots { table: Rc::new(RefCell::new(Table { max: max.max(1), cost: 0, entries: Slab::new(), shed: 0 })), rt }
+        Slots {
+            table: Rc::new(RefCell::new(Table {
+                max: max.max(1),
+                cost: 0,
+                entries: Slab::new(),
+                shed: 0,
+                admitting: Vec::new(),
+            })),
+            rt,
+        }
     }
 
     /// Each connection is expected to need about `bytes` of heap: a
@@ -65,31 +101,35 @@ impl Slots {
     }
 
     /// A slot for a new connection. At the cap, the connection that has
-    /// waited longest for its peer is shed to make room; `None` if every
-    /// connection is being written to. When memory cannot spare the
-    /// connection's cost, that connection is shed too, but the newcomer is
-    /// refused: the memory comes back only once the shed connection's task
-    /// has ended.
-    pub fn admit(&self) -> Option<Slot> {
-        let mut t = self.table.borrow_mut();
-        let live = t.entries.iter().filter(|(_, e)| !e.shed).count();
-        let short = !morgana_runtime::memory::can_spare(t.cost);
-        if live >= t.max || short {
-            let (id, _) =
-                t.entries.iter().filter(|(_, e)| !e.shed && !e.writing).min_by_key(|(_, e)| e.waiting_since)?;
-            let victim = &mut t.entries[id];
-            victim.shed = true;
-            if let Some(w) = victim.waker.take() {
-                w.wake();
+    /// waited longest for its peer is shed to make room. When memory cannot
+    /// spare the connection's cost, the longest-waiting connection is shed
+    /// too and the newcomer waits until a shed connection's task has ended
+    /// and given its memory back (at most [`ADMIT_WAIT`]), then tries
+    /// again. `None` if nobody can be shed (every connection is being
+    /// written to) or memory did not come back in time.
+    pub async fn admit(&self) -> Option<Slot> {
+        let admitting = core::future::poll_fn(|cx| {
+            let mut t = self.table.borrow_mut();
+            let live = t.entries.iter().filter(|(_, e)| !e.shed).count();
+            if live >= t.max && !t.shed_one() {
+                return Poll::Ready(None);
             }
-            t.shed += 1;
-            if short {
-                return None;
+            if !morgana_runtime::memory::can_spare(t.cost) {
+                // Wait for a shed task to let go; shed one if none is pending.
+                let pending = t.entries.iter().any(|(_, e)| e.shed);
+                if !pending && !t.shed_one() {
+                    return Poll::Ready(None);
+                }
+                if !t.admitting.iter().any(|w| w.will_wake(cx.waker())) {
+                    t.admitting.push(cx.waker().clone());
+                }
+                return Poll::Pending;
             }
-        }
-        let now = self.rt.now();
-        let id = t.entries.insert(Entry { waiting_since: now, writing: false, shed: false, waker: None });
-        Some(Slot { table: self.table.clone(), id, rt: self.rt.clone() })
+            let now = self.rt.now();
+            let id = t.entries.insert(Entry { waiting_since: now, writing: false, shed: false, waker: None });
+            Poll::Ready(Some(Slot { table: self.table.clone(), id, rt: self.rt.clone() }))
+        });
+        self.rt.timeout(ADMIT_WAIT, admitting).await.ok().flatten()
     }
 
     /// Connections holding a slot (shed ones until their task lets go).
@@ -148,7 +188,11 @@ impl Drop for Writing<'_> {
 
 impl Drop for Slot {
     fn drop(&mut self) {
-        self.table.borrow_mut().entries.remove(self.id);
+        let mut t = self.table.borrow_mut();
+        t.entries.remove(self.id);
+        for w in t.admitting.drain(..) {
+            w.wake();
+        }
     }
 }
 
@@ -156,6 +200,9 @@ impl Drop for Slot {
 mod tests {
     use super::*;
     use core::cell::Cell;
+    use core::future::Future;
+    use core::pin::pin;
+    use core::task::Context;
     use morgana_runtime::{Executor, Platform};
 
     /// Time that moves only when told.
@@ -169,56 +216,87 @@ mod tests {
         fn wait(&self, _: Option<Instant>) {}
     }
 
+    fn poll<F: Future>(f: core::pin::Pin<&mut F>) -> Poll<F::Output> {
+        f.poll(&mut Context::from_waker(Waker::noop()))
+    }
+
+    /// Admission that must not wait.
+    fn admit(slots: &Slots) -> Option<Slot> {
+        match poll(pin!(slots.admit())) {
+            Poll::Ready(s) => s,
+            Poll::Pending => panic!("admission waited"),
+        }
+    }
+
     #[test]
     fn at_the_cap_the_longest_waiting_idle_connection_is_shed() {
         let clock = Rc::new(Manual::default());
         let exec = Executor::new(clock.clone());
         let slots = Slots::new(3, exec.handle());
         let tick = || clock.0.set(clock.0.get() + 1_000);
-        let a = slots.admit().unwrap();
+        let a = admit(&slots).unwrap();
         tick();
-        let b = slots.admit().unwrap();
+        let b = admit(&slots).unwrap();
         tick();
-        let c = slots.admit().unwrap();
+        let c = admit(&slots).unwrap();
         tick();
         // a answers a request: it waits for its peer again from now on.
         drop(a.writing());
         tick();
-        let d = slots.admit().unwrap();
+        let d = admit(&slots).unwrap();
         assert!(!a.is_shed() && b.is_shed() && !c.is_shed() && !d.is_shed(), "b waited longest");
         assert_eq!(slots.shed_count(), 1);
         drop(b); // its task ends
         tick();
         // Being written to protects c; a is next.
         let writing = c.writing();
-        let e = slots.admit().unwrap();
+        let e = admit(&slots).unwrap();
         assert!(a.is_shed() && !c.is_shed() && !e.is_shed());
         drop(a);
         // Everyone left is busy: the newcomer is refused.
         let (_d_busy, _e_busy) = (d.writing(), e.writing());
-        assert!(slots.admit().is_none());
+        assert!(admit(&slots).is_none());
         drop(writing);
         assert_eq!(slots.open(), 3);
     }
 
     #[test]
-    fn short_of_memory_the_longest_waiting_makes_way_below_the_cap() {
+    fn short_of_memory_the_newcomer_waits_for_a_shed_connection_to_let_go() {
         use morgana_runtime::memory;
         let clock = Rc::new(Manual::default());
         let exec = Executor::new(clock.clone());
+        let tight = || memory::set_limit(memory::in_use() + 4 * memory::MIN_RESERVE);
+        let plenty = || memory::set_limit(usize::MAX);
         // Nothing else in this test binary sets a limit.
-        memory::set_limit(memory::in_use() + 4 * memory::MIN_RESERVE);
         let slots = Slots::new(100, exec.handle()).with_cost(4 * memory::MIN_RESERVE);
-        let a = slots.admit();
-        memory::set_limit(usize::MAX);
-        assert!(a.is_none(), "no memory and nobody to shed: refused");
-        let a = slots.admit().unwrap();
+        tight();
+        assert!(admit(&slots).is_none(), "no memory and nobody to shed: refused");
+        plenty();
+        let a = admit(&slots).unwrap();
         clock.0.set(1_000);
-        let b = slots.admit().unwrap();
-        memory::set_limit(memory::in_use() + 4 * memory::MIN_RESERVE);
-        let c = slots.admit();
-        memory::set_limit(usize::MAX);
-        assert!(c.is_none() && a.is_shed() && !b.is_shed(), "well below the cap, a makes way; the newcomer waits");
-        assert!(slots.admit().is_some(), "memory back: admitted");
+        let b = admit(&slots).unwrap();
+
+        tight();
+        let mut c = pin!(slots.admit());
+        assert!(poll(c.as_mut()).is_pending());
+        assert!(a.is_shed() && !b.is_shed(), "well below the cap, a makes way");
+        assert!(poll(c.as_mut()).is_pending());
+        assert!(!b.is_shed(), "one shed connection at a time");
+        drop(a); // a's task ends and its memory comes back
+        plenty();
+        clock.0.set(2_000);
+        let c = match poll(c.as_mut()) {
+            Poll::Ready(Some(c)) => c,
+            other => panic!("not admitted: {:?}", other.map(|s| s.is_some())),
+        };
+
+        // Memory that does not come back: refused after ADMIT_WAIT.
+        tight();
+        let mut d = pin!(slots.admit());
+        assert!(poll(d.as_mut()).is_pending());
+        assert!(b.is_shed() && !c.is_shed());
+        clock.0.set(clock.0.get() + ADMIT_WAIT.as_nanos() as u64);
+        assert!(matches!(poll(d.as_mut()), Poll::Ready(None)));
+        plenty();
     }
 }
