@@ -1,5 +1,7 @@
 //! Interrupts: the local APIC (one-shot timer, EOI), the IOAPIC (device
-//! lines), and the executor platform that halts until one of them fires.
+//! lines), and the executor platform that halts until one of them fires
+//! (on Xen, blocks in Xen until an event channel is pending or the next
+//! deadline passes; see `xen::block`).
 //!
 //! Interrupt handlers do almost nothing: they record which line fired, mask
 //! level-triggered lines at the IOAPIC (the device keeps the line asserted
@@ -284,7 +286,7 @@ impl IrqLine {
 }
 
 /// The executor's platform on bare metal: TSC time, and `hlt` until an
-/// interrupt or the LAPIC one-shot timer.
+/// interrupt or the LAPIC one-shot timer (on Xen, `xen::block`).
 #[derive(Debug, Default)]
 pub struct Machine;
 
@@ -314,9 +316,10 @@ impl Platform for Machine {
     }
 
     fn wait(&self, deadline: Option<Instant>) {
+        let xen = crate::xen::present();
         loop {
             interrupts::disable();
-            if PENDING.load(Ordering::Acquire) != 0 || crate::xen::upcall_pending() {
+            if PENDING.load(Ordering::Acquire) != 0 || (xen && crate::xen::events_pending()) {
                 interrupts::enable();
                 break;
             }
@@ -325,6 +328,13 @@ impl Platform for Machine {
                 Some(d) if d <= now => {
                     interrupts::enable();
                     break;
+                }
+                _ if xen => {
+                    // Events and the deadline end a poll in Xen, not an
+                    // interrupt (see `xen::block`).
+                    crate::xen::block(deadline);
+                    interrupts::enable();
+                    continue;
                 }
                 Some(d) => arm_timer(d.as_nanos() - now.as_nanos()),
                 None => lapic_write(LAPIC_TIMER_INIT, 0),

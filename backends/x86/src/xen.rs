@@ -10,7 +10,7 @@ use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use core::task::Waker;
 
 use x86_64::registers::model_specific::Msr;
-use xen_sys::{evtchn_alloc_unbound, evtchn_send, evtchn_unmask, sched_shutdown, shared_info};
+use xen_sys::{evtchn_alloc_unbound, evtchn_send, evtchn_unmask, sched_poll, sched_shutdown, shared_info};
 
 use crate::cpu::cpuid;
 use crate::BootCell;
@@ -39,6 +39,7 @@ const EVTCHNOP_SEND: u64 = 4;
 const EVTCHNOP_ALLOC_UNBOUND: u64 = 6;
 const EVTCHNOP_UNMASK: u64 = 9;
 const SCHEDOP_SHUTDOWN: u64 = 2;
+const SCHEDOP_POLL: u64 = 3;
 const SHUTDOWN_POWEROFF: u32 = 0;
 const SHUTDOWN_REBOOT: u32 = 1;
 const SHUTDOWN_CRASH: u32 = 3;
@@ -269,23 +270,71 @@ pub(crate) fn upcall_interrupt() {
     UPCALL.store(true, Ordering::Release);
 }
 
-/// Whether an upcall is waiting to be dispatched.
-pub(crate) fn upcall_pending() -> bool {
-    UPCALL.load(Ordering::Acquire)
+/// Whether events wait to be dispatched: an upcall was taken, or the
+/// shared info says one is due (an upcall not yet injected).
+pub(crate) fn events_pending() -> bool {
+    if UPCALL.load(Ordering::Acquire) {
+        return true;
+    }
+    // SAFETY: the shared-info page is mapped; these fields are read
+    // volatile since Xen writes them concurrently.
+    unsafe {
+        let v = &raw const (*shared()).vcpu_info[0];
+        (&raw const (*v).evtchn_upcall_pending).read_volatile() != 0
+            || (&raw const (*v).evtchn_pending_sel).read_volatile() != 0
+    }
+}
+
+/// Ports whose events this guest takes (unmasked), for [`block`].
+static BOUND: [AtomicU64; MAX_PORTS / 64] = [const { AtomicU64::new(0) }; MAX_PORTS / 64];
+
+/// Blocks the vCPU in Xen until an event is pending on one of the bound
+/// ports, any interrupt is due, or `deadline` (guest time) passes; with
+/// interrupts disabled, since `SCHEDOP_poll` looks at the pending bits
+/// itself. A `sti; hlt` here lost wakeups on nested Xen: an event or
+/// timer interrupt that became pending just before the halt did not end
+/// it, and the domain slept for good.
+pub(crate) fn block(deadline: Option<morgana_devices::Instant>) {
+    let mut ports = [0u32; 32];
+    let mut n = 0;
+    for (w, word) in BOUND.iter().enumerate() {
+        let mut bits = word.load(Ordering::Relaxed);
+        while bits != 0 && n < ports.len() {
+            let b = bits.trailing_zeros();
+            bits &= bits - 1;
+            ports[n] = w as u32 * 64 + b;
+            n += 1;
+        }
+    }
+    // Xen system time of the deadline (0: none).
+    let timeout = match deadline {
+        Some(d) => {
+            let left = d.as_nanos().saturating_sub(crate::clock::now().as_nanos());
+            system_time_ns().saturating_add(left).max(1)
+        }
+        None => 0,
+    };
+    let mut poll = sched_poll { ports: ports.as_mut_ptr(), nr_ports: n as u32, timeout };
+    hypercall2(xen_sys::__HYPERVISOR_sched_op, SCHEDOP_POLL, &raw mut poll as u64);
 }
 
 /// Collects pending event channels (task context), marks them fired and
 /// wakes their wakers.
 pub(crate) fn dispatch() {
-    if !UPCALL.swap(false, Ordering::AcqRel) {
+    if !present() {
         return;
     }
+    // Also without an upcall: a pending selector is enough (see `block`).
+    UPCALL.store(false, Ordering::Release);
     let s = shared();
     // SAFETY: the shared-info page is mapped; Xen and this CPU update these
     // words atomically (the layout is the ABI's), so accessing them through
     // atomics of the same size is sound.
     unsafe {
         let v = &raw mut (*s).vcpu_info[0];
+        // Cleared before the selector is read, as the upcall handler does:
+        // an event after this sets both again.
+        (&raw mut (*v).evtchn_upcall_pending).write_volatile(0);
         let sel = &*(&raw mut (*v).evtchn_pending_sel).cast::<AtomicU64>();
         let mut words = sel.swap(0, Ordering::AcqRel);
         while words != 0 {
@@ -338,8 +387,11 @@ impl Port {
         hypercall2(xen_sys::__HYPERVISOR_event_channel_op, EVTCHNOP_SEND, &raw mut s as u64);
     }
 
-    /// Unmasks the port so its events raise upcalls.
+    /// Unmasks the port so its events raise upcalls (and end [`block`]).
     pub fn unmask(self) {
+        if let Some(word) = BOUND.get(self.0 as usize / 64) {
+            word.fetch_or(1 << (self.0 % 64), Ordering::Relaxed);
+        }
         let mut u = evtchn_unmask { port: self.0 };
         hypercall2(xen_sys::__HYPERVISOR_event_channel_op, EVTCHNOP_UNMASK, &raw mut u as u64);
     }
