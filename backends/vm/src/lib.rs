@@ -269,12 +269,46 @@ pub fn start(cfg: BootConfig, machine: &Rc<Machine>, rt: &Handle) -> Result<Devi
         return Err(BootError::Device("booted on Xen, but this image was built without the xen feature".into()));
     }
     let _ = machine;
+    watch_power_button(rt);
     #[cfg(feature = "virtio")]
     return start_virtio(cfg, rt);
     #[cfg(not(feature = "virtio"))]
     return Err(BootError::Device(
         "this image was built without virtio drivers (xen feature only): boot it on Xen".into(),
     ));
+}
+
+/// Ends the app when the ACPI power button is pressed (`virsh shutdown`,
+/// QEMU's `system_powerdown`), as `xl shutdown` does on Xen. Machines
+/// without ACPI (microvm) have no button.
+fn watch_power_button(rt: &Handle) {
+    let Some(power) = morgana_x86::acpi::power() else { return };
+    let Some(line) = morgana_x86::IrqLine::route_with_polarity(power.sci_gsi, power.sci_level, power.sci_active_low)
+    else {
+        log::warn!("ACPI: SCI on GSI {} cannot be routed; the power button is ignored", power.sci_gsi);
+        return;
+    };
+    if !power.enable_power_button() {
+        log::warn!("ACPI: the firmware kept the power-management registers; the power button is ignored");
+        return;
+    }
+    log::debug!("ACPI power button on GSI {}", power.sci_gsi);
+    rt.spawn(async move {
+        core::future::poll_fn(|cx| {
+            line.register(cx.waker());
+            // A level-triggered SCI is masked until the event is cleared.
+            let mut pressed = false;
+            line.acknowledge(|| pressed = power.take_power_button());
+            if pressed || (!power.sci_level && power.take_power_button()) {
+                Poll::Ready(())
+            } else {
+                Poll::Pending
+            }
+        })
+        .await;
+        log::info!("ACPI power button pressed: exiting");
+        morgana_x86::exit(0);
+    });
 }
 
 /// The virtio devices found at boot.

@@ -157,6 +157,7 @@ extern "C" fn morgana_x86_main(start_info_paddr: u32) -> ! {
     serial::init();
     let info = start_info::read(start_info_paddr);
     paging::init(info);
+    crate::acpi::init(info); // before the heap: tables may sit in "RAM"
     trap::init();
     heap::init(info);
     irq::init();

@@ -233,6 +233,12 @@ impl IrqLine {
     /// caller gets its own registration on a shared line. Returns `None` for
     /// a GSI no IOAPIC serves, or one with too many sharers.
     pub fn route(gsi: u32, level: bool) -> Option<IrqLine> {
+        IrqLine::route_with_polarity(gsi, level, false)
+    }
+
+    /// As [`route`](Self::route), active low if `active_low` (the ACPI
+    /// SCI's default, unless the MADT overrides it).
+    pub fn route_with_polarity(gsi: u32, level: bool, active_low: bool) -> Option<IrqLine> {
         let (base, pin) = ioapic_for(gsi)?;
         if gsi >= MAX_GSI || pin >= ioapic_entries(base) {
             return None;
@@ -247,7 +253,7 @@ impl IrqLine {
         }
         let dest = lapic_read(LAPIC_ID) >> 24;
         let vector = (DEVICE_BASE as u32) + gsi;
-        let low = vector | if level { 1 << 15 } else { 0 };
+        let low = vector | if level { 1 << 15 } else { 0 } | if active_low { 1 << 13 } else { 0 };
         interrupts::without_interrupts(|| {
             ioapic_write(base, 0x11 + 2 * pin, dest << 24);
             ioapic_write(base, 0x10 + 2 * pin, low);

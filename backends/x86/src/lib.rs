@@ -19,6 +19,7 @@
 
 extern crate alloc;
 
+pub mod acpi;
 pub mod boot;
 pub mod clock;
 pub mod cpu;
