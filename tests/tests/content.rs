@@ -2,7 +2,8 @@
 //! into an archive with the real `tar --format=ustar`, given to the hosted
 //! DNS and web apps with `--block FILE`, queried with `dig` and `curl`; bad
 //! zones and corrupt archives stop the app with a clear message and a
-//! non-zero exit. Tests whose tools are missing are reported as ignored
+//! non-zero exit; and the DNS VM image (QEMU TCG) with the archive as its
+//! virtio-blk disk. Tests whose tools are missing are reported as ignored
 //! (under `CI=true`, failed).
 
 use std::path::{Path, PathBuf};
@@ -193,11 +194,41 @@ fn web_serves_the_archive() -> Result {
     check(gone == "404", "the embedded site is not served", &gone)
 }
 
+/// The DNS image under QEMU (TCG) with the archive as its virtio-blk disk
+/// answers from it; with a bad zone in it the VM exits 1 naming file:line.
+fn vm_dns_from_a_virtio_blk_archive() -> Result {
+    let dir = scratch("vm")?;
+    let tar = archive(&dir, &[("example.com.zone", ZONE)])?;
+    let image = xtask::build_image("dns", true)?;
+    let port = free_port();
+    let mut vm = xtask::Vm::new(&image);
+    vm.forwards = vec![format!("udp:127.0.0.1:{port}-:53").parse()?];
+    vm.disk = Some(tar);
+    let mut qemu = Running::start(vm.command());
+    qemu.wait_for("ready to serve", Duration::from_secs(60));
+    let log = qemu.output().join("\n");
+    check(log.contains("content: 1 file") && log.contains("from the block device"), "content logged", &log)?;
+    let www = dig(port, "www.example.com", "A")?;
+    check(www == "203.0.113.7", "www.example.com from the archive on the disk", &www)?;
+    drop(qemu);
+
+    let bad = format!("{ZONE}oops IN A 300.1.2.3\n");
+    let bad_dir = scratch("vm-bad")?;
+    vm.disk = Some(archive(&bad_dir, &[("example.com.zone", &bad)])?);
+    vm.forwards.clear();
+    let mut qemu = Running::start(vm.command());
+    let status = qemu.wait_status(Duration::from_secs(60));
+    let out = qemu.output().join("\n");
+    check(xtask::app_exit_code(status) == Some(1), "the VM exits 1", &out)?;
+    check(out.contains("error: content from the block device: example.com.zone:6:"), "file:line on the console", &out)
+}
+
 fn main() {
     let args = Arguments::from_args();
     let tar = Prereq::program("tar", "--version", "tar");
     let dig = Prereq::program("dig", "-v", "bind9-dnsutils");
     let curl = Prereq::program("curl", "--version", "curl");
+    let qemu = Prereq::program("qemu-system-x86_64", "--version", "qemu-system-x86");
     let t = |name: &str, f: fn() -> Result, needs: &[&Prereq]| prereq::trial(name, needs, f);
     let tests = vec![
         t("dns_serves_zones_from_the_archive", dns_serves_zones_from_the_archive, &[&tar, &dig]),
@@ -205,6 +236,7 @@ fn main() {
         t("dns_bad_zone_stops_the_boot", dns_bad_zone_stops_the_boot, &[&tar]),
         t("corrupt_archives_are_refused", corrupt_archives_are_refused, &[&tar]),
         t("web_serves_the_archive", web_serves_the_archive, &[&tar, &curl]),
+        t("vm_dns_from_a_virtio_blk_archive", vm_dns_from_a_virtio_blk_archive, &[&qemu, &tar, &dig]),
     ];
     libtest_mimic::run(&args, tests).exit();
 }
