@@ -122,3 +122,101 @@ fn report(tar: &Content) {
     let s = if tar.files() == 1 { "" } else { "s" };
     log::info!("content: {} file{s}, {} bytes, from {}", tar.files(), tar.bytes(), tar.source());
 }
+
+#[cfg(all(test, not(target_os = "none")))]
+mod tests {
+    extern crate std;
+
+    use std::boxed::Box;
+    use std::path::PathBuf;
+    use std::pin::pin;
+    use std::string::ToString;
+    use std::task::{Context, Poll, Waker};
+    use std::vec::Vec;
+
+    use morgana_kv::KeyValue;
+
+    use super::*;
+
+    /// Polls to completion: the hosted block device never waits.
+    fn run<F: core::future::Future>(f: F) -> F::Output {
+        let mut f = pin!(f);
+        let mut cx = Context::from_waker(Waker::noop());
+        loop {
+            if let Poll::Ready(v) = f.as_mut().poll(&mut cx) {
+                return v;
+            }
+        }
+    }
+
+    /// An archive of one file `name` holding `text`, by the real `tar`.
+    fn archive(tag: &str, name: &str, text: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(std::format!("morgana-discover-{}-{tag}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(dir.join("c")).unwrap();
+        std::fs::write(dir.join("c").join(name), text).unwrap();
+        let tar = dir.join("c.tar");
+        let ok = std::process::Command::new("tar")
+            .args(["--format=ustar", "-cf"])
+            .arg(&tar)
+            .arg("-C")
+            .arg(dir.join("c"))
+            .arg(".")
+            .status()
+            .unwrap();
+        assert!(ok.success());
+        tar
+    }
+
+    fn disk(path: &std::path::Path) -> BlockDevice {
+        crate::backend::FileBlock::open(path, true).unwrap()
+    }
+
+    fn leak(bytes: Vec<u8>) -> &'static [u8] {
+        Box::leak(bytes.into_boxed_slice())
+    }
+
+    #[test]
+    fn a_boot_module_comes_first_and_the_disk_stays_the_apps() {
+        let module = leak(std::fs::read(archive("m", "from-module", "m")).unwrap());
+        let on_disk = archive("d", "from-disk", "d");
+        let (content, block) = run(discover(Some(module), Some(disk(&on_disk)))).unwrap();
+        let mut content = content.expect("content from the module");
+        assert_eq!(content.source().to_string(), "the boot module");
+        assert_eq!(run(content.get("from-module")).unwrap(), b"m");
+        assert_eq!(content.get_static("from-module").unwrap(), Some(&b"m"[..]), "served in place");
+        assert!(block.is_some(), "the disk is left to the app");
+    }
+
+    #[test]
+    fn a_disk_with_an_archive_becomes_the_content() {
+        let on_disk = archive("d2", "index.html", "hello");
+        let (content, block) = run(discover(None, Some(disk(&on_disk)))).unwrap();
+        let mut content = content.expect("content from the disk");
+        assert_eq!(content.source().to_string(), "the block device");
+        assert_eq!(run(content.get("index.html")).unwrap(), b"hello");
+        assert!(block.is_none(), "the content owns the disk");
+    }
+
+    #[test]
+    fn other_disks_are_left_alone_and_bad_archives_refused() {
+        let dir = std::env::temp_dir().join(std::format!("morgana-discover-{}-blank", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let blank = dir.join("blank.img");
+        std::fs::write(&blank, [0u8; 4096]).unwrap();
+        let (content, block) = run(discover(None, Some(disk(&blank)))).unwrap();
+        assert!(content.is_none() && block.is_some());
+        assert!(run(discover(None, None)).unwrap().0.is_none());
+
+        let mut bad = std::fs::read(archive("bad", "x.zone", "x")).unwrap();
+        bad[512 + 2] ^= 1; // the second header (after ./): checksum no longer matches
+        let err = run(discover(Some(leak(bad.clone())), None)).err().expect("a bad module is refused");
+        assert!(err.to_string().starts_with("content archive in the boot module: tar entry"), "{err}");
+        let path = dir.join("bad.tar");
+        std::fs::write(&path, &bad).unwrap();
+        let err = run(discover(None, Some(disk(&path)))).err().expect("a bad archive on disk is refused");
+        assert!(err.to_string().contains("in the block device") && err.to_string().contains("bad header checksum"));
+        let err = run(discover(Some(leak(std::vec![7u8; 1024])), None)).err().expect("a module must be an archive");
+        assert!(err.to_string().contains("no 'ustar' magic"), "{err}");
+    }
+}
