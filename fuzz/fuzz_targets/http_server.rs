@@ -149,12 +149,12 @@ impl embedded_io_async::Write for Stream {
 
 fn site() -> Site {
     let mut site = Site::new();
-    site.add("index.html", Rc::from(&b"<!doctype html><title>fuzz</title>"[..]), 1_700_000_000);
-    site.add("a/index.html", Rc::from(&b"<p>a</p>"[..]), 1_700_000_000);
-    site.add("style.css", Rc::from(vec![b'x'; 5000]), 1_700_000_100);
-    site.add("style.css.gz", Rc::from(&[0x1f, 0x8b, 8, 0, 0, 0, 0, 0][..]), 1_700_000_100);
-    site.add("empty.txt", Rc::from(&b""[..]), 0);
-    site.add("sp ace/x y.txt", Rc::from(&b"spaced"[..]), 0);
+    site.add("index.html", &b"<!doctype html><title>fuzz</title>"[..], 1_700_000_000);
+    site.add("a/index.html", &b"<p>a</p>"[..], 1_700_000_000);
+    site.add("style.css", vec![b'x'; 5000], 1_700_000_100);
+    site.add("style.css.gz", &[0x1f, 0x8b, 8, 0, 0, 0, 0, 0][..], 1_700_000_100);
+    site.add("empty.txt", &b""[..], 0);
+    site.add("sp ace/x y.txt", &b"spaced"[..], 0);
     site.link_gzip_variants();
     site
 }

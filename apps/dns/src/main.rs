@@ -1,5 +1,7 @@
-//! An authoritative DNS server: answers for the zones embedded at build
-//! time (and, hosted, for zone files named with `--zone`) over UDP and TCP.
+//! An authoritative DNS server over UDP and TCP. It answers for the
+//! `ORIGIN.zone` files of the content archive found at boot (a boot
+//! module, or a block device holding a ustar archive), else for the zones
+//! embedded at build time; hosted, also for zone files named with `--zone`.
 #![cfg_attr(target_os = "none", no_std, no_main)]
 #![forbid(unsafe_code)]
 
@@ -14,8 +16,9 @@ use core::net::SocketAddr;
 use core::str::FromStr;
 use core::time::Duration;
 
+use morgana::kv::Kind;
 use morgana::log::{info, warn};
-use morgana::{ArgError, Args, Context, Entropy, Env, ListenAddr};
+use morgana::{ArgError, Args, Content, Context, Entropy, Env, KeyValue, ListenAddr};
 use morgana_dns::rrl;
 use morgana_dns::server::{self, Network};
 use morgana_dns::{Catalog, Name, Zone};
@@ -105,14 +108,11 @@ fn config(args: &mut Args) -> Result<Config, ArgError> {
     Ok(Config { listen, zones, server })
 }
 
-fn load(env: &Env, cfg: &Config) -> morgana::Result<Catalog> {
-    let mut zones = Vec::new();
-    for (origin, file, records) in ZONES {
-        let name = Name::parse(origin, None).context(origin)?;
-        let zone = Zone::from_binary(records, &name, file)?;
-        info!("zone {}: {} records, serial {} (embedded {file})", zone.origin, zone.records, zone.soa.1.serial);
-        zones.push(zone);
-    }
+async fn load(env: &mut Env, cfg: &Config) -> morgana::Result<Catalog> {
+    let mut zones = match env.content.as_mut() {
+        Some(content) => content_zones(content).await?,
+        None => embedded_zones()?,
+    };
     if !morgana::HOSTED && !cfg.zones.is_empty() {
         return Err("--zone needs files, which VM images do not have; embed zones at build time".into());
     }
@@ -131,6 +131,41 @@ fn load(env: &Env, cfg: &Config) -> morgana::Result<Catalog> {
         return Err("no zones to serve".into());
     }
     Ok(Catalog::new(zones))
+}
+
+/// The zones embedded at build time.
+fn embedded_zones() -> morgana::Result<Vec<Zone>> {
+    let mut zones = Vec::new();
+    for (origin, file, records) in ZONES {
+        let name = Name::parse(origin, None).context(origin)?;
+        let zone = Zone::from_binary(records, &name, file)?;
+        info!("zone {}: {} records, serial {} (embedded {file})", zone.origin, zone.records, zone.soa.1.serial);
+        zones.push(zone);
+    }
+    Ok(zones)
+}
+
+/// The `ORIGIN.zone` files at the root of the content archive, in place of
+/// the embedded zones. Any bad zone fails the whole load (file and line in
+/// the error): the server never starts with part of its zones.
+async fn content_zones(content: &mut Content) -> morgana::Result<Vec<Zone>> {
+    let from = format!("content from {}", content.source());
+    let mut zones = Vec::new();
+    for (file, kind) in content.list("").await.context(&from)? {
+        let Some(stem) = file.strip_suffix(".zone").filter(|_| kind == Kind::File) else { continue };
+        let origin = format!("{}.", stem.trim_end_matches('.'));
+        let origin = Name::parse(&origin, None).map_err(|e| format!("{from}: {file}: bad origin: {e}"))?;
+        let bytes = content.get(&file).await.context(&from)?;
+        let text = String::from_utf8(bytes).map_err(|e| format!("{from}: {file}: not UTF-8 text: {e}"))?;
+        let no_include = |_: &str| -> Result<String, String> { Err("not supported in a content archive".into()) };
+        let zone = Zone::parse(&text, &origin, &file, Some(&no_include)).context(&from)?;
+        info!("zone {}: {} records, serial {} ({file}, {from})", zone.origin, zone.records, zone.soa.1.serial);
+        zones.push(zone);
+    }
+    if zones.is_empty() {
+        return Err(format!("{from}: no ORIGIN.zone files at the archive's root").into());
+    }
+    Ok(zones)
 }
 
 /// The UDP rate limiter, its hash keyed from the entropy source (from the
@@ -157,7 +192,7 @@ fn limiter(env: &mut Env, cfg: &rrl::Config) -> Option<Rc<RefCell<rrl::Limiter>>
 }
 
 async fn serve(mut env: Env, cfg: Config) -> morgana::Result {
-    let catalog = Rc::new(load(&env, &cfg)?);
+    let catalog = Rc::new(load(&mut env, &cfg).await?);
     let server_cfg = Rc::new(cfg.server.clone());
     let limiter = limiter(&mut env, &cfg.server.rrl);
     for l in &cfg.listen {

@@ -1,5 +1,7 @@
-//! A static web server: the site embedded at build time (or, hosted, a
-//! directory given with `--site`) over HTTP/1.1 and HTTPS.
+//! A static web server over HTTP/1.1 and HTTPS. It serves, in order: the
+//! directory given with `--site` (hosted), the content archive found at
+//! boot (a boot module, or a block device holding a ustar archive), or the
+//! site embedded at build time.
 #![cfg_attr(target_os = "none", no_std, no_main)]
 #![forbid(unsafe_code)]
 
@@ -13,9 +15,12 @@ use core::net::SocketAddr;
 use core::str::FromStr;
 use core::time::Duration;
 
+use morgana::kv::{Kind, KvError};
 use morgana::log::{debug, info};
 use morgana::Entropy;
-use morgana::{ArgError, Args, ClockDevice, Context, Env, Handle, ListenAddr, Slots, TcpListener, TcpStream};
+use morgana::{
+    ArgError, Args, ClockDevice, Content, Context, Env, Handle, KeyValue, ListenAddr, Slots, TcpListener, TcpStream,
+};
 use morgana_http::{serve_connection, Site};
 use morgana_tls::TlsAcceptor;
 
@@ -105,27 +110,54 @@ fn config(args: &mut Args) -> Result<Config, ArgError> {
     Ok(Config { http, https, cert, key, site_dir, max_connections, http_cfg })
 }
 
-fn load_site(env: &Env, cfg: &Config) -> morgana::Result<Site> {
+async fn load_site(env: &mut Env, cfg: &Config) -> morgana::Result<Site> {
     let mut site = Site::new();
-    match &cfg.site_dir {
-        Some(dir) => {
+    let from = match (&cfg.site_dir, env.content.as_mut()) {
+        (Some(dir), _) => {
             for (path, bytes, modified) in env.load_dir(dir)? {
-                site.add(&path, bytes.into(), modified);
+                site.add(&path, bytes, modified);
             }
+            dir.clone()
         }
-        None => {
+        (None, Some(content)) => {
+            let from = format!("content from {}", content.source());
+            add_content(&mut site, content).await.context(&from)?;
+            from
+        }
+        (None, None) => {
             for (path, bytes, modified) in SITE {
-                site.add(path, Rc::from(*bytes), *modified);
+                site.add(path, *bytes, *modified);
             }
+            String::from("embedded")
         }
-    }
+    };
     site.link_gzip_variants();
     if site.is_empty() {
-        return Err("the site has no files".into());
+        return Err(format!("the site ({from}) has no files").into());
     }
-    let from = cfg.site_dir.as_deref().unwrap_or("embedded");
     info!("site: {} files, {} bytes ({from})", site.len(), site.bytes());
     Ok(site)
+}
+
+/// Adds every file of the content archive, with its modification time:
+/// served in place from a boot module, read into memory once from a disk.
+async fn add_content(site: &mut Site, content: &mut Content) -> Result<(), KvError> {
+    let mut dirs = alloc::vec![String::new()];
+    while let Some(dir) = dirs.pop() {
+        for (name, kind) in content.list(&dir).await? {
+            let key = if dir.is_empty() { name } else { format!("{dir}/{name}") };
+            if kind == Kind::Dir {
+                dirs.push(key);
+                continue;
+            }
+            let modified = content.stat(&key).await?.modified;
+            match content.get_static(&key)? {
+                Some(bytes) => site.add(&key, bytes, modified),
+                None => site.add(&key, content.get(&key).await?, modified),
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Heap one connection needs, about: 3 KiB idle over HTTP and 12 KiB in
@@ -234,7 +266,7 @@ async fn serve(mut env: Env, cfg: Config) -> morgana::Result {
             format!("HTTPS needs an entropy source (virtio-rng or RDRAND), and none works: {e}; use --no-https to serve plain HTTP")
         })?;
     }
-    let site = Rc::new(load_site(&env, &cfg)?);
+    let site = Rc::new(load_site(&mut env, &cfg).await?);
     // At the cap, the connection that has waited longest for its client
     // (idle keep-alive, slow request head or TLS handshake) makes way.
     let slots = Slots::new(cfg.max_connections, env.rt.clone()).with_cost(CONNECTION_COST);

@@ -142,6 +142,12 @@ pub fn load_dir(dir: &str) -> Result<Vec<morgana_runtime::FileEntry>, String> {
     Ok(out)
 }
 
+/// The boot module holding the content archive: a process has none (give
+/// the archive as the block device, `--block=content.tar`).
+pub fn boot_module() -> Option<&'static [u8]> {
+    None
+}
+
 /// Ends the process with `code`.
 pub fn exit(code: i32) -> ! {
     std::process::exit(code)

@@ -74,6 +74,14 @@ pub fn load_dir(_dir: &str) -> Result<Vec<morgana_runtime::FileEntry>, &'static 
     Err("files are not available in a VM image (embed data at build time)")
 }
 
+/// The first boot module (PVH `start_info` module, QEMU `-initrd FILE`,
+/// Xen `ramdisk=`; or a multiboot2 module): the content archive, in memory
+/// for the life of the image. None yet: module parsing lands with the
+/// multiboot2/PVH boot work.
+pub fn boot_module() -> Option<&'static [u8]> {
+    None
+}
+
 /// Ends the VM.
 pub fn exit(code: i32) -> ! {
     morgana_x86::exit(code)

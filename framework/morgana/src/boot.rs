@@ -107,13 +107,18 @@ where
         Ok(d) => d,
         Err(e) => fail(&program, &e),
     };
+    let (content, block) = match executor.block_on(crate::content::discover(backend::boot_module(), devices.block)) {
+        Ok(found) => found,
+        Err(e) => fail(&program, &e),
+    };
     let env = Env {
         name,
         net: devices.stack,
         rt,
         clock: devices.clock,
         entropy: devices.entropy,
-        block: devices.block,
+        block,
+        content,
         console: devices.console,
     };
     let net = env.net.clone();

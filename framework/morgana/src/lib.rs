@@ -35,14 +35,18 @@
 extern crate alloc;
 
 mod boot;
+mod content;
 mod error;
 
 use core::ops::Deref;
 
 pub use boot::run;
+pub use content::{Content, ContentError, ContentSource};
 pub use error::{Context, Error, Result};
 pub use morgana_devices as devices;
 pub use morgana_devices::{Block, Clock, Console, Entropy, Instant, WallTime};
+pub use morgana_kv as kv;
+pub use morgana_kv::KeyValue;
 pub use morgana_net as net;
 pub use morgana_net::{ListenAddr, Slot, Slots, Stack, TcpListener, TcpStream, UdpSocket};
 pub use morgana_runtime::{ArgError, Args, Elapsed, Handle, JoinHandle};
@@ -94,8 +98,13 @@ pub struct Env {
     pub clock: ClockDevice,
     /// Unpredictable bytes from a real source.
     pub entropy: EntropyDevice,
-    /// The block device, if the machine has one.
+    /// The block device, if the machine has one and it does not hold the
+    /// content archive.
     pub block: Option<BlockDevice>,
+    /// Content given from outside the image (a ustar archive in a boot
+    /// module or on the first block device), if any: see [`Content`].
+    /// `None` means the app serves what it embeds.
+    pub content: Option<Content>,
     /// The console.
     pub console: ConsoleDevice,
 }

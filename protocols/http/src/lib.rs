@@ -23,4 +23,4 @@ pub mod server;
 pub mod site;
 
 pub use server::{serve_connection, Config, Outcome};
-pub use site::{Entry, Site};
+pub use site::{Body, Entry, Site};

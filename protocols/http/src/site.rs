@@ -5,13 +5,51 @@ use alloc::format;
 use alloc::rc::Rc;
 use alloc::string::String;
 
+/// A file's bytes: in the image or a boot module for the life of the
+/// program (served in place), or on the heap.
+#[derive(Debug, Clone)]
+pub enum Body {
+    /// Bytes that live as long as the program: not copied.
+    Static(&'static [u8]),
+    /// Bytes read into memory (from a directory or a disk).
+    Shared(Rc<[u8]>),
+}
+
+impl core::ops::Deref for Body {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        match self {
+            Body::Static(b) => b,
+            Body::Shared(b) => b,
+        }
+    }
+}
+
+impl From<&'static [u8]> for Body {
+    fn from(b: &'static [u8]) -> Body {
+        Body::Static(b)
+    }
+}
+
+impl From<Rc<[u8]>> for Body {
+    fn from(b: Rc<[u8]>) -> Body {
+        Body::Shared(b)
+    }
+}
+
+impl From<alloc::vec::Vec<u8>> for Body {
+    fn from(b: alloc::vec::Vec<u8>) -> Body {
+        Body::Shared(b.into())
+    }
+}
+
 /// One file.
 #[derive(Debug, Clone)]
 pub struct Entry {
     /// The bytes.
-    pub body: Rc<[u8]>,
+    pub body: Body,
     /// A gzip-compressed variant, served to clients that accept gzip.
-    pub gzip: Option<Rc<[u8]>>,
+    pub gzip: Option<Body>,
     /// Last modification, Unix seconds.
     pub modified: u64,
     /// Media type.
@@ -64,7 +102,8 @@ impl Site {
 
     /// Adds `path` (relative, `/`-separated). A file `X.gz` next to `X`
     /// becomes `X`'s gzip variant (and stays servable as itself).
-    pub fn add(&mut self, path: &str, body: Rc<[u8]>, modified: u64) {
+    pub fn add(&mut self, path: &str, body: impl Into<Body>, modified: u64) {
+        let body = body.into();
         let path = path.trim_start_matches('/');
         let etag = format!("\"{:016x}-{:x}\"", fnv(&body), body.len());
         let entry = Entry { body, gzip: None, modified, content_type: content_type(path), etag };
@@ -73,7 +112,7 @@ impl Site {
 
     /// Links each `X.gz` to `X`; call once after adding every file.
     pub fn link_gzip_variants(&mut self) {
-        let pairs: alloc::vec::Vec<(String, Rc<[u8]>)> = self
+        let pairs: alloc::vec::Vec<(String, Body)> = self
             .files
             .iter()
             .filter_map(|(p, e)| p.strip_suffix(".gz").map(|base| (String::from(base), e.body.clone())))
