@@ -3,6 +3,7 @@
 #![forbid(unsafe_code)]
 
 pub mod bench;
+pub mod deploy;
 pub mod xen;
 
 use std::fmt;

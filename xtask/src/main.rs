@@ -4,8 +4,14 @@
 //!
 //! `cargo xtask xen-run APP`: the same image as a Xen PVH guest on the nested
 //! Xen test host (tests/xen/; needs root the first time, to build it).
+//!
+//! `cargo xtask libvirt APP` and `cargo xtask xl APP` print a libvirt domain
+//! XML or an `xl` configuration for APP's image (built first).
 
+use std::path::PathBuf;
 use std::process::ExitCode;
+
+use xtask::deploy::{Boot, Libvirt};
 
 use xtask::{app_exit_code, build_image, render, Forward, Machine, Vm};
 
@@ -16,7 +22,10 @@ const USAGE: &str = "usage: cargo xtask run APP [--machine microvm|pc] [--memory
        cargo xtask bench-dns-vm [RUNS]
        cargo xtask bench-web-vm
        cargo xtask xen-run APP [--disk-mib N] [--seconds N] [-- BOOT ARGUMENTS...]
-       cargo xtask bench-xen [RUNS]";
+       cargo xtask bench-xen [RUNS]
+       cargo xtask libvirt APP [--kernel | --disk FILE [--uefi]] [--content FILE] [--memory MIB]
+                   [--bridge NAME] [--name NAME] [--tcg] [-- BOOT ARGUMENTS...]
+       cargo xtask xl APP [--content FILE] [--memory MIB] [--bridge NAME] [--name NAME] [-- BOOT ARGUMENTS...]";
 
 fn run(args: &[String]) -> Result<ExitCode, String> {
     let (cmd, rest) = args.split_first().ok_or(USAGE)?;
@@ -47,6 +56,9 @@ fn run(args: &[String]) -> Result<ExitCode, String> {
         let image = build_image(app, true)?;
         xtask::xen::run_image(&image, &boot_args.join(" "), disk_mib, seconds)?;
         return Ok(ExitCode::SUCCESS);
+    }
+    if cmd == "libvirt" || cmd == "xl" {
+        return deploy(cmd, rest);
     }
     if cmd == "bench-web-vm" {
         xtask::bench::web()?;
@@ -125,6 +137,74 @@ fn run(args: &[String]) -> Result<ExitCode, String> {
         }
         _ => Err(USAGE.into()),
     }
+}
+
+/// `cargo xtask libvirt|xl APP ...`: prints the description to stdout.
+fn deploy(cmd: &str, args: &[String]) -> Result<ExitCode, String> {
+    let (app, mut rest) = args.split_first().ok_or(USAGE)?;
+    let xen = cmd == "xl";
+    let (mut kernel, mut disk, mut uefi, mut tcg) = (false, None::<PathBuf>, false, false);
+    let (mut content, mut memory, mut bridge, mut name, mut boot_args) = (None, 32, None, app.clone(), Vec::new());
+    while let Some((flag, tail)) = rest.split_first() {
+        let mut value = || -> Result<String, String> {
+            let (v, t) = tail.split_first().ok_or(format!("{flag} needs a value"))?;
+            rest = t;
+            Ok(v.clone())
+        };
+        match flag.as_str() {
+            "--content" => content = Some(absolute(&value()?)?),
+            "--memory" => memory = value()?.parse().map_err(|_| "bad --memory")?,
+            "--bridge" => bridge = Some(value()?),
+            "--name" => name = value()?,
+            "--disk" if !xen => disk = Some(absolute(&value()?)?),
+            "--kernel" | "--uefi" | "--tcg" if !xen => {
+                match flag.as_str() {
+                    "--kernel" => kernel = true,
+                    "--uefi" => uefi = true,
+                    _ => tcg = true,
+                }
+                rest = tail;
+            }
+            "--" => {
+                boot_args = tail.to_vec();
+                rest = &[];
+            }
+            other => return Err(format!("unknown option {other}\n{USAGE}")),
+        }
+    }
+    if kernel && disk.is_some() {
+        return Err("--kernel and --disk exclude each other".into());
+    }
+    if uefi && disk.is_none() {
+        return Err("--uefi needs --disk (a direct kernel boot has no firmware choice)".into());
+    }
+    let cmdline = boot_args.join(" ");
+    if cmdline.contains(['"', '\'', '\n']) {
+        return Err("boot arguments cannot contain quotes or newlines".into());
+    }
+    let text = if xen {
+        let image = build_image(app, true)?;
+        let mut d = xtask::xen::Domain::new(&name, &image.display().to_string());
+        d.memory_mib = memory;
+        d.cmdline = cmdline;
+        d.bridge = Some(bridge.unwrap_or_else(|| "xenbr0".into()));
+        d.disk = content.map(|c| c.display().to_string());
+        d.disk_read_only = true;
+        d.config()
+    } else {
+        let boot = match disk {
+            Some(file) => Boot::Disk { file, uefi },
+            None => Boot::Kernel(build_image(app, true)?),
+        };
+        Libvirt { name, boot, content, memory_mib: memory, bridge, tcg, cmdline }.xml()?
+    };
+    print!("{text}");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `p` made absolute (libvirt and xl need absolute paths); it must exist.
+fn absolute(p: &str) -> Result<PathBuf, String> {
+    std::fs::canonicalize(p).map_err(|e| format!("{p}: {e}"))
 }
 
 fn main() -> ExitCode {

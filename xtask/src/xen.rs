@@ -129,10 +129,14 @@ pub struct Domain {
     pub memory_mib: u32,
     /// Boot arguments.
     pub cmdline: String,
-    /// A vif on `xenbr0` with this MAC.
+    /// A vif with this MAC (on `bridge`, else `xenbr0`).
     pub mac: Option<String>,
+    /// A vif on this bridge (with `mac`, if given).
+    pub bridge: Option<String>,
     /// A disk image path inside dom0.
     pub disk: Option<String>,
+    /// The disk is read-only (a content archive).
+    pub disk_read_only: bool,
 }
 
 impl Domain {
@@ -144,7 +148,9 @@ impl Domain {
             memory_mib: 32,
             cmdline: String::new(),
             mac: None,
+            bridge: None,
             disk: None,
+            disk_read_only: false,
         }
     }
 
@@ -154,11 +160,14 @@ impl Domain {
             "type = \"pvh\"\nname = \"{}\"\nkernel = \"{}\"\nmemory = {}\ncmdline = \"{}\"\non_crash = \"destroy\"\n",
             self.name, self.kernel, self.memory_mib, self.cmdline
         );
-        if let Some(mac) = &self.mac {
-            c += &format!("vif = ['bridge=xenbr0,mac={mac}']\n");
+        if self.mac.is_some() || self.bridge.is_some() {
+            let bridge = self.bridge.as_deref().unwrap_or("xenbr0");
+            let mac = self.mac.as_ref().map(|m| format!(",mac={m}")).unwrap_or_default();
+            c += &format!("vif = ['bridge={bridge}{mac}']\n");
         }
         if let Some(disk) = &self.disk {
-            c += &format!("disk = ['format=raw,vdev=xvda,access=rw,target={disk}']\n");
+            let access = if self.disk_read_only { "ro" } else { "rw" };
+            c += &format!("disk = ['format=raw,vdev=xvda,access={access},target={disk}']\n");
         }
         c
     }
