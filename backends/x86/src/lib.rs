@@ -1,11 +1,14 @@
 //! Morgana's bare-metal x86_64 platform, shared by the virtio and Xen
-//! backends: the PVH entry point, long mode, page tables with W^X and a stack
+//! backends: the PVH and multiboot2 entry points, long mode, page tables with W^X and a stack
 //! guard page, the heap, exception reports, interrupts (LAPIC and IOAPIC),
 //! the TSC clock, the CMOS wall clock, the COM1 console and the exit path.
 //!
 //! Boot: a PVH loader (QEMU, Firecracker, cloud-hypervisor, Xen) enters
 //! `pvh_start32` in 32-bit protected mode with paging off and the physical
-//! address of `hvm_start_info` in EBX. The assembly in [`boot`] zeroes .bss,
+//! address of `hvm_start_info` in EBX; a multiboot2 loader (GRUB) enters
+//! `mb2_start32` the same way, with the multiboot2 information in EBX. Both
+//! are parsed into one [`boot_info::BootInfo`] (command line, memory map,
+//! RSDP, boot modules). The assembly in [`boot`] zeroes .bss,
 //! maps the first 4 GiB with 2 MiB pages, enables long mode, NX, WP and SSE,
 //! and calls [`boot::morgana_x86_main`], which sets up the rest and calls the
 //! app's `morgana_app_main` (defined by `morgana::main!`).
@@ -20,6 +23,7 @@
 extern crate alloc;
 
 pub mod boot;
+pub mod boot_info;
 pub mod clock;
 pub mod cpu;
 pub mod entropy;
@@ -27,10 +31,11 @@ pub mod exit;
 pub mod fault;
 pub mod heap;
 pub mod irq;
+mod multiboot2;
 mod paging;
 pub mod pci;
+mod pvh;
 pub mod serial;
-pub mod start_info;
 mod trap;
 pub mod xen;
 

@@ -7,7 +7,7 @@
 //!   uncached where the memory map says it is not RAM (device registers).
 
 use crate::boot::MORGANA_STACK;
-use crate::start_info::StartInfo;
+use crate::boot_info::BootInfo;
 use crate::BootCell;
 
 const PRESENT: u64 = 1;
@@ -45,13 +45,19 @@ pub(crate) fn image_end() -> u64 {
     addr_of(unsafe { &__image_end })
 }
 
+/// Start and end of the loaded image.
+pub(crate) fn image_bounds() -> (u64, u64) {
+    // SAFETY: linker-script symbols; only their addresses are used.
+    (addr_of(unsafe { &__image_start }), image_end())
+}
+
 /// Address of the stack guard page.
 pub(crate) fn guard_page() -> u64 {
     (&raw const MORGANA_STACK) as u64
 }
 
 /// Builds the tables and switches to them.
-pub(crate) fn init(info: &StartInfo) {
+pub(crate) fn init(info: &BootInfo) {
     // SAFETY: linker-script symbols; only their addresses are used.
     let (image_start, text_end, rodata_end) =
         unsafe { (addr_of(&__image_start), addr_of(&__text_end), addr_of(&__rodata_end)) };

@@ -1,0 +1,295 @@
+//! What the loader told us, whichever loader it was (PVH's `hvm_start_info`
+//! in [`crate::pvh`], the multiboot2 information in [`crate::multiboot2`]):
+//! the command line, the memory map, the ACPI RSDP and the boot modules.
+//!
+//! The structures are copied into the image's own memory at entry, before
+//! the heap exists. The modules' contents stay where the loader put them;
+//! they are checked to lie in RAM below 4 GiB (so identity mapped), outside
+//! the image, and the heap is laid around them, so the slices handed out by
+//! [`modules`] are never written.
+//!
+//! Anything malformed (a module past RAM, a structure running off its end)
+//! is reported on the serial line and the VM ends with [`crate::FATAL_EXIT`].
+
+use core::fmt::{self, Write};
+
+pub(crate) const MAX_CMDLINE: usize = 4096;
+pub(crate) const MAX_REGIONS: usize = 128;
+pub(crate) const MAX_MODULES: usize = 16;
+
+/// E820-style memory type of usable RAM.
+pub const RAM: u32 = 1;
+
+/// Everything below this is mapped (the page tables cover 4 GiB).
+pub(crate) const MAPPED_LIMIT: u64 = 4 << 30;
+
+/// One entry of the memory map.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Region {
+    /// Physical start.
+    pub addr: u64,
+    /// Length in bytes.
+    pub size: u64,
+    /// E820 type (1 = RAM).
+    pub kind: u32,
+}
+
+/// A boot module: a file the loader placed in memory (QEMU `-initrd`, Xen
+/// `ramdisk=`, GRUB's `module2`).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Module {
+    /// Physical start.
+    pub addr: u64,
+    /// Length in bytes.
+    pub size: u64,
+}
+
+impl Module {
+    /// The module's bytes.
+    pub fn bytes(&self) -> &'static [u8] {
+        if self.size == 0 {
+            return &[];
+        }
+        // SAFETY: `check_modules` accepted this module at boot: it lies in
+        // RAM according to the memory map, below 4 GiB (identity mapped
+        // readable by the page tables), not on page 0 and outside the image;
+        // the heap is laid around it and nothing in Morgana writes there, so
+        // the bytes stay valid and unchanged for the life of the VM.
+        unsafe { core::slice::from_raw_parts(crate::phys_to_virt(self.addr) as *const u8, self.size as usize) }
+    }
+}
+
+/// Which boot protocol entered the image.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Loader {
+    /// The PVH entry (QEMU `-kernel`, Xen, Firecracker, cloud-hypervisor).
+    Pvh,
+    /// The multiboot2 entry (GRUB).
+    Multiboot2,
+}
+
+impl fmt::Display for Loader {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Loader::Pvh => "PVH",
+            Loader::Multiboot2 => "multiboot2",
+        })
+    }
+}
+
+/// What the loader told us, copied into the image's own memory.
+pub struct BootInfo {
+    /// The protocol that entered the image.
+    pub loader: Loader,
+    cmdline: [u8; MAX_CMDLINE],
+    cmdline_len: usize,
+    /// The command line was longer than the buffer and was cut.
+    pub cmdline_truncated: bool,
+    regions: [Region; MAX_REGIONS],
+    region_count: usize,
+    /// Entries of the loader's memory map left out (beyond the first 128).
+    pub regions_dropped: usize,
+    /// Physical address of the ACPI RSDP, or 0.
+    pub rsdp: u64,
+    modules: [Module; MAX_MODULES],
+    module_count: usize,
+    /// Modules left out (beyond the first 16).
+    pub modules_dropped: usize,
+}
+
+impl BootInfo {
+    /// The kernel command line (empty if none, or not UTF-8).
+    pub fn cmdline(&self) -> &str {
+        core::str::from_utf8(&self.cmdline[..self.cmdline_len]).unwrap_or("")
+    }
+
+    /// The memory map.
+    pub fn regions(&self) -> &[Region] {
+        &self.regions[..self.region_count]
+    }
+
+    /// The boot modules, in the loader's order.
+    pub fn modules(&self) -> &[Module] {
+        &self.modules[..self.module_count]
+    }
+
+    /// Whether `[addr, addr + len)` overlaps usable RAM.
+    pub fn is_ram(&self, addr: u64, len: u64) -> bool {
+        let end = addr.saturating_add(len);
+        self.regions().iter().any(|r| r.kind == RAM && addr < r.addr.saturating_add(r.size) && r.addr < end)
+    }
+
+    /// Whether `[addr, addr + len)` lies wholly inside one RAM region.
+    fn within_ram(&self, addr: u64, len: u64) -> bool {
+        let Some(end) = addr.checked_add(len) else { return false };
+        self.regions().iter().any(|r| r.kind == RAM && r.addr <= addr && end <= r.addr.saturating_add(r.size))
+    }
+
+    pub(crate) fn set_cmdline(&mut self, bytes: impl Iterator<Item = u8>) {
+        for b in bytes {
+            if self.cmdline_len == MAX_CMDLINE {
+                self.cmdline_truncated = true;
+                break;
+            }
+            self.cmdline[self.cmdline_len] = b;
+            self.cmdline_len += 1;
+        }
+    }
+
+    pub(crate) fn push_region(&mut self, region: Region) {
+        if self.region_count == MAX_REGIONS {
+            self.regions_dropped += 1;
+        } else {
+            self.regions[self.region_count] = region;
+            self.region_count += 1;
+        }
+    }
+
+    pub(crate) fn push_module(&mut self, module: Module) {
+        if self.module_count == MAX_MODULES {
+            self.modules_dropped += 1;
+        } else {
+            self.modules[self.module_count] = module;
+            self.module_count += 1;
+        }
+    }
+
+    /// The largest piece of RAM at or above `from` and below the mapped
+    /// limit that no module covers (page aligned), as `(start, end)`.
+    pub(crate) fn largest_free(&self, from: u64) -> Option<(u64, u64)> {
+        let mut best: Option<(u64, u64)> = None;
+        for r in self.regions().iter().filter(|r| r.kind == RAM) {
+            let mut lo = page_up(r.addr.max(from));
+            let hi = r.addr.saturating_add(r.size).min(MAPPED_LIMIT) & !4095;
+            while lo < hi {
+                // The lowest module overlapping [lo, hi) cuts the piece.
+                let cut = self
+                    .modules()
+                    .iter()
+                    .filter(|m| m.size > 0)
+                    .map(|m| (m.addr & !4095, page_up(m.addr + m.size)))
+                    .filter(|&(s, e)| s < hi && e > lo)
+                    .min_by_key(|&(s, _)| s);
+                let (piece_end, next) = match cut {
+                    Some((s, e)) => (s.max(lo), e),
+                    None => (hi, hi),
+                };
+                if piece_end > lo && best.is_none_or(|(s, e)| piece_end - lo > e - s) {
+                    best = Some((lo, piece_end));
+                }
+                lo = next;
+            }
+        }
+        best
+    }
+}
+
+fn page_up(addr: u64) -> u64 {
+    addr.saturating_add(4095) & !4095
+}
+
+static INFO: crate::BootCell<BootInfo> = crate::BootCell::new(BootInfo {
+    loader: Loader::Pvh,
+    cmdline: [0; MAX_CMDLINE],
+    cmdline_len: 0,
+    cmdline_truncated: false,
+    regions: [Region { addr: 0, size: 0, kind: 0 }; MAX_REGIONS],
+    region_count: 0,
+    regions_dropped: 0,
+    rsdp: 0,
+    modules: [Module { addr: 0, size: 0 }; MAX_MODULES],
+    module_count: 0,
+    modules_dropped: 0,
+});
+
+/// The boot information read at entry.
+pub fn get() -> &'static BootInfo {
+    // SAFETY: INFO is written only by `boot_mut`'s callers during
+    // single-threaded boot, before anything calls `get`, and never again.
+    unsafe { INFO.get() }
+}
+
+/// The boot modules' bytes, in the loader's order.
+pub fn modules() -> impl Iterator<Item = &'static [u8]> {
+    get().modules().iter().map(Module::bytes)
+}
+
+/// The record the loader-specific parsers fill, once, at entry.
+///
+/// # Safety
+/// Only during single-threaded boot, before any call to [`get`], and once.
+pub(crate) unsafe fn boot_mut(loader: Loader) -> &'static mut BootInfo {
+    // SAFETY: the caller guarantees exclusive access during boot.
+    let info = unsafe { INFO.boot_mut() };
+    info.loader = loader;
+    info
+}
+
+/// Reports malformed boot information on the serial line and ends the VM.
+pub(crate) fn refuse(args: fmt::Arguments<'_>) -> ! {
+    let mut w = crate::serial::Writer;
+    let _ = w.write_str("morgana: bad boot information: ");
+    let _ = w.write_fmt(args);
+    let _ = w.write_str("\r\n");
+    crate::exit::exit(crate::FATAL_EXIT)
+}
+
+/// Checks every module lies in RAM below 4 GiB, outside the image and off
+/// page 0; refuses the boot otherwise.
+pub(crate) fn check_modules(info: &BootInfo) {
+    let (image_start, image_end) = crate::paging::image_bounds();
+    for (i, m) in info.modules().iter().enumerate() {
+        if m.size == 0 {
+            continue;
+        }
+        let Some(end) = m.addr.checked_add(m.size) else {
+            refuse(format_args!("module {i} at {:#x} with size {:#x} wraps around", m.addr, m.size))
+        };
+        if end > MAPPED_LIMIT {
+            refuse(format_args!("module {i} at {:#x}..{end:#x} ends above 4 GiB", m.addr))
+        }
+        if !info.within_ram(m.addr, m.size) {
+            refuse(format_args!("module {i} at {:#x}..{end:#x} is not in RAM according to the memory map", m.addr))
+        }
+        if m.addr < 4096 || (m.addr < image_end && image_start < end) {
+            refuse(format_args!("module {i} at {:#x}..{end:#x} overlaps page 0 or the image", m.addr))
+        }
+    }
+}
+
+/// Loader memory at `[addr, addr + len)`, for the parsers; refuses the boot
+/// (naming `what`) if the range is at 0, wraps, or ends above 4 GiB.
+///
+/// The parsers use these bytes only while they run, at entry, on the boot
+/// page tables and before the heap exists.
+pub(crate) fn loader_bytes(addr: u64, len: u64, what: &str) -> &'static [u8] {
+    let end = addr.checked_add(len);
+    if addr == 0 || end.is_none_or(|e| e > MAPPED_LIMIT) {
+        refuse(format_args!("{what} at {addr:#x} (length {len:#x}) is not in the first 4 GiB"))
+    }
+    // SAFETY: [addr, addr + len) is a non-null range below 4 GiB, which the
+    // boot page tables identity map readable (boot.rs) while the parsers run;
+    // the loader owns that memory and nothing in Morgana writes it before the
+    // parsers return (the heap does not exist yet).
+    unsafe { core::slice::from_raw_parts(crate::phys_to_virt(addr) as *const u8, len as usize) }
+}
+
+/// The little-endian u32 at `off` in `b` (which the caller checked is long
+/// enough).
+pub(crate) fn u32_at(b: &[u8], off: usize) -> u32 {
+    u32::from_le_bytes([b[off], b[off + 1], b[off + 2], b[off + 3]])
+}
+
+/// The little-endian u64 at `off` in `b`.
+pub(crate) fn u64_at(b: &[u8], off: usize) -> u64 {
+    u32_at(b, off) as u64 | (u32_at(b, off + 4) as u64) << 32
+}
+
+/// The NUL-terminated string at `addr` (at most `MAX_CMDLINE + 1` bytes
+/// are looked at), without its NUL.
+pub(crate) fn c_string(addr: u64, what: &str) -> &'static [u8] {
+    let len = (MAX_CMDLINE as u64 + 1).min(MAPPED_LIMIT.saturating_sub(addr));
+    let bytes = loader_bytes(addr, len, what);
+    let n = bytes.iter().position(|&b| b == 0).unwrap_or(bytes.len());
+    &bytes[..n]
+}
