@@ -3,6 +3,7 @@
 #![forbid(unsafe_code)]
 
 pub mod bench;
+pub mod image;
 pub mod xen;
 
 use std::fmt;
@@ -48,6 +49,11 @@ pub fn build_image_with(app: &str, release: bool, drivers: Option<&str>) -> Resu
     Ok(target_dir.join(TARGET).join(if release { "release" } else { "debug" }).join(app))
 }
 
+/// OVMF's code (Debian's `ovmf` package), for [`Vm::ovmf_vars`].
+pub const OVMF_CODE: &str = "/usr/share/OVMF/OVMF_CODE.fd";
+/// OVMF's empty variable store, to copy for [`Vm::ovmf_vars`].
+pub const OVMF_VARS: &str = "/usr/share/OVMF/OVMF_VARS.fd";
+
 /// QEMU machine types Morgana images are tested on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Machine {
@@ -55,6 +61,8 @@ pub enum Machine {
     Microvm,
     /// `pc` (i440fx): virtio-pci devices behind SeaBIOS.
     Pc,
+    /// `q35` (ICH9, PCIe): virtio-pci devices behind SeaBIOS or OVMF.
+    Q35,
 }
 
 impl FromStr for Machine {
@@ -63,7 +71,8 @@ impl FromStr for Machine {
         match s {
             "microvm" => Ok(Machine::Microvm),
             "pc" => Ok(Machine::Pc),
-            _ => Err(format!("unknown machine '{s}' (expected microvm or pc)")),
+            "q35" => Ok(Machine::Q35),
+            _ => Err(format!("unknown machine '{s}' (expected microvm, pc or q35)")),
         }
     }
 }
@@ -132,8 +141,16 @@ pub struct Vm {
     pub rng: bool,
     /// Add a virtio-console device (output to the given file).
     pub virtio_console: Option<PathBuf>,
-    /// The kernel command line (boot arguments).
+    /// The kernel command line (boot arguments; with `-kernel` only).
     pub cmdline: String,
+    /// A file given as a boot module (`-initrd`; with `-kernel` only).
+    pub initrd: Option<PathBuf>,
+    /// Boot this CD image through the firmware instead of `-kernel IMAGE`
+    /// (e.g. one made by [`image::grub_iso`]).
+    pub cdrom: Option<PathBuf>,
+    /// Use OVMF (UEFI) as firmware, with this writable copy of its
+    /// variable store; `None` keeps QEMU's default, SeaBIOS.
+    pub ovmf_vars: Option<PathBuf>,
 }
 
 impl Vm {
@@ -150,6 +167,9 @@ impl Vm {
             rng: true,
             virtio_console: None,
             cmdline: String::new(),
+            initrd: None,
+            cdrom: None,
+            ovmf_vars: None,
         }
     }
 
@@ -159,11 +179,18 @@ impl Vm {
         let (machine, suffix) = match self.machine {
             Machine::Microvm => ("microvm,x-option-roms=off,pit=off,pic=off,rtc=on,acpi=off", "device"),
             Machine::Pc => ("pc", "pci"),
+            Machine::Q35 => ("q35", "pci"),
         };
         c.args(["-M", machine, "-accel", "tcg", "-m", &format!("{}M", self.memory_mib)]);
         c.args(["-nodefaults", "-no-reboot", "-display", "none", "-serial", "stdio"]);
         c.args(["-device", "isa-debug-exit,iobase=0xf4,iosize=4"]);
-        let pci_rom = if self.machine == Machine::Pc { ",romfile=" } else { "" };
+        let pci = self.machine != Machine::Microvm;
+        if let Some(vars) = &self.ovmf_vars {
+            c.args(["-drive", &format!("if=pflash,format=raw,unit=0,readonly=on,file={OVMF_CODE}")]);
+            c.args(["-drive", &format!("if=pflash,format=raw,unit=1,file={}", vars.display())]);
+        }
+        // No option ROM on the NIC: iPXE only slows the firmware down.
+        let pci_rom = if pci { ",romfile=" } else { "" };
         if let Some(tap) = &self.tap {
             let netdev = format!("tap,id=n0,ifname={tap},script=no,downscript=no");
             c.args(["-netdev", &netdev, "-device", &format!("virtio-net-{suffix},netdev=n0{pci_rom}")]);
@@ -183,10 +210,17 @@ impl Vm {
         }
         if let Some(out) = &self.virtio_console {
             c.args(["-chardev", &format!("file,id=vc0,path={}", out.display())]);
-            let bus = if self.machine == Machine::Pc { "virtio-serial-pci" } else { "virtio-serial-device" };
+            let bus = if pci { "virtio-serial-pci" } else { "virtio-serial-device" };
             c.args(["-device", bus, "-device", "virtconsole,chardev=vc0"]);
         }
+        if let Some(cd) = &self.cdrom {
+            c.arg("-cdrom").arg(cd);
+            return c;
+        }
         c.arg("-kernel").arg(&self.image);
+        if let Some(initrd) = &self.initrd {
+            c.arg("-initrd").arg(initrd);
+        }
         if !self.cmdline.is_empty() {
             c.args(["-append", &self.cmdline]);
         }

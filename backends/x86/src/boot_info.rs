@@ -154,10 +154,9 @@ impl BootInfo {
         }
     }
 
-    /// The largest piece of RAM at or above `from` and below the mapped
-    /// limit that no module covers (page aligned), as `(start, end)`.
-    pub(crate) fn largest_free(&self, from: u64) -> Option<(u64, u64)> {
-        let mut best: Option<(u64, u64)> = None;
+    /// Calls `f(start, end)` for every piece of RAM at or above `from` and
+    /// below the mapped limit that no module covers (page aligned).
+    pub(crate) fn free_ram(&self, from: u64, mut f: impl FnMut(u64, u64)) {
         for r in self.regions().iter().filter(|r| r.kind == RAM) {
             let mut lo = page_up(r.addr.max(from));
             let hi = r.addr.saturating_add(r.size).min(MAPPED_LIMIT) & !4095;
@@ -174,13 +173,12 @@ impl BootInfo {
                     Some((s, e)) => (s.max(lo), e),
                     None => (hi, hi),
                 };
-                if piece_end > lo && best.is_none_or(|(s, e)| piece_end - lo > e - s) {
-                    best = Some((lo, piece_end));
+                if piece_end > lo {
+                    f(lo, piece_end);
                 }
                 lo = next;
             }
         }
-        best
     }
 }
 
@@ -234,9 +232,17 @@ pub(crate) fn refuse(args: fmt::Arguments<'_>) -> ! {
     crate::exit::exit(crate::FATAL_EXIT)
 }
 
-/// Checks every module lies in RAM below 4 GiB, outside the image and off
-/// page 0; refuses the boot otherwise.
-pub(crate) fn check_modules(info: &BootInfo) {
+/// Checks no two RAM regions overlap (the heap claims each piece once) and
+/// every module lies in RAM below 4 GiB, outside the image and off page 0;
+/// refuses the boot otherwise.
+pub(crate) fn check(info: &BootInfo) {
+    let ram = || info.regions().iter().enumerate().filter(|(_, r)| r.kind == RAM && r.size > 0);
+    for (i, a) in ram() {
+        let a_end = a.addr.saturating_add(a.size);
+        if let Some((j, _)) = ram().find(|&(j, b)| j > i && b.addr < a_end && a.addr < b.addr.saturating_add(b.size)) {
+            refuse(format_args!("RAM regions {i} and {j} of the memory map overlap"))
+        }
+    }
     let (image_start, image_end) = crate::paging::image_bounds();
     for (i, m) in info.modules().iter().enumerate() {
         if m.size == 0 {

@@ -42,6 +42,7 @@ pub mod xen;
 pub use clock::SystemClock;
 pub use exit::exit;
 pub use irq::{IrqLine, Machine};
+pub use paging::map_device;
 pub use serial::Serial;
 
 /// Exit status reported for panics and CPU exceptions (QEMU's isa-debug-exit

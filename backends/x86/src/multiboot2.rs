@@ -102,7 +102,7 @@ pub(crate) fn read(paddr: u32, magic: u32) -> &'static BootInfo {
         copy.0[..n].copy_from_slice(&table[..n]);
         info.rsdp = (&raw const copy.0) as u64;
     }
-    boot_info::check_modules(info);
+    boot_info::check(info);
     info
 }
 

@@ -4,7 +4,9 @@
 //!   image text read+execute, rodata read-only, everything else read+write
 //!   and no-execute, the stack's guard page unmapped;
 //! * the rest of the first 4 GiB in 2 MiB pages, read+write, no-execute;
-//!   uncached where the memory map says it is not RAM (device registers).
+//!   uncached where the memory map says it is not RAM (device registers);
+//! * device memory above 4 GiB in 2 MiB pages, uncached, on demand
+//!   ([`map_device`]).
 
 use crate::boot::MORGANA_STACK;
 use crate::boot_info::BootInfo;
@@ -103,4 +105,80 @@ pub(crate) fn init(info: &BootInfo) {
     unsafe {
         core::arch::asm!("mov cr3, {}", in(reg) &raw const *pml4 as u64, options(nostack, preserves_flags));
     }
+}
+
+/// Tables for device memory above 4 GiB (UEFI firmware such as OVMF puts
+/// 64-bit PCI BARs there), mapped on demand by [`map_device`].
+struct HighTables {
+    pdpt: [Table; HIGH_PDPTS],
+    pdpt_used: usize,
+    pd: [Table; HIGH_PDS],
+    pd_used: usize,
+}
+
+const HIGH_PDPTS: usize = 2;
+const HIGH_PDS: usize = 8;
+/// Identity-mapped addresses stay canonical below 2^47; stop well short.
+const DEVICE_LIMIT: u64 = 1 << 46;
+
+static HIGH: spin::Mutex<HighTables> = spin::Mutex::new(HighTables {
+    pdpt: [const { Table([0; 512]) }; HIGH_PDPTS],
+    pdpt_used: 0,
+    pd: [const { Table([0; 512]) }; HIGH_PDS],
+    pd_used: 0,
+});
+
+/// Identity maps the device memory `[phys, phys + len)` (uncached,
+/// read/write, no-execute) if it lies above 4 GiB; below, it is mapped
+/// already. Errors if the range is beyond 2^46 or the tables for it are
+/// used up (two 512 GiB areas, eight 1 GiB areas).
+pub fn map_device(phys: u64, len: u64) -> Result<(), &'static str> {
+    let end = phys.checked_add(len).filter(|&e| e <= DEVICE_LIMIT).ok_or("device memory beyond 2^46")?;
+    if end <= 4 << 30 {
+        return Ok(());
+    }
+    let mut high = HIGH.lock();
+    let high = &mut *high;
+    let pml4 = PML4.0.get() as *mut u64;
+    let mut addr = phys.max(4 << 30) & !((1 << 21) - 1);
+    while addr < end {
+        let (i4, i3, i2) = ((addr >> 39) as usize & 511, (addr >> 30) as usize & 511, (addr >> 21) as usize & 511);
+        // SAFETY: PML4 is the live top-level table (paging::init loaded it);
+        // after boot only this function writes it, under the HIGH lock, and
+        // only entries 1..512, which init left empty. Aligned 8-byte writes
+        // are atomic for the page walker.
+        let e4 = unsafe { pml4.add(i4).read_volatile() };
+        let pdpt = if e4 & PRESENT != 0 {
+            (e4 & 0x000f_ffff_ffff_f000) as *mut u64
+        } else {
+            let n = high.pdpt_used;
+            let table = high.pdpt.get_mut(n).ok_or("no page tables left for device memory")?;
+            high.pdpt_used += 1;
+            let t = table.0.as_mut_ptr();
+            // SAFETY: as above; the new table is zeroed (never used) and
+            // static, so its address is its physical address.
+            unsafe { pml4.add(i4).write_volatile(t as u64 | PRESENT | WRITABLE) };
+            t
+        };
+        // SAFETY: `pdpt` is one of HIGH's tables (the only ones PML4
+        // entries 1.. point to), written only under the HIGH lock.
+        let e3 = unsafe { pdpt.add(i3).read_volatile() };
+        let pd = if e3 & PRESENT != 0 {
+            (e3 & 0x000f_ffff_ffff_f000) as *mut u64
+        } else {
+            let n = high.pd_used;
+            let table = high.pd.get_mut(n).ok_or("no page tables left for device memory")?;
+            high.pd_used += 1;
+            let t = table.0.as_mut_ptr();
+            // SAFETY: as above.
+            unsafe { pdpt.add(i3).write_volatile(t as u64 | PRESENT | WRITABLE) };
+            t
+        };
+        // SAFETY: as above; a newly present entry needs no TLB flush (the
+        // CPU does not cache not-present entries), and an entry already
+        // present maps the same address the same way.
+        unsafe { pd.add(i2).write_volatile(addr | PRESENT | WRITABLE | HUGE | NO_EXECUTE | NO_CACHE | WRITE_THROUGH) };
+        addr += 1 << 21;
+    }
+    Ok(())
 }

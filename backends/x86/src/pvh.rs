@@ -56,6 +56,6 @@ pub(crate) fn read(paddr: u32) -> &'static BootInfo {
             info.push_module(Module { addr: u64_at(e, 0), size: u64_at(e, 8) });
         }
     }
-    boot_info::check_modules(info);
+    boot_info::check(info);
     info
 }
