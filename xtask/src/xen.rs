@@ -133,6 +133,9 @@ pub struct Domain {
     pub mac: Option<String>,
     /// A disk image path inside dom0.
     pub disk: Option<String>,
+    /// A file inside dom0 given to the guest as its boot module
+    /// (`ramdisk =`, PVH `start_info` modules).
+    pub ramdisk: Option<String>,
 }
 
 impl Domain {
@@ -145,6 +148,7 @@ impl Domain {
             cmdline: String::new(),
             mac: None,
             disk: None,
+            ramdisk: None,
         }
     }
 
@@ -159,6 +163,9 @@ impl Domain {
         }
         if let Some(disk) = &self.disk {
             c += &format!("disk = ['format=raw,vdev=xvda,access=rw,target={disk}']\n");
+        }
+        if let Some(ramdisk) = &self.ramdisk {
+            c += &format!("ramdisk = \"{ramdisk}\"\n");
         }
         c
     }
