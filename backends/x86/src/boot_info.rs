@@ -13,6 +13,8 @@
 
 use core::fmt::{self, Write};
 
+pub(crate) use crate::mb2_tags::{u32_at, u64_at};
+
 pub(crate) const MAX_CMDLINE: usize = 4096;
 pub(crate) const MAX_REGIONS: usize = 128;
 pub(crate) const MAX_MODULES: usize = 16;
@@ -278,17 +280,6 @@ pub(crate) fn loader_bytes(addr: u64, len: u64, what: &str) -> &'static [u8] {
     // the loader owns that memory and nothing in Morgana writes it before the
     // parsers return (the heap does not exist yet).
     unsafe { core::slice::from_raw_parts(crate::phys_to_virt(addr) as *const u8, len as usize) }
-}
-
-/// The little-endian u32 at `off` in `b` (which the caller checked is long
-/// enough).
-pub(crate) fn u32_at(b: &[u8], off: usize) -> u32 {
-    u32::from_le_bytes([b[off], b[off + 1], b[off + 2], b[off + 3]])
-}
-
-/// The little-endian u64 at `off` in `b`.
-pub(crate) fn u64_at(b: &[u8], off: usize) -> u64 {
-    u32_at(b, off) as u64 | (u32_at(b, off + 4) as u64) << 32
 }
 
 /// The NUL-terminated string at `addr` (at most `MAX_CMDLINE + 1` bytes
