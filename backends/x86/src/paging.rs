@@ -145,8 +145,8 @@ pub fn map_device(phys: u64, len: u64) -> Result<(), &'static str> {
         let (i4, i3, i2) = ((addr >> 39) as usize & 511, (addr >> 30) as usize & 511, (addr >> 21) as usize & 511);
         // SAFETY: PML4 is the live top-level table (paging::init loaded it);
         // after boot only this function writes it, under the HIGH lock, and
-        // only entries 1..512, which init left empty. Aligned 8-byte writes
-        // are atomic for the page walker.
+        // only entries init left empty (1..512). Aligned 8-byte writes are
+        // atomic for the page walker.
         let e4 = unsafe { pml4.add(i4).read_volatile() };
         let pdpt = if e4 & PRESENT != 0 {
             (e4 & 0x000f_ffff_ffff_f000) as *mut u64
@@ -160,8 +160,10 @@ pub fn map_device(phys: u64, len: u64) -> Result<(), &'static str> {
             unsafe { pml4.add(i4).write_volatile(t as u64 | PRESENT | WRITABLE) };
             t
         };
-        // SAFETY: `pdpt` is one of HIGH's tables (the only ones PML4
-        // entries 1.. point to), written only under the HIGH lock.
+        // SAFETY: `pdpt` is init's PDPT (PML4 entry 0, whose entries 0..4
+        // map the first 4 GiB and are never reached here, as addr >= 4 GiB)
+        // or one of HIGH's; after boot only this function writes either,
+        // under the HIGH lock.
         let e3 = unsafe { pdpt.add(i3).read_volatile() };
         let pd = if e3 & PRESENT != 0 {
             (e3 & 0x000f_ffff_ffff_f000) as *mut u64
