@@ -1,7 +1,8 @@
 //! Boot paths under QEMU (TCG, never KVM): the images carry a multiboot2
 //! header (`grub-file`), a PVH `-initrd` arrives as a boot module, and GRUB
 //! (a hybrid ISO made by `xtask::image::grub_iso`, booted with no
-//! `-kernel`) starts them on SeaBIOS and OVMF: boot arguments from
+//! `-kernel`, from CD or as a virtio-blk disk) starts them on SeaBIOS and
+//! OVMF: boot arguments from
 //! grub.cfg, the heap sized from the multiboot2 memory map, the multiboot2
 //! module's bytes, and echo over virtio-net-pci on q35 and pc. Every QEMU
 //! run has a timeout. A missing prerequisite reports the test ignored
@@ -141,25 +142,37 @@ fn ovmf_vars(name: &str) -> PathBuf {
     vars
 }
 
-/// A GRUB ISO for `entry`, and a VM on `machine` booting it from CD with
-/// SeaBIOS or (with `ovmf`) OVMF.
-fn grub_vm(name: &str, entry: &GrubEntry, machine: Machine, ovmf: bool) -> std::result::Result<Vm, Failed> {
+/// A GRUB ISO for `entry`, and a VM on `machine` booting it with SeaBIOS
+/// or (with `ovmf`) OVMF, from CD (or, with `as_disk`, from the same file
+/// as a virtio-blk disk: the ISO is hybrid).
+fn grub_vm(
+    name: &str,
+    entry: &GrubEntry,
+    machine: Machine,
+    ovmf: bool,
+    as_disk: bool,
+) -> std::result::Result<Vm, Failed> {
     let iso = scratch(&format!("{name}.iso"));
     grub_iso(entry, &iso)?;
     let mut vm = Vm::new(&entry.image);
     vm.machine = machine;
-    vm.cdrom = Some(iso);
+    if as_disk {
+        vm.disk = Some(iso);
+        vm.boot_from_disk = true;
+    } else {
+        vm.cdrom = Some(iso);
+    }
     vm.ovmf_vars = ovmf.then(|| ovmf_vars(name));
     Ok(vm)
 }
 
 fn cleanup(vm: &Vm) {
-    for f in [&vm.cdrom, &vm.ovmf_vars].into_iter().flatten() {
+    for f in [&vm.cdrom, &vm.disk, &vm.ovmf_vars].into_iter().flatten() {
         let _ = std::fs::remove_file(f);
     }
 }
 
-fn grub_boot_module(name: &str, ovmf: bool) -> Result {
+fn grub_boot_module(name: &str, ovmf: bool, as_disk: bool) -> Result {
     let (file, bytes) = module_file(&format!("{name}-module"), 200_003);
     // The arguments come from grub.cfg: without them vmcheck exits 2.
     let entry = GrubEntry {
@@ -167,7 +180,7 @@ fn grub_boot_module(name: &str, ovmf: bool) -> Result {
         args: vec!["--check=boot-module".into(), "--log=debug".into()],
         modules: vec![file.clone()],
     };
-    let mut vm = grub_vm(name, &entry, Machine::Q35, ovmf)?;
+    let mut vm = grub_vm(name, &entry, Machine::Q35, ovmf, as_disk)?;
     vm.memory_mib = 160;
     let r = boot_module_seen(vm.clone(), "multiboot2", &bytes);
     cleanup(&vm);
@@ -177,7 +190,7 @@ fn grub_boot_module(name: &str, ovmf: bool) -> Result {
 
 fn echo_from_grub(name: &str, machine: Machine, ovmf: bool) -> Result {
     let entry = GrubEntry { image: image("echo"), args: vec!["--log=info".into()], modules: vec![] };
-    let mut vm = grub_vm(name, &entry, machine, ovmf)?;
+    let mut vm = grub_vm(name, &entry, machine, ovmf, false)?;
     let port = free_port();
     vm.forwards = vec![
         format!("tcp:127.0.0.1:{port}-:7").parse::<Forward>()?,
@@ -222,8 +235,10 @@ fn main() {
         t("images_are_multiboot2", &[&grub_file], images_are_multiboot2),
         t("pvh_initrd_is_a_boot_module_on_microvm", &[&qemu], || pvh_initrd_is_a_boot_module(Machine::Microvm)),
         t("pvh_initrd_is_a_boot_module_on_q35", &[&qemu], || pvh_initrd_is_a_boot_module(Machine::Q35)),
-        t("grub_module_and_args_on_seabios_q35", &iso, || grub_boot_module("seabios-module", false)),
-        t("grub_module_and_args_on_ovmf_q35", &with_ovmf, || grub_boot_module("ovmf-module", true)),
+        t("grub_module_and_args_on_seabios_q35", &iso, || grub_boot_module("seabios-module", false, false)),
+        t("grub_module_and_args_on_ovmf_q35", &with_ovmf, || grub_boot_module("ovmf-module", true, false)),
+        t("grub_from_virtio_disk_on_seabios_q35", &iso, || grub_boot_module("seabios-disk", false, true)),
+        t("grub_from_virtio_disk_on_ovmf_q35", &with_ovmf, || grub_boot_module("ovmf-disk", true, true)),
         t("echo_from_grub_on_seabios_pc", &iso, || echo_from_grub("seabios-pc", Machine::Pc, false)),
         t("echo_from_grub_on_seabios_q35", &iso, || echo_from_grub("seabios-q35", Machine::Q35, false)),
         t("echo_from_grub_on_ovmf_q35", &with_ovmf, || echo_from_grub("ovmf-q35", Machine::Q35, true)),

@@ -148,6 +148,9 @@ pub struct Vm {
     /// Boot this CD image through the firmware instead of `-kernel IMAGE`
     /// (e.g. one made by [`image::grub_iso`]).
     pub cdrom: Option<PathBuf>,
+    /// Boot `disk` through the firmware instead of `-kernel IMAGE` (a disk
+    /// with a boot loader, e.g. a hybrid ISO from [`image::grub_iso`]).
+    pub boot_from_disk: bool,
     /// Use OVMF (UEFI) as firmware, with this writable copy of its
     /// variable store; `None` keeps QEMU's default, SeaBIOS.
     pub ovmf_vars: Option<PathBuf>,
@@ -169,6 +172,7 @@ impl Vm {
             cmdline: String::new(),
             initrd: None,
             cdrom: None,
+            boot_from_disk: false,
             ovmf_vars: None,
         }
     }
@@ -215,6 +219,9 @@ impl Vm {
         }
         if let Some(cd) = &self.cdrom {
             c.arg("-cdrom").arg(cd);
+            return c;
+        }
+        if self.boot_from_disk {
             return c;
         }
         c.arg("-kernel").arg(&self.image);
