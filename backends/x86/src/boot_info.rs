@@ -11,8 +11,11 @@
 //! Anything malformed (a module past RAM, a structure running off its end)
 //! is reported on the serial line and the VM ends with [`crate::FATAL_EXIT`].
 
-use core::fmt::{self, Write};
+use core::fmt;
+#[cfg(target_os = "none")]
+use core::fmt::Write;
 
+#[cfg(target_os = "none")]
 pub(crate) use crate::mb2_tags::{u32_at, u64_at};
 
 pub(crate) const MAX_CMDLINE: usize = 4096;
@@ -48,6 +51,7 @@ pub struct Module {
 
 impl Module {
     /// The module's bytes.
+    #[cfg(target_os = "none")]
     pub fn bytes(&self) -> &'static [u8] {
         if self.size == 0 {
             return &[];
@@ -100,6 +104,21 @@ pub struct BootInfo {
 }
 
 impl BootInfo {
+    /// Nothing known yet.
+    pub(crate) const EMPTY: BootInfo = BootInfo {
+        loader: Loader::Pvh,
+        cmdline: [0; MAX_CMDLINE],
+        cmdline_len: 0,
+        cmdline_truncated: false,
+        regions: [Region { addr: 0, size: 0, kind: 0 }; MAX_REGIONS],
+        region_count: 0,
+        regions_dropped: 0,
+        rsdp: 0,
+        modules: [Module { addr: 0, size: 0 }; MAX_MODULES],
+        module_count: 0,
+        modules_dropped: 0,
+    };
+
     /// The kernel command line (empty if none, or not UTF-8).
     pub fn cmdline(&self) -> &str {
         core::str::from_utf8(&self.cmdline[..self.cmdline_len]).unwrap_or("")
@@ -188,20 +207,10 @@ fn page_up(addr: u64) -> u64 {
     addr.saturating_add(4095) & !4095
 }
 
-static INFO: crate::BootCell<BootInfo> = crate::BootCell::new(BootInfo {
-    loader: Loader::Pvh,
-    cmdline: [0; MAX_CMDLINE],
-    cmdline_len: 0,
-    cmdline_truncated: false,
-    regions: [Region { addr: 0, size: 0, kind: 0 }; MAX_REGIONS],
-    region_count: 0,
-    regions_dropped: 0,
-    rsdp: 0,
-    modules: [Module { addr: 0, size: 0 }; MAX_MODULES],
-    module_count: 0,
-    modules_dropped: 0,
-});
+#[cfg(target_os = "none")]
+static INFO: crate::BootCell<BootInfo> = crate::BootCell::new(BootInfo::EMPTY);
 
+#[cfg(target_os = "none")]
 /// The boot information read at entry.
 pub fn get() -> &'static BootInfo {
     // SAFETY: INFO is written only by `boot_mut`'s callers during
@@ -209,11 +218,13 @@ pub fn get() -> &'static BootInfo {
     unsafe { INFO.get() }
 }
 
+#[cfg(target_os = "none")]
 /// The boot modules' bytes, in the loader's order.
 pub fn modules() -> impl Iterator<Item = &'static [u8]> {
     get().modules().iter().map(Module::bytes)
 }
 
+#[cfg(target_os = "none")]
 /// The record the loader-specific parsers fill, once, at entry.
 ///
 /// # Safety
@@ -225,6 +236,7 @@ pub(crate) unsafe fn boot_mut(loader: Loader) -> &'static mut BootInfo {
     info
 }
 
+#[cfg(target_os = "none")]
 /// Reports malformed boot information on the serial line and ends the VM.
 pub(crate) fn refuse(args: fmt::Arguments<'_>) -> ! {
     let mut w = crate::serial::Writer;
@@ -234,37 +246,73 @@ pub(crate) fn refuse(args: fmt::Arguments<'_>) -> ! {
     crate::exit::exit(crate::FATAL_EXIT)
 }
 
-/// Checks no two RAM regions overlap (the heap claims each piece once) and
-/// every module lies in RAM below 4 GiB, outside the image and off page 0;
-/// refuses the boot otherwise.
+/// Refuses the boot if [`BootInfo::validate`] finds a problem.
+#[cfg(target_os = "none")]
 pub(crate) fn check(info: &BootInfo) {
-    let ram = || info.regions().iter().enumerate().filter(|(_, r)| r.kind == RAM && r.size > 0);
-    for (i, a) in ram() {
-        let a_end = a.addr.saturating_add(a.size);
-        if let Some((j, _)) = ram().find(|&(j, b)| j > i && b.addr < a_end && a.addr < b.addr.saturating_add(b.size)) {
-            refuse(format_args!("RAM regions {i} and {j} of the memory map overlap"))
-        }
+    if let Err(e) = info.validate(crate::paging::image_bounds()) {
+        refuse(format_args!("{e}"))
     }
-    let (image_start, image_end) = crate::paging::image_bounds();
-    for (i, m) in info.modules().iter().enumerate() {
-        if m.size == 0 {
-            continue;
-        }
-        let Some(end) = m.addr.checked_add(m.size) else {
-            refuse(format_args!("module {i} at {:#x} with size {:#x} wraps around", m.addr, m.size))
-        };
-        if end > MAPPED_LIMIT {
-            refuse(format_args!("module {i} at {:#x}..{end:#x} ends above 4 GiB", m.addr))
-        }
-        if !info.within_ram(m.addr, m.size) {
-            refuse(format_args!("module {i} at {:#x}..{end:#x} is not in RAM according to the memory map", m.addr))
-        }
-        if m.addr < 4096 || (m.addr < image_end && image_start < end) {
-            refuse(format_args!("module {i} at {:#x}..{end:#x} overlaps page 0 or the image", m.addr))
+}
+
+/// What is wrong with the boot information.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Invalid {
+    /// Two RAM regions of the map overlap.
+    RegionsOverlap(usize, usize),
+    /// A module's end does not fit in 64 bits.
+    ModuleWraps(usize, u64, u64),
+    /// A module ends above the mapped 4 GiB.
+    ModuleAbove4G(usize, u64, u64),
+    /// A module is not wholly inside one RAM region.
+    ModuleNotInRam(usize, u64, u64),
+    /// A module covers page 0 or the image.
+    ModuleOverImage(usize, u64, u64),
+}
+
+impl fmt::Display for Invalid {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match *self {
+            Invalid::RegionsOverlap(i, j) => write!(f, "RAM regions {i} and {j} of the memory map overlap"),
+            Invalid::ModuleWraps(i, a, n) => write!(f, "module {i} at {a:#x} with size {n:#x} wraps around"),
+            Invalid::ModuleAbove4G(i, a, e) => write!(f, "module {i} at {a:#x}..{e:#x} ends above 4 GiB"),
+            Invalid::ModuleNotInRam(i, a, e) => {
+                write!(f, "module {i} at {a:#x}..{e:#x} is not in RAM according to the memory map")
+            }
+            Invalid::ModuleOverImage(i, a, e) => write!(f, "module {i} at {a:#x}..{e:#x} overlaps page 0 or the image"),
         }
     }
 }
 
+impl BootInfo {
+    /// Checks no two RAM regions overlap (the heap claims each piece once)
+    /// and every module lies in RAM below 4 GiB, off page 0 and outside the
+    /// image `[start, end)`.
+    pub(crate) fn validate(&self, (image_start, image_end): (u64, u64)) -> Result<(), Invalid> {
+        let ram = || self.regions().iter().enumerate().filter(|(_, r)| r.kind == RAM && r.size > 0);
+        for (i, a) in ram() {
+            let a_end = a.addr.saturating_add(a.size);
+            let overlap = ram().find(|&(j, b)| j > i && b.addr < a_end && a.addr < b.addr.saturating_add(b.size));
+            if let Some((j, _)) = overlap {
+                return Err(Invalid::RegionsOverlap(i, j));
+            }
+        }
+        for (i, m) in self.modules().iter().enumerate().filter(|(_, m)| m.size > 0) {
+            let end = m.addr.checked_add(m.size).ok_or(Invalid::ModuleWraps(i, m.addr, m.size))?;
+            if end > MAPPED_LIMIT {
+                return Err(Invalid::ModuleAbove4G(i, m.addr, end));
+            }
+            if !self.within_ram(m.addr, m.size) {
+                return Err(Invalid::ModuleNotInRam(i, m.addr, end));
+            }
+            if m.addr < 4096 || (m.addr < image_end && image_start < end) {
+                return Err(Invalid::ModuleOverImage(i, m.addr, end));
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(target_os = "none")]
 /// Loader memory at `[addr, addr + len)`, for the parsers; refuses the boot
 /// (naming `what`) if the range is at 0, wraps, or ends above 4 GiB.
 ///
@@ -282,6 +330,7 @@ pub(crate) fn loader_bytes(addr: u64, len: u64, what: &str) -> &'static [u8] {
     unsafe { core::slice::from_raw_parts(crate::phys_to_virt(addr) as *const u8, len as usize) }
 }
 
+#[cfg(target_os = "none")]
 /// The NUL-terminated string at `addr` (at most `MAX_CMDLINE + 1` bytes
 /// are looked at), without its NUL.
 pub(crate) fn c_string(addr: u64, what: &str) -> &'static [u8] {
@@ -289,4 +338,89 @@ pub(crate) fn c_string(addr: u64, what: &str) -> &'static [u8] {
     let bytes = loader_bytes(addr, len, what);
     let n = bytes.iter().position(|&b| b == 0).unwrap_or(bytes.len());
     &bytes[..n]
+}
+
+#[cfg(test)]
+mod tests {
+    use std::vec::Vec;
+
+    use super::*;
+
+    const IMAGE: (u64, u64) = (0x10_0000, 0x20_0000);
+
+    fn info(regions: &[(u64, u64, u32)], modules: &[(u64, u64)]) -> BootInfo {
+        let mut i = BootInfo::EMPTY;
+        for &(addr, size, kind) in regions {
+            i.push_region(Region { addr, size, kind });
+        }
+        for &(addr, size) in modules {
+            i.push_module(Module { addr, size });
+        }
+        i
+    }
+
+    /// A QEMU-like map: low RAM, a hole, 128 MiB from 1 MiB.
+    const MAP: [(u64, u64, u32); 3] = [(0, 0x9fc00, RAM), (0xf0000, 0x10000, 2), (0x10_0000, 0x7f0_0000, RAM)];
+
+    fn pieces(i: &BootInfo) -> Vec<(u64, u64)> {
+        let mut v = Vec::new();
+        i.free_ram(IMAGE.1, |s, e| v.push((s, e)));
+        v
+    }
+
+    #[test]
+    fn heap_pieces_go_around_modules() {
+        let none = info(&MAP, &[]);
+        assert_eq!(none.validate(IMAGE), Ok(()));
+        assert_eq!(pieces(&none), [(0x20_0000, 0x800_0000)]);
+        // Two modules, unaligned, given out of order; the first touches the
+        // image's end.
+        let two = info(&MAP, &[(0x700_0000, 0x1234), (0x20_0000, 0x3_0001)]);
+        assert_eq!(two.validate(IMAGE), Ok(()));
+        assert_eq!(pieces(&two), [(0x23_1000, 0x700_0000), (0x700_2000, 0x800_0000)]);
+        // A module at the very top leaves only the piece below it.
+        let top = info(&MAP, &[(0x7ff_f000, 0x1000)]);
+        assert_eq!(pieces(&top), [(0x20_0000, 0x7ff_f000)]);
+        // Empty modules cut nothing.
+        let empty = info(&MAP, &[(0x300_0000, 0)]);
+        assert_eq!(pieces(&empty), [(0x20_0000, 0x800_0000)]);
+        // RAM above 4 GiB is left out; RAM across 4 GiB is cut there.
+        let high = info(&[(0x10_0000, 0x1_0000_0000, RAM), (0x2_0000_0000, 0x1000_0000, RAM)], &[]);
+        assert_eq!(pieces(&high), [(0x20_0000, 0x1_0000_0000)]);
+    }
+
+    #[test]
+    fn bad_modules_and_maps_are_refused() {
+        let cases: [(&[(u64, u64)], Invalid); 6] = [
+            (&[(0x900_0000, 0x1000)], Invalid::ModuleNotInRam(0, 0x900_0000, 0x900_1000)),
+            (&[(0x7ff_f000, 0x2000)], Invalid::ModuleNotInRam(0, 0x7ff_f000, 0x800_1000)),
+            (&[(0x9f000, 0x2000)], Invalid::ModuleNotInRam(0, 0x9f000, 0xa1000)),
+            (&[(0x30_0000, 0x10), (0x1_0000_0000, 0x10)], Invalid::ModuleAbove4G(1, 0x1_0000_0000, 0x1_0000_0010)),
+            (&[(u64::MAX - 4, 0x10)], Invalid::ModuleWraps(0, u64::MAX - 4, 0x10)),
+            (&[(0x1f_f000, 0x2000)], Invalid::ModuleOverImage(0, 0x1f_f000, 0x20_1000)),
+        ];
+        for (modules, want) in cases {
+            assert_eq!(info(&MAP, modules).validate(IMAGE), Err(want), "{modules:x?}");
+        }
+        assert_eq!(info(&MAP, &[(0, 0x1000)]).validate(IMAGE), Err(Invalid::ModuleOverImage(0, 0, 0x1000)));
+        let overlap = [(0x10_0000, 0x100_0000, RAM), (0x80_0000, 0x100_0000, RAM)];
+        assert_eq!(info(&overlap, &[]).validate(IMAGE), Err(Invalid::RegionsOverlap(0, 1)));
+        // Overlapping reserved regions are harmless.
+        let reserved = [(0x10_0000, 0x100_0000, RAM), (0x80_0000, 0x100_0000, 2)];
+        assert_eq!(info(&reserved, &[]).validate(IMAGE), Ok(()));
+        // A region whose end overflows does not wrap into low memory.
+        let huge = [(0x10_0000, u64::MAX, RAM), (0x1000, 0x1000, RAM)];
+        assert_eq!(info(&huge, &[]).validate(IMAGE), Ok(()));
+    }
+
+    #[test]
+    fn lists_are_bounded() {
+        let mut i = BootInfo::EMPTY;
+        for n in 0..MAX_MODULES as u64 + 3 {
+            i.push_module(Module { addr: 0x100_0000 + n * 0x1000, size: 1 });
+        }
+        assert_eq!((i.modules().len(), i.modules_dropped), (MAX_MODULES, 3));
+        i.set_cmdline(core::iter::repeat_n(b'a', MAX_CMDLINE + 5));
+        assert!(i.cmdline_truncated && i.cmdline().len() == MAX_CMDLINE);
+    }
 }

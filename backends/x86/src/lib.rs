@@ -16,7 +16,7 @@
 //! This crate is one of the few places in Morgana with `unsafe` code; every
 //! block states the invariant it relies on.
 // Bare metal only: on other targets only the pure boot-information
-// parsing is compiled, for its unit tests.
+// parsing and checks are compiled, for their unit tests.
 #![cfg_attr(not(test), no_std)]
 #![warn(missing_docs)]
 #![cfg_attr(not(target_os = "none"), allow(dead_code))]
@@ -26,7 +26,6 @@ extern crate alloc;
 
 #[cfg(target_os = "none")]
 pub mod boot;
-#[cfg(target_os = "none")]
 pub mod boot_info;
 #[cfg(target_os = "none")]
 pub mod clock;
