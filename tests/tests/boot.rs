@@ -166,9 +166,15 @@ fn grub_vm(
     Ok(vm)
 }
 
-fn cleanup(vm: &Vm) {
-    for f in [&vm.cdrom, &vm.disk, &vm.ovmf_vars].into_iter().flatten() {
-        let _ = std::fs::remove_file(f);
+/// Removes a VM's ISO and OVMF variables when dropped (a failed check
+/// panics).
+struct Cleanup(Vm);
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        for f in [&self.0.cdrom, &self.0.disk, &self.0.ovmf_vars].into_iter().flatten() {
+            let _ = std::fs::remove_file(f);
+        }
     }
 }
 
@@ -182,8 +188,8 @@ fn grub_boot_module(name: &str, ovmf: bool, as_disk: bool) -> Result {
     };
     let mut vm = grub_vm(name, &entry, Machine::Q35, ovmf, as_disk)?;
     vm.memory_mib = 160;
-    let r = boot_module_seen(vm.clone(), "multiboot2", &bytes);
-    cleanup(&vm);
+    let _cleanup = Cleanup(vm.clone());
+    let r = boot_module_seen(vm, "multiboot2", &bytes);
     let _ = std::fs::remove_file(file);
     r
 }
@@ -196,21 +202,19 @@ fn echo_from_grub(name: &str, machine: Machine, ovmf: bool) -> Result {
         format!("tcp:127.0.0.1:{port}-:7").parse::<Forward>()?,
         format!("udp:127.0.0.1:{port}-:7").parse::<Forward>()?,
     ];
-    let r = (|| -> Result {
-        let mut qemu = Running::start(vm.command());
-        qemu.wait_for("ready to serve", BOOT_TIMEOUT);
-        let out = qemu.output();
-        check(out.iter().any(|l| l.contains("boot: multiboot2 entry")), || format!("not booted by GRUB: {out:#?}"))?;
-        check(out.iter().any(|l| l.contains("virtio-net at pci")), || format!("no virtio-net-pci: {out:#?}"))?;
-        let addr: SocketAddr = format!("127.0.0.1:{port}").parse()?;
-        client::tcp_echo(addr, b"hello from GRUB\n")?;
-        client::udp_echo(addr, 20, 1000)?;
-        let t = client::tcp_echo(addr, &client::pattern(1 << 20, 7))?;
-        eprintln!("  1 MiB echoed in {:.3} s", t.as_secs_f64());
-        check(qemu.is_running(), || "QEMU exited".into())
-    })();
-    cleanup(&vm);
-    r
+    let _cleanup = Cleanup(vm.clone());
+    // Dropped before `_cleanup`: QEMU ends before its files go.
+    let mut qemu = Running::start(vm.command());
+    qemu.wait_for("ready to serve", BOOT_TIMEOUT);
+    let out = qemu.output();
+    check(out.iter().any(|l| l.contains("boot: multiboot2 entry")), || format!("not booted by GRUB: {out:#?}"))?;
+    check(out.iter().any(|l| l.contains("virtio-net at pci")), || format!("no virtio-net-pci: {out:#?}"))?;
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse()?;
+    client::tcp_echo(addr, b"hello from GRUB\n")?;
+    client::udp_echo(addr, 20, 1000)?;
+    let t = client::tcp_echo(addr, &client::pattern(1 << 20, 7))?;
+    eprintln!("  1 MiB echoed in {:.3} s", t.as_secs_f64());
+    check(qemu.is_running(), || "QEMU exited".into())
 }
 
 fn main() {
@@ -243,5 +247,9 @@ fn main() {
         t("echo_from_grub_on_seabios_q35", &iso, || echo_from_grub("seabios-q35", Machine::Q35, false)),
         t("echo_from_grub_on_ovmf_q35", &with_ovmf, || echo_from_grub("ovmf-q35", Machine::Q35, true)),
     ];
-    libtest_mimic::run(&args, tests).exit();
+    let conclusion = libtest_mimic::run(&args, tests);
+    for app in ["echo", "vmcheck"] {
+        let _ = std::fs::remove_file(scratch(app));
+    }
+    conclusion.exit();
 }
