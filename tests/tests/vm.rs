@@ -1,8 +1,8 @@
-//! VM images under QEMU (TCG, never KVM): echo over virtio-net on microvm
-//! and pc with real clients through forwarded ports, virtio-blk persistence
-//! across boots, virtio-rng, the virtio console, bad boot arguments, the
-//! platform's fault reports, timers while devices are slow, and the guest
-//! clock against the host's. Every QEMU run has a timeout. Without
+//! VM images under QEMU (TCG, never KVM): echo over virtio-net on microvm,
+//! pc and q35 with real clients through forwarded ports, virtio-blk
+//! persistence across boots, virtio-rng, the virtio console, bad boot
+//! arguments, the platform's fault reports, timers while devices are slow,
+//! and the guest clock against the host's. Every QEMU run has a timeout. Without
 //! qemu-system-x86_64 the tests are reported as ignored (under `CI=true`,
 //! failed).
 
@@ -272,8 +272,10 @@ fn main() {
     let tests = vec![
         t("echo_over_virtio_net_on_microvm", || echo_on(Machine::Microvm)),
         t("echo_over_virtio_net_on_pc", || echo_on(Machine::Pc)),
+        t("echo_over_virtio_net_on_q35", || echo_on(Machine::Q35)),
         t("virtio_blk_persists_across_boots_on_microvm", || blk_persists(Machine::Microvm)),
         t("virtio_blk_persists_across_boots_on_pc", || blk_persists(Machine::Pc)),
+        t("virtio_blk_persists_across_boots_on_q35", || blk_persists(Machine::Q35)),
         t("virtio_rng_differs_between_boots", rng_differs_between_boots),
         t("virtio_console_output", virtio_console),
         t("bad_boot_argument_exits_2", bad_boot_argument),

@@ -1,8 +1,9 @@
 //! The VM images as Xen PVH guests, on a real Xen (4.17, nested in QEMU
-//! under TCG; see `tests/xen/`). One boot of the test host runs every
-//! scenario from dom0 with real clients (the echo client, `dig`, `xl`);
-//! each test then checks its part of the log. Among them: a timer keeps
-//! running while blkfront is busy, and `xl shutdown` is honoured meanwhile.
+//! under TCG; see `tests/xen/`), with a boot module from `ramdisk=` too.
+//! One boot of the test host runs every scenario from dom0 with real
+//! clients (the echo client, `dig`, `xl`); each test then checks its part
+//! of the log. Among them: a timer keeps running while blkfront is busy,
+//! and `xl shutdown` is honoured meanwhile.
 //!
 //! Needs root (debootstrap builds the host once, cached in
 //! `target/xen-host`), debootstrap and qemu-system-x86_64; skipped without
@@ -94,8 +95,24 @@ sleep 5
 timeout 60 xl shutdown -w busylong 2>&1; echo "xl shutdown status $?"
 section busy-shutdown-console
 cat /var/log/xen/guest-busylong.log
+section module
+timeout 120 xl create -F /share/module.cfg 2>&1; echo "xl create -F status $?"
+section module-console
+cat /var/log/xen/guest-module.log
+
 section end
 "#;
+
+/// The boot module handed to a domU with `ramdisk=`: not a whole number of
+/// pages, and no repeating pattern.
+fn module_bytes() -> Vec<u8> {
+    (0..100_003u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect()
+}
+
+/// FNV-1a, 64 bits, as vmcheck's `--check=boot-module` computes it.
+fn fnv1a64(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| (h ^ b as u64).wrapping_mul(0x0000_0100_0000_01b3))
+}
 
 fn host_run() -> &'static std::result::Result<HostRun, String> {
     static RUN: OnceLock<std::result::Result<HostRun, String>> = OnceLock::new();
@@ -125,6 +142,10 @@ fn host_run() -> &'static std::result::Result<HostRun, String> {
         let mut busylong = busy.clone();
         busylong.name = "busylong".into();
         busylong.cmdline = "--check=busy-devices --seconds=600".into();
+        std::fs::write(share.join("module.bin"), module_bytes()).map_err(|e| e.to_string())?;
+        let mut module = Domain::new("module", "/tmp/vmcheck");
+        module.cmdline = "--check=boot-module".into();
+        module.ramdisk = Some("/share/module.bin".into());
         let domains = [
             (&echo, "echo.cfg"),
             (&dns, "dns.cfg"),
@@ -132,6 +153,7 @@ fn host_run() -> &'static std::result::Result<HostRun, String> {
             (&blkr, "blkr.cfg"),
             (&busy, "busy.cfg"),
             (&busylong, "busylong.cfg"),
+            (&module, "module.cfg"),
         ];
         for (d, file) in domains {
             std::fs::write(share.join(file), d.config()).map_err(|e| e.to_string())?;
@@ -269,6 +291,16 @@ fn xl_shutdown_while_busy() -> Result {
     check(console.contains("Xen asked for poweroff: exiting"), "the app saw the request", &console)
 }
 
+/// `ramdisk=` reaches the guest as a PVH boot module, byte for byte.
+fn ramdisk_is_a_boot_module() -> Result {
+    let out = section("module")?;
+    check(out.contains("reason code 0 ") && out.contains("xl create -F status 0"), "module domU powered off", &out)?;
+    let bytes = module_bytes();
+    let want = format!("boot-module: {} bytes, fnv1a64 {:016x}", bytes.len(), fnv1a64(&bytes));
+    let console = section("module-console")?;
+    check(console.contains(&want), &format!("the domU saw the ramdisk ({want})"), &console)
+}
+
 /// The very file dom0 booted on Xen, booted under QEMU with virtio.
 fn same_elf_serves_virtio() -> Result {
     let run = host_run().as_ref().map_err(|e| e.clone())?;
@@ -304,6 +336,7 @@ fn main() {
         t("timer_runs_while_blkfront_is_busy", timer_runs_while_blkfront_is_busy),
         t("xl_shutdown_while_busy", xl_shutdown_while_busy),
         t("same_elf_serves_virtio", same_elf_serves_virtio),
+        t("ramdisk_is_a_boot_module", ramdisk_is_a_boot_module),
     ];
     libtest_mimic::run(&args, tests).exit();
 }

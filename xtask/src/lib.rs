@@ -4,6 +4,7 @@
 
 pub mod bench;
 pub mod deploy;
+pub mod image;
 pub mod xen;
 
 use std::fmt;
@@ -49,6 +50,11 @@ pub fn build_image_with(app: &str, release: bool, drivers: Option<&str>) -> Resu
     Ok(target_dir.join(TARGET).join(if release { "release" } else { "debug" }).join(app))
 }
 
+/// OVMF's code (Debian's `ovmf` package), for [`Vm::ovmf_vars`].
+pub const OVMF_CODE: &str = "/usr/share/OVMF/OVMF_CODE.fd";
+/// OVMF's empty variable store, to copy for [`Vm::ovmf_vars`].
+pub const OVMF_VARS: &str = "/usr/share/OVMF/OVMF_VARS.fd";
+
 /// QEMU machine types Morgana images are tested on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Machine {
@@ -56,6 +62,8 @@ pub enum Machine {
     Microvm,
     /// `pc` (i440fx): virtio-pci devices behind SeaBIOS.
     Pc,
+    /// `q35` (ICH9, PCIe): virtio-pci devices behind SeaBIOS or OVMF.
+    Q35,
 }
 
 impl FromStr for Machine {
@@ -64,7 +72,8 @@ impl FromStr for Machine {
         match s {
             "microvm" => Ok(Machine::Microvm),
             "pc" => Ok(Machine::Pc),
-            _ => Err(format!("unknown machine '{s}' (expected microvm or pc)")),
+            "q35" => Ok(Machine::Q35),
+            _ => Err(format!("unknown machine '{s}' (expected microvm, pc or q35)")),
         }
     }
 }
@@ -133,8 +142,19 @@ pub struct Vm {
     pub rng: bool,
     /// Add a virtio-console device (output to the given file).
     pub virtio_console: Option<PathBuf>,
-    /// The kernel command line (boot arguments).
+    /// The kernel command line (boot arguments; with `-kernel` only).
     pub cmdline: String,
+    /// A file given as a boot module (`-initrd`; with `-kernel` only).
+    pub initrd: Option<PathBuf>,
+    /// Boot this CD image through the firmware instead of `-kernel IMAGE`
+    /// (e.g. one made by [`image::grub_iso`]).
+    pub cdrom: Option<PathBuf>,
+    /// Boot `disk` through the firmware instead of `-kernel IMAGE` (a disk
+    /// with a boot loader, e.g. a hybrid ISO from [`image::grub_iso`]).
+    pub boot_from_disk: bool,
+    /// Use OVMF (UEFI) as firmware, with this writable copy of its
+    /// variable store; `None` keeps QEMU's default, SeaBIOS.
+    pub ovmf_vars: Option<PathBuf>,
 }
 
 impl Vm {
@@ -151,6 +171,10 @@ impl Vm {
             rng: true,
             virtio_console: None,
             cmdline: String::new(),
+            initrd: None,
+            cdrom: None,
+            boot_from_disk: false,
+            ovmf_vars: None,
         }
     }
 
@@ -160,11 +184,18 @@ impl Vm {
         let (machine, suffix) = match self.machine {
             Machine::Microvm => ("microvm,x-option-roms=off,pit=off,pic=off,rtc=on,acpi=off", "device"),
             Machine::Pc => ("pc", "pci"),
+            Machine::Q35 => ("q35", "pci"),
         };
         c.args(["-M", machine, "-accel", "tcg", "-m", &format!("{}M", self.memory_mib)]);
         c.args(["-nodefaults", "-no-reboot", "-display", "none", "-serial", "stdio"]);
         c.args(["-device", "isa-debug-exit,iobase=0xf4,iosize=4"]);
-        let pci_rom = if self.machine == Machine::Pc { ",romfile=" } else { "" };
+        let pci = self.machine != Machine::Microvm;
+        if let Some(vars) = &self.ovmf_vars {
+            c.args(["-drive", &format!("if=pflash,format=raw,unit=0,readonly=on,file={OVMF_CODE}")]);
+            c.args(["-drive", &format!("if=pflash,format=raw,unit=1,file={}", vars.display())]);
+        }
+        // No option ROM on the NIC: iPXE only slows the firmware down.
+        let pci_rom = if pci { ",romfile=" } else { "" };
         if let Some(tap) = &self.tap {
             let netdev = format!("tap,id=n0,ifname={tap},script=no,downscript=no");
             c.args(["-netdev", &netdev, "-device", &format!("virtio-net-{suffix},netdev=n0{pci_rom}")]);
@@ -184,10 +215,20 @@ impl Vm {
         }
         if let Some(out) = &self.virtio_console {
             c.args(["-chardev", &format!("file,id=vc0,path={}", out.display())]);
-            let bus = if self.machine == Machine::Pc { "virtio-serial-pci" } else { "virtio-serial-device" };
+            let bus = if pci { "virtio-serial-pci" } else { "virtio-serial-device" };
             c.args(["-device", bus, "-device", "virtconsole,chardev=vc0"]);
         }
+        if let Some(cd) = &self.cdrom {
+            c.arg("-cdrom").arg(cd);
+            return c;
+        }
+        if self.boot_from_disk {
+            return c;
+        }
         c.arg("-kernel").arg(&self.image);
+        if let Some(initrd) = &self.initrd {
+            c.arg("-initrd").arg(initrd);
+        }
         if !self.cmdline.is_empty() {
             c.args(["-append", &self.cmdline]);
         }

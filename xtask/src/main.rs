@@ -1,6 +1,7 @@
 //! `cargo xtask run APP [options] [-- BOOT ARGUMENTS]`: builds APP as a VM
 //! image and runs it under QEMU (user networking, no root), printing the
-//! QEMU command first. Exits with the app's exit code.
+//! QEMU command first. Exits with the app's exit code. `--initrd FILE`
+//! hands FILE to the image as its boot module.
 //!
 //! `cargo xtask xen-run APP`: the same image as a Xen PVH guest on the nested
 //! Xen test host (tests/xen/; needs root the first time, to build it).
@@ -15,8 +16,8 @@ use xtask::deploy::{Boot, Libvirt};
 
 use xtask::{app_exit_code, build_image, render, Forward, Machine, Vm};
 
-const USAGE: &str = "usage: cargo xtask run APP [--machine microvm|pc] [--memory MIB] \
-[--forward PROTO:HOST:PORT-:PORT]... [--disk FILE] [--no-rng] [--debug] [-- BOOT ARGUMENTS...]
+const USAGE: &str = "usage: cargo xtask run APP [--machine microvm|pc|q35] [--memory MIB] \
+[--forward PROTO:HOST:PORT-:PORT]... [--disk FILE] [--initrd FILE] [--no-rng] [--debug] [-- BOOT ARGUMENTS...]
        cargo xtask build APP [--debug]
        cargo xtask bench-vm [RUNS]
        cargo xtask bench-dns-vm [RUNS]
@@ -84,6 +85,7 @@ fn run(args: &[String]) -> Result<ExitCode, String> {
     let mut memory = 64;
     let mut forwards = Vec::new();
     let mut disk = None;
+    let mut initrd = None;
     let mut rng = true;
     let mut boot_args = Vec::new();
     while let Some((flag, tail)) = rest.split_first() {
@@ -97,6 +99,7 @@ fn run(args: &[String]) -> Result<ExitCode, String> {
             "--memory" => memory = value()?.parse().map_err(|_| "bad --memory")?,
             "--forward" => forwards.push(value()?.parse::<Forward>()?),
             "--disk" => disk = Some(value()?.into()),
+            "--initrd" => initrd = Some(value()?.into()),
             "--no-rng" => {
                 rng = false;
                 rest = tail;
@@ -125,6 +128,7 @@ fn run(args: &[String]) -> Result<ExitCode, String> {
             vm.network = true;
             vm.forwards = forwards;
             vm.disk = disk;
+            vm.initrd = initrd;
             vm.rng = rng;
             vm.cmdline = boot_args.join(" ");
             let mut qemu = vm.command();

@@ -137,6 +137,9 @@ pub struct Domain {
     pub disk: Option<String>,
     /// The disk is read-only (a content archive).
     pub disk_read_only: bool,
+    /// A file inside dom0 given to the guest as its boot module
+    /// (`ramdisk =`, PVH `start_info` modules).
+    pub ramdisk: Option<String>,
 }
 
 impl Domain {
@@ -151,6 +154,7 @@ impl Domain {
             bridge: None,
             disk: None,
             disk_read_only: false,
+            ramdisk: None,
         }
     }
 
@@ -168,6 +172,9 @@ impl Domain {
         if let Some(disk) = &self.disk {
             let access = if self.disk_read_only { "ro" } else { "rw" };
             c += &format!("disk = ['format=raw,vdev=xvda,access={access},target={disk}']\n");
+        }
+        if let Some(ramdisk) = &self.ramdisk {
+            c += &format!("ramdisk = \"{ramdisk}\"\n");
         }
         c
     }

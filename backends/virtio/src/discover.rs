@@ -106,7 +106,7 @@ pub fn discover(platform_words: &[String]) -> Vec<Found> {
             continue;
         };
         let in_range = slot.base.checked_add(slot.size).is_some_and(|end| end <= 4 << 30);
-        if !in_range || slot.size < 0x100 || morgana_x86::start_info::get().is_ram(slot.base, slot.size) {
+        if !in_range || slot.size < 0x100 || morgana_x86::boot_info::get().is_ram(slot.base, slot.size) {
             log::warn!("ignoring virtio-mmio slot at {:#x}: not a device region below 4 GiB", slot.base);
             continue;
         }

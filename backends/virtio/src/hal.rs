@@ -18,7 +18,8 @@ fn layout(pages: usize) -> Layout {
 
 // SAFETY: `dma_alloc` returns zeroed, page-aligned, exclusively owned heap
 // memory whose physical address equals its virtual address (identity
-// mapping); `mmio_phys_to_virt` returns identity-mapped addresses; `share`
+// mapping); `mmio_phys_to_virt` returns identity-mapped addresses (mapping
+// them first if above 4 GiB); `share`
 // needs no bounce buffers because devices can reach all of RAM.
 unsafe impl Hal for VirtioHal {
     fn dma_alloc(pages: usize, _direction: BufferDirection) -> (PhysAddr, NonNull<u8>) {
@@ -38,10 +39,11 @@ unsafe impl Hal for VirtioHal {
     }
 
     unsafe fn mmio_phys_to_virt(paddr: PhysAddr, size: usize) -> NonNull<u8> {
-        assert!(
-            paddr.saturating_add(size as u64) <= 4 << 30,
-            "virtio MMIO region {paddr:#x} is above 4 GiB, which the platform does not map"
-        );
+        // Below 4 GiB this is a no-op; above (64-bit BARs placed there by
+        // UEFI firmware) the region gets identity mapped now.
+        if let Err(e) = morgana_x86::map_device(paddr, size as u64) {
+            panic!("virtio MMIO region {paddr:#x} (+{size:#x}) cannot be mapped: {e}");
+        }
         NonNull::new(morgana_x86::phys_to_virt(paddr) as *mut u8).expect("MMIO region at address 0")
     }
 

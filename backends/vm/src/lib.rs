@@ -38,7 +38,7 @@ static PLATFORM_WORDS: spin::Once<Vec<String>> = spin::Once::new();
 /// are not flags (`virtio_mmio.device=...`, `console=...`) are kept for
 /// device discovery.
 pub fn args() -> Args {
-    let info = morgana_x86::start_info::get();
+    let info = morgana_x86::boot_info::get();
     if info.cmdline_truncated {
         log::warn!("kernel command line truncated");
     }
@@ -46,6 +46,13 @@ pub fn args() -> Args {
     let words = args.take_platform_words();
     PLATFORM_WORDS.call_once(|| words);
     args
+}
+
+/// The first boot module's bytes (QEMU `-initrd FILE`, Xen `ramdisk=`,
+/// GRUB `module2`), if the loader gave one. The bytes stay where the loader
+/// put them, reserved from the heap, for the life of the VM.
+pub fn boot_module() -> Option<&'static [u8]> {
+    morgana_x86::boot_info::modules().next()
 }
 
 /// The name used in messages: the app's.
@@ -72,14 +79,6 @@ pub fn read_file(_path: &str) -> Result<String, &'static str> {
 /// VM images have no directories.
 pub fn load_dir(_dir: &str) -> Result<Vec<morgana_runtime::FileEntry>, &'static str> {
     Err("files are not available in a VM image (embed data at build time)")
-}
-
-/// The first boot module (PVH `start_info` module, QEMU `-initrd FILE`,
-/// Xen `ramdisk=`; or a multiboot2 module): the content archive, in memory
-/// for the life of the image. None yet: module parsing lands with the
-/// multiboot2/PVH boot work.
-pub fn boot_module() -> Option<&'static [u8]> {
-    None
 }
 
 /// Ends the VM.
@@ -268,6 +267,7 @@ fn seed(entropy: &mut EntropyDevice) -> [u8; 32] {
 /// devices when booted on Xen, else virtio devices.
 pub fn start(cfg: BootConfig, machine: &Rc<Machine>, rt: &Handle) -> Result<Devices, BootError> {
     log::debug!("{}", morgana_x86::clock::calibration_report());
+    log_boot_info();
     #[cfg(feature = "xen")]
     if morgana_x86::xen::present() {
         return xen::start(cfg, rt);
@@ -317,6 +317,31 @@ fn watch_power_button(rt: &Handle) {
         log::info!("ACPI power button pressed: exiting");
         morgana_x86::exit(0);
     });
+}
+
+/// Says how the image was booted: the loader, the heap taken from its
+/// memory map, and the boot modules.
+fn log_boot_info() {
+    let info = morgana_x86::boot_info::get();
+    let ram: u64 = info.regions().iter().filter(|r| r.kind == morgana_x86::boot_info::RAM).map(|r| r.size).sum();
+    log::info!(
+        "boot: {} entry; memory map: {} regions, {} KiB RAM; heap {} KiB; {} boot module(s)",
+        info.loader,
+        info.regions().len(),
+        ram / 1024,
+        morgana_x86::heap::heap_size() / 1024,
+        info.modules().len()
+    );
+    if info.regions_dropped > 0 {
+        log::warn!(
+            "boot: {} memory map entries beyond the first {} ignored",
+            info.regions_dropped,
+            info.regions().len()
+        );
+    }
+    if info.modules_dropped > 0 {
+        log::warn!("boot: {} boot modules beyond the first {} ignored", info.modules_dropped, info.modules().len());
+    }
 }
 
 /// The virtio devices found at boot.

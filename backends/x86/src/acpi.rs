@@ -8,7 +8,7 @@
 
 use x86_64::instructions::port::Port;
 
-use crate::start_info::StartInfo;
+use crate::boot_info::BootInfo;
 
 /// Where the power-management registers are (I/O ports), from the FADT.
 #[derive(Debug, Clone, Copy)]
@@ -42,7 +42,7 @@ pub fn power() -> Option<&'static Power> {
 /// Tables are looked for only where firmware puts them: in the memory
 /// map's regions (any type) or in the first MiB, never in page 0, the
 /// stack's guard page or an MMIO window, and below 4 GiB (mapped).
-struct Memory<'a>(&'a StartInfo);
+struct Memory<'a>(&'a BootInfo);
 
 impl Memory<'_> {
     fn readable(&self, addr: u64, len: u64) -> bool {
@@ -176,7 +176,7 @@ fn sci_route(madt: Option<&[u8]>, irq: u16) -> (u32, bool, bool) {
 }
 
 /// Reads the FADT, DSDT and MADT (boot only, before the heap).
-pub(crate) fn init(info: &StartInfo) {
+pub(crate) fn init(info: &BootInfo) {
     let mem = Memory(info);
     let Some(rsdp) = rsdp(&mem, info.rsdp) else { return };
     let (mut fadt, mut madt) = (None, None);

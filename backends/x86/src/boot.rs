@@ -1,8 +1,8 @@
-//! The PVH entry point and the first Rust code.
+//! The entry points (PVH and multiboot2) and the first Rust code.
 
 use core::sync::atomic::{AtomicU64, Ordering};
 
-use crate::{clock, heap, irq, paging, serial, start_info, trap};
+use crate::{boot_info, clock, heap, irq, multiboot2, paging, pvh, serial, trap};
 
 /// Size of the main stack, below which one unmapped guard page sits.
 pub const STACK_SIZE: usize = 256 * 1024;
@@ -38,10 +38,22 @@ pub fn entry_tsc() -> u64 {
 // The PVH ELF note (XEN_ELFNOTE_PHYS32_ENTRY = 18) names the 32-bit entry.
 // The note section must be 4-byte aligned.
 //
+// The multiboot2 header (GRUB) must lie 8-byte aligned in the file's first
+// 32 KiB: the linker script puts it first in .text. It asks for no
+// framebuffer (the console is the serial port), page-aligned modules, and
+// names its own entry, `mb2_start32`; the ELF's program headers say where to
+// load. The checksum makes the four header words sum to 0 mod 2^32.
+//
+// Both entries start in 32-bit protected mode with paging off and the
+// loader's information in EBX; multiboot2 also has its magic number in EAX.
+// They differ only in the values handed to `morgana_x86_main`: ESI is the
+// entry (0 PVH, 1 multiboot2), EBP multiboot2's EAX.
+//
 // SAFETY: this is the first code to run, in 32-bit protected mode with
-// paging off (the PVH contract). It sets its own stack, zeroes .bss (page
-// aligned, so whole dwords), identity-maps 4 GiB for the switch to long
-// mode, and enters Rust with a 16-byte aligned stack.
+// paging off (the PVH and multiboot2 contracts). It sets its own stack,
+// zeroes .bss (page aligned, so whole dwords), identity-maps 4 GiB for the
+// switch to long mode, and enters Rust with a 16-byte aligned stack. EBX,
+// ESI and EBP are not touched between the entry and the call.
 core::arch::global_asm!(
     r#"
     .section .note.Xen, "a"
@@ -52,18 +64,53 @@ core::arch::global_asm!(
     .asciz "Xen"
     .long pvh_start32
 
+    .section .multiboot2, "a"
+    .p2align 3
+mb2_header:
+    .long 0xe85250d6
+    .long 0
+    .long mb2_header_end - mb2_header
+    .long 0x100000000 - (0xe85250d6 + (mb2_header_end - mb2_header))
+    # Entry address tag (type 3): the 32-bit entry below.
+    .short 3
+    .short 0
+    .long 12
+    .long mb2_start32
+    .long 0
+    # Module alignment tag (type 6): modules on page boundaries.
+    .short 6
+    .short 0
+    .long 8
+    # End tag.
+    .short 0
+    .short 0
+    .long 8
+mb2_header_end:
+
     .section .text.boot32, "ax"
     .code32
     .global pvh_start32
 pvh_start32:
     cli
     cld
-    # PVH leaves ESP undefined: take our own stack before anything pushes.
+    xorl %esi, %esi
+    xorl %ebp, %ebp
+    jmp boot32
+
+    .global mb2_start32
+mb2_start32:
+    cli
+    cld
+    movl $1, %esi
+    movl %eax, %ebp
+
+boot32:
+    # Neither protocol defines ESP: take our own stack before anything
+    # pushes.
     movl $MORGANA_STACK + {stack_bytes}, %esp
     rdtsc
     movl %eax, BOOT_TSC
     movl %edx, BOOT_TSC+4
-    movl %ebx, %esi
 
     # Zero .bss (page aligned, so a whole number of dwords).
     movl $__bss_start, %edi
@@ -126,8 +173,10 @@ long_start:
     movw %ax, %fs
     movw %ax, %gs
     movq $MORGANA_STACK + {stack_bytes}, %rsp
+    movl %ebx, %edi
+    movl %esi, %esi
+    movl %ebp, %edx
     xorq %rbp, %rbp
-    movl %esi, %edi
     call morgana_x86_main
     ud2
 
@@ -152,10 +201,13 @@ unsafe extern "Rust" {
 
 /// The first Rust code, on the main stack with the boot page tables.
 #[unsafe(no_mangle)]
-extern "C" fn morgana_x86_main(start_info_paddr: u32) -> ! {
+extern "C" fn morgana_x86_main(info_paddr: u32, entry: u32, mb2_magic: u32) -> ! {
     crate::xen::init();
     serial::init();
-    let info = start_info::read(start_info_paddr);
+    let info: &boot_info::BootInfo = match entry {
+        0 => pvh::read(info_paddr),
+        _ => multiboot2::read(info_paddr, mb2_magic),
+    };
     paging::init(info);
     crate::acpi::init(info); // before the heap: tables may sit in "RAM"
     trap::init();

@@ -14,6 +14,8 @@
 //!   buffer fills where the network holds datagrams).
 //! * `clock`: logs a line, sleeps `--seconds`, logs another (the test
 //!   compares the host's time between them).
+//! * `boot-module`: logs the first boot module's length and FNV-1a 64
+//!   checksum (QEMU `-initrd FILE`, GRUB `module2`); fails without one.
 //! * `panic`, `write-text`, `stack-overflow`: deliberate failures.
 #![cfg_attr(target_os = "none", no_std, no_main)]
 #![forbid(unsafe_code)]
@@ -124,6 +126,10 @@ async fn serve(mut env: Env, cfg: Config) -> morgana::Result {
         "console" => {
             env.console.write(b"hello from the console device\n")?;
         }
+        "boot-module" => {
+            let module = boot_module().ok_or("boot-module: the loader gave no boot module")?;
+            info!("boot-module: {} bytes, fnv1a64 {:016x}", module.len(), fnv1a64(module));
+        }
         "panic" => panic!("deliberate panic"),
         #[cfg(target_os = "none")]
         "write-text" => morgana::backend::fault::write_to_text(),
@@ -132,6 +138,19 @@ async fn serve(mut env: Env, cfg: Config) -> morgana::Result {
         other => return Err(alloc::format!("unknown check '{other}'").into()),
     }
     Ok(())
+}
+
+/// The first boot module (VM images only).
+fn boot_module() -> Option<&'static [u8]> {
+    #[cfg(target_os = "none")]
+    return morgana::backend::boot_module();
+    #[cfg(not(target_os = "none"))]
+    None
+}
+
+/// FNV-1a, 64 bits: a checksum the test computes on the host too.
+fn fnv1a64(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| (h ^ b as u64).wrapping_mul(0x0000_0100_0000_01b3))
 }
 
 /// How late a periodic timer fired.
