@@ -28,6 +28,7 @@ const USAGE: &str = "usage: cargo xtask run APP [--machine microvm|pc|q35] [--me
        cargo xtask bench-vm [RUNS]
        cargo xtask bench-dns-vm [RUNS]
        cargo xtask bench-web-vm
+       cargo xtask bench-image [RUNS]
        cargo xtask xen-run APP [--disk-mib N] [--seconds N] [-- BOOT ARGUMENTS...]
        cargo xtask bench-xen [RUNS]
        cargo xtask libvirt APP [--kernel | --disk FILE [--uefi]] [--content FILE] [--memory MIB]
@@ -69,6 +70,11 @@ fn run(args: &[String]) -> Result<ExitCode, String> {
     }
     if cmd == "libvirt" || cmd == "xl" {
         return deploy(cmd, rest);
+    }
+    if cmd == "bench-image" {
+        let runs = rest.first().map(|r| r.parse().map_err(|_| "bad run count")).transpose()?.unwrap_or(5);
+        xtask::bench::image::run(runs)?;
+        return Ok(ExitCode::SUCCESS);
     }
     if cmd == "bench-web-vm" {
         xtask::bench::web()?;
