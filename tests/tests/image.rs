@@ -85,7 +85,8 @@ fn xtask_image(args: &[&str]) -> Result<Output> {
 }
 
 /// APP's image in FORMAT (with `extra` options), made once with the
-/// app's content directory and `--log=info` as its boot argument.
+/// app's content directory and `--log=debug` as its boot argument (the
+/// default is info: DEBUG lines prove GRUB passed it on).
 fn made(app: &str, format: &str, extra: &[&str]) -> Result<PathBuf> {
     static MADE: Mutex<BTreeMap<String, PathBuf>> = Mutex::new(BTreeMap::new());
     let key = format!("{app}-{format}{}", extra.join(""));
@@ -98,7 +99,7 @@ fn made(app: &str, format: &str, extra: &[&str]) -> Result<PathBuf> {
     let (o, d) = (out.display().to_string(), dir.display().to_string());
     let mut args = vec![app, "-o", &o, "--format", format, "--content", &d];
     args.extend(extra);
-    args.extend(["--", "--log=info"]);
+    args.extend(["--", "--log=debug"]);
     let r = xtask_image(&args)?;
     check(r.status.success(), &format!("cargo xtask image {args:?}"), String::from_utf8_lossy(&r.stderr))?;
     made.insert(key, out.clone());
@@ -138,13 +139,16 @@ fn forget(vm: &Vm) {
     }
 }
 
-/// Boots `vm` until it is ready and checks GRUB loaded it with the
-/// content as a boot module.
+/// Boots `vm` until it is ready and checks GRUB offered its menu for
+/// editing, then loaded the image with the boot argument from its entry
+/// and the content as a boot module.
 fn boot(vm: &Vm, what: &str) -> Result<Running> {
     let mut qemu = Running::start(vm.command());
     qemu.wait_for("ready to serve", BOOT_TIMEOUT);
     let log = qemu.output().join("\n");
+    check(log.contains("`e' to edit the commands"), "GRUB's menu on the serial console", &log)?;
     check(log.contains("boot: multiboot2 entry") && log.contains("1 boot module(s)"), "booted by GRUB", &log)?;
+    check(log.contains(" DEBUG "), "--log=debug from the GRUB entry", &log)?;
     check(log.contains("virtio-net at pci"), "virtio-net-pci", &log)?;
     check(log.contains(what) && log.contains("from the boot module"), &format!("{what} from the boot module"), &log)?;
     Ok(qemu)
@@ -219,7 +223,7 @@ fn raw_disk_is_a_small_valid_gpt() -> Result {
     // No clock or random number goes into the disk.
     let again = scratch().join("dns-raw-again");
     let (a, d) = (again.display().to_string(), content("dns")?.display().to_string());
-    let r = xtask_image(&["dns", "-o", &a, "--content", &d, "--", "--log=info"])?;
+    let r = xtask_image(&["dns", "-o", &a, "--content", &d, "--", "--log=debug"])?;
     check(r.status.success(), "cargo xtask image again", String::from_utf8_lossy(&r.stderr))?;
     check(std::fs::read(&again)? == bytes, "the same inputs make the same disk", "")
 }
