@@ -11,7 +11,7 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::{Command, Output, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
@@ -206,6 +206,93 @@ fn web_from(disk: &Path, ovmf: bool) -> Result {
     Ok(())
 }
 
+/// QEMU with the serial console on pipes, read as raw bytes (GRUB's menu
+/// is drawn with escape sequences, not lines).
+struct Console {
+    child: std::process::Child,
+    seen: std::sync::Arc<Mutex<Vec<u8>>>,
+}
+
+impl Console {
+    fn start(vm: &Vm) -> Result<Console> {
+        use std::io::Read;
+        let mut cmd = vm.command();
+        cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::null());
+        let mut child = cmd.spawn()?;
+        let mut out = child.stdout.take().ok_or("no stdout")?;
+        let seen = std::sync::Arc::new(Mutex::new(Vec::new()));
+        let into = seen.clone();
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while let Ok(n @ 1..) = out.read(&mut buf) {
+                into.lock().unwrap_or_else(|e| e.into_inner()).extend_from_slice(&buf[..n]);
+            }
+        });
+        Ok(Console { child, seen })
+    }
+
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.seen.lock().unwrap_or_else(|e| e.into_inner())).into_owned()
+    }
+
+    fn wait_for(&self, needle: &str, timeout: Duration) -> Result {
+        let deadline = std::time::Instant::now() + timeout;
+        while !self.text().contains(needle) {
+            if std::time::Instant::now() > deadline {
+                return Err(format!("no {needle:?} within {timeout:?}:\n{}", self.text()).into());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Ok(())
+    }
+
+    /// Types `keys` on the serial console, a little at a time.
+    fn type_keys(&mut self, keys: &[u8]) -> Result {
+        use std::io::Write;
+        let stdin = self.child.stdin.as_mut().ok_or("no stdin")?;
+        for k in keys {
+            stdin.write_all(&[*k])?;
+            stdin.flush()?;
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Console {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The boot arguments can be edited in GRUB's menu on the serial console,
+/// as an operator would: `e` on the entry, Ctrl-N twice to its multiboot2
+/// line (GRUB shows `setparams 'morgana'` and a blank line first), Ctrl-E
+/// to the end of it, ` --rrl-rate=0`, Ctrl-X to boot; the app runs with the
+/// edited arguments (rate limiting off) and answers from the archive.
+fn boot_arguments_edited_in_grub() -> Result {
+    let disk = made("dns", "raw", &["--grub-timeout", "30"])?;
+    let mut vm = vm(&disk, "raw", false, 64)?;
+    let port = free_port();
+    vm.forwards = vec![format!("udp:127.0.0.1:{port}-:53").parse()?];
+    let mut console = Console::start(&vm)?;
+    console.wait_for("`e' to edit the commands", BOOT_TIMEOUT)?;
+    console.type_keys(b"e")?;
+    console.wait_for("Minimum Emacs-like screen editing", Duration::from_secs(30))?;
+    console.type_keys(b"\x0e\x0e\x05 --rrl-rate=0\x18")?;
+    console.wait_for("ready to serve", BOOT_TIMEOUT)?;
+    let log = console.text();
+    check(log.contains("multiboot2 /boot/morgana --log=debug --rrl-rate=0"), "the edited line in GRUB", &log)?;
+    check(log.contains("UDP response rate limiting off"), "the app got the edited arguments", &log)?;
+    check(log.contains(" DEBUG "), "and kept the entry's own (--log=debug)", &log)?;
+    let www = dig(port, "udp", "www.example.com", "A")?;
+    check(www == WWW, "www.example.com from the archive", &www)?;
+    drop(console);
+    forget(&vm);
+    Ok(())
+}
+
 /// The raw disk is a valid GPT (as `sgdisk` reads it) with the BIOS boot
 /// and EFI system partitions, GRUB's boot code in the MBR, a few MiB, and
 /// the same bytes when made again.
@@ -350,6 +437,7 @@ fn main() {
     let tests = vec![
         t("raw_disk_is_a_small_valid_gpt", with(&[&sgdisk]), raw_disk_is_a_small_valid_gpt),
         t("dns_raw_on_seabios_q35", with(&[&qemu, &dig]), || dns_from(&made("dns", "raw", &[])?, "raw", false)),
+        t("boot_arguments_edited_in_grub", with(&[&qemu, &dig]), boot_arguments_edited_in_grub),
         t("dns_raw_on_ovmf_q35", with(&[&qemu, &dig, &ovmf, &ovmf_vars]), || {
             dns_from(&made("dns", "raw", &[])?, "raw", true)
         }),
