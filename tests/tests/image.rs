@@ -386,6 +386,42 @@ fn containerdisk_is_an_oci_image_of_the_qcow2() -> Result {
     )
 }
 
+/// Every format is made by an unprivileged user (`nobody`, through
+/// `setpriv` when the tests run as root) from a released ELF (`--elf`,
+/// nothing built), and the raw disk has the same bytes as root's.
+fn made_without_root() -> Result {
+    let raw = made("dns", "raw", &[])?;
+    let dir = scratch().join("nobody");
+    std::fs::create_dir_all(&dir)?;
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777))?;
+    let elf = dir.join("dns.elf");
+    std::fs::copy(xtask::build_image("dns", true)?, &elf)?;
+    std::fs::set_permissions(&elf, std::fs::Permissions::from_mode(0o644))?;
+    // `cargo xtask` built this binary in made() above.
+    let target = std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| workspace().join("target"));
+    let xtask_bin = target.join("debug/xtask");
+    let root = Prereq::root().present();
+    let content = content("dns")?;
+    for format in ["raw", "qcow2", "iso", "gce", "containerdisk"] {
+        let out = dir.join(format!("dns.{format}"));
+        let mut cmd = if root {
+            let mut c = Command::new("setpriv");
+            c.args(["--reuid=65534", "--regid=65534", "--clear-groups"]).arg(&xtask_bin);
+            c
+        } else {
+            Command::new(&xtask_bin)
+        };
+        cmd.args(["image", "--elf"]).arg(&elf).arg("-o").arg(&out).args(["--format", format, "--content"]);
+        cmd.arg(&content).args(["--", "--log=debug"]).env("TMPDIR", &dir).env("HOME", &dir);
+        let r = cmd.output()?;
+        check(r.status.success(), &format!("{format} as nobody"), String::from_utf8_lossy(&r.stderr))?;
+        use std::os::unix::fs::MetadataExt;
+        check(!root || std::fs::metadata(&out)?.uid() == 65534, &format!("{format} written by nobody"), "")?;
+    }
+    check(std::fs::read(dir.join("dns.raw"))? == std::fs::read(&raw)?, "nobody's raw disk is root's", "")
+}
+
 /// Bad input: a clear message, a non-zero exit, and no output left.
 fn bad_input_is_refused() -> Result {
     let dir = content("dns")?;
@@ -394,12 +430,15 @@ fn bad_input_is_refused() -> Result {
     let file = scratch().join("a-file");
     std::fs::write(&file, "not a directory")?;
     let under_file = file.join("x.raw").display().to_string();
-    let cases: [(Vec<&str>, &str); 5] = [
+    let not_elf = file.display().to_string();
+    let cases: [(Vec<&str>, &str); 7] = [
         (vec!["dns", "-o", &out, "--content", "/nonexistent/zones"], "--content /nonexistent/zones: not a directory"),
         (vec!["dns", "-o", &out, "--format", "vmdk"], "unknown format 'vmdk'"),
         (vec!["dns", "-o", &under_file, "--content", &d], "cannot write"),
         (vec!["dns", "--content", &d], "-o FILE is needed"),
         (vec!["dns", "-o", &out, "--format", "gce", "--size", "2G"], "--size is for the raw and qcow2 formats"),
+        (vec!["--elf", "/nonexistent/dns", "-o", &out], "--elf /nonexistent/dns: no such file"),
+        (vec!["--elf", &not_elf, "-o", &out], "not a multiboot2 image"),
     ];
     for (args, message) in cases {
         let r = xtask_image(&args)?;
@@ -455,6 +494,7 @@ fn main() {
         t("containerdisk_is_an_oci_image_of_the_qcow2", with(&[&qemu_img, &skopeo, &umoci]), || {
             containerdisk_is_an_oci_image_of_the_qcow2()
         }),
+        t("made_without_root", with(&[&qemu_img, &xorriso]), made_without_root),
         t("bad_input_is_refused", vec![], bad_input_is_refused),
     ];
     let conclusion = libtest_mimic::run(&args, tests);

@@ -152,7 +152,8 @@ pub struct Request {
 }
 
 /// Checks what can be checked before building the app: the content
-/// directory exists, and the output can be written.
+/// directory exists, and the output can be written (tried, and left as
+/// it was).
 pub fn check(req: &Request) -> Result<(), String> {
     if let Some(dir) = &req.content {
         if !dir.is_dir() {
@@ -163,15 +164,17 @@ pub fn check(req: &Request) -> Result<(), String> {
         return Err("--size is for the raw and qcow2 formats (gce is a whole number of GiB)".into());
     }
     let out = &req.out;
+    let existed = out.exists();
     if req.format == Format::ContainerDisk {
-        if let Ok(mut d) = std::fs::read_dir(out) {
-            if d.next().is_some() {
-                return Err(format!("{}: the OCI layout directory exists and is not empty", out.display()));
-            }
-        } else if out.exists() {
+        if std::fs::read_dir(out).is_ok_and(|mut d| d.next().is_some()) {
+            return Err(format!("{}: the OCI layout directory exists and is not empty", out.display()));
+        } else if existed && !out.is_dir() {
             return Err(format!("{}: exists and is not a directory", out.display()));
         }
         std::fs::create_dir_all(out).map_err(|e| format!("cannot write {}: {e}", out.display()))?;
+        if !existed {
+            let _ = std::fs::remove_dir(out);
+        }
         return Ok(());
     }
     if out.is_dir() {
@@ -182,8 +185,11 @@ pub fn check(req: &Request) -> Result<(), String> {
         .create(true)
         .truncate(false)
         .open(out)
-        .map(drop)
-        .map_err(|e| format!("cannot write {}: {e}", out.display()))
+        .map_err(|e| format!("cannot write {}: {e}", out.display()))?;
+    if !existed {
+        let _ = std::fs::remove_file(out);
+    }
+    Ok(())
 }
 
 /// `tar --format=ustar -cf TO -C DIR .`, as the README tells users to pack
@@ -196,6 +202,14 @@ pub fn content_archive(dir: &Path, to: &Path) -> Result<(), String> {
 
 /// Writes `req`'s image (see [`Format`]). The ELF must be built already.
 pub fn make(req: &Request) -> Result<(), String> {
+    let mb2 = Command::new("grub-file").arg("--is-x86-multiboot2").arg(&req.image).status();
+    match mb2 {
+        Ok(s) if s.success() => {}
+        Ok(_) => {
+            return Err(format!("{}: not a multiboot2 image (grub-file --is-x86-multiboot2)", req.image.display()))
+        }
+        Err(e) => return Err(format!("cannot run grub-file (apt-get install grub-common): {e}")),
+    }
     check(req)?;
     let tmp = disk::Scratch::new("image")?;
     let mut modules = Vec::new();

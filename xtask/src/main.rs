@@ -8,7 +8,8 @@
 //!
 //! `cargo xtask image APP -o FILE [--format raw|qcow2|iso|gce|containerdisk]
 //! [--content DIR] [-- BOOT ARGUMENTS]`: APP's release image on a disk
-//! that boots through GRUB on BIOS and UEFI firmware (see `xtask::image`).
+//! that boots through GRUB on BIOS and UEFI firmware (see `xtask::image`);
+//! `--elf FILE` in place of APP takes a released image, built by no one.
 //!
 //! `cargo xtask libvirt APP` and `cargo xtask xl APP` print a libvirt domain
 //! XML or an `xl` configuration for APP's image (built first).
@@ -23,7 +24,7 @@ use xtask::{app_exit_code, build_image, render, Forward, Machine, Vm};
 const USAGE: &str = "usage: cargo xtask run APP [--machine microvm|pc|q35] [--memory MIB] \
 [--forward PROTO:HOST:PORT-:PORT]... [--disk FILE] [--initrd FILE] [--no-rng] [--debug] [-- BOOT ARGUMENTS...]
        cargo xtask build APP [--debug]
-       cargo xtask image APP -o FILE [--format raw|qcow2|iso|gce|containerdisk] [--content DIR]
+       cargo xtask image APP|--elf FILE -o FILE [--format raw|qcow2|iso|gce|containerdisk] [--content DIR]
                    [--size SIZE] [--grub-timeout SECONDS] [-- BOOT ARGUMENTS...]
        cargo xtask bench-vm [RUNS]
        cargo xtask bench-dns-vm [RUNS]
@@ -226,8 +227,14 @@ fn deploy(cmd: &str, args: &[String]) -> Result<ExitCode, String> {
 fn image(args: &[String]) -> Result<ExitCode, String> {
     use xtask::image::{Format, Request};
     let (app, mut rest) = args.split_first().ok_or(USAGE)?;
-    if app.starts_with('-') {
-        return Err(format!("image: the app comes first\n{USAGE}"));
+    // A released image instead of APP's build: nothing is compiled.
+    let mut elf = None;
+    if app == "--elf" {
+        let (file, tail) = rest.split_first().ok_or("--elf needs a file")?;
+        elf = Some(PathBuf::from(file));
+        rest = tail;
+    } else if app.starts_with('-') {
+        return Err(format!("image: the app (or --elf FILE) comes first\n{USAGE}"));
     }
     let (mut out, mut format, mut content, mut size, mut timeout) = (None, Format::Raw, None, None, 1);
     let mut boot_args = Vec::new();
@@ -255,9 +262,15 @@ fn image(args: &[String]) -> Result<ExitCode, String> {
         return Err("boot arguments cannot contain newlines".into());
     }
     let mut req = Request { image: PathBuf::new(), content, args: boot_args, format, out, size, timeout };
+    if let Some(f) = elf.as_ref().filter(|f| !f.is_file()) {
+        return Err(format!("--elf {}: no such file", f.display()));
+    }
     // Before the build: a typo should not cost a release build.
     xtask::image::check(&req)?;
-    req.image = build_image(app, true)?;
+    req.image = match elf {
+        Some(f) => f,
+        None => build_image(app, true)?,
+    };
     xtask::image::make(&req)?;
     eprintln!("xtask: wrote {}", req.out.display());
     Ok(ExitCode::SUCCESS)
