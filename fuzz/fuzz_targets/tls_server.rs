@@ -25,7 +25,8 @@ impl rustls::time_provider::TimeProvider for FixedTime {
 fn config() -> Arc<ServerConfig> {
     static C: OnceLock<Arc<ServerConfig>> = OnceLock::new();
     C.get_or_init(|| {
-        let chain = CertificateDer::pem_slice_iter(include_bytes!("../tls/cert.pem")).collect::<Result<Vec<_>, _>>().unwrap();
+        let chain =
+            CertificateDer::pem_slice_iter(include_bytes!("../tls/cert.pem")).collect::<Result<Vec<_>, _>>().unwrap();
         let key = PrivateKeyDer::from_pem_slice(include_bytes!("../tls/key.pem")).unwrap();
         let mut cfg = ServerConfig::builder_with_details(Arc::new(rustls_rustcrypto::provider()), Arc::new(FixedTime))
             .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])

@@ -11,6 +11,14 @@ use morgana_runtime::Platform;
 #[derive(Default)]
 pub struct VirtualTime {
     now: Cell<u64>,
+    waits: Cell<u64>,
+}
+
+impl VirtualTime {
+    /// How many times the executor has waited (once per wakeup).
+    pub fn waits(&self) -> u64 {
+        self.waits.get()
+    }
 }
 
 impl Platform for VirtualTime {
@@ -19,6 +27,7 @@ impl Platform for VirtualTime {
     }
 
     fn wait(&self, deadline: Option<Instant>) {
+        self.waits.set(self.waits.get() + 1);
         match deadline {
             Some(d) => self.now.set(self.now.get().max(d.as_nanos())),
             None => panic!("deadlock: no task is ready and no timer is pending"),

@@ -272,6 +272,21 @@ fn an_advertised_prefix_is_taken_up_without_waiting_for_another_frame() {
     });
 }
 
+/// With SLAAC on and no router answering its solicitations, an idle stack
+/// sleeps: the fuzzer found it polling every 200 µs for good once the last
+/// router solicitation had gone (smoltcp kept that deadline, in the past).
+#[test]
+fn an_idle_stack_without_a_router_sleeps() {
+    let clock = Rc::new(VirtualTime::default());
+    let exec = Executor::new(clock.clone());
+    let rt = exec.handle();
+    let link = Switch::new(Faults::default());
+    let slaac = Config { ipv6: None, ..config(A4, 1) };
+    let (_a, _server) = direct::start(link.port(A_MAC), slaac, [11; 32], &rt);
+    exec.block_on(async move { rt.sleep(Duration::from_secs(120)).await });
+    assert!(clock.waits() < 200, "{} wakeups in 120 s of an idle stack", clock.waits());
+}
+
 #[test]
 fn a_handshake_answered_with_a_cookie_completes_seconds_later() {
     let exec = Executor::new(Rc::new(VirtualTime::default()));

@@ -62,7 +62,7 @@ impl Libvirt {
         x += &format!("  <memory unit='MiB'>{}</memory>\n  <vcpu>1</vcpu>\n", self.memory_mib);
         match &self.boot {
             Boot::Kernel(kernel) => {
-                x += "  <os>\n    <type arch='x86_64' machine='pc'>hvm</type>\n";
+                x += "  <os>\n    <type arch='x86_64' machine='q35'>hvm</type>\n";
                 x += &format!("    <kernel>{}</kernel>\n", path(kernel));
                 if !self.cmdline.is_empty() {
                     x += &format!("    <cmdline>{}</cmdline>\n", escape(&self.cmdline));

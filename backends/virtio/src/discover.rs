@@ -7,7 +7,9 @@ use core::fmt;
 use core::ptr::NonNull;
 
 use virtio_drivers::transport::mmio::{MmioTransport, VirtIOHeader};
-use virtio_drivers::transport::pci::bus::{ConfigurationAccess, DeviceFunction, PciRoot};
+use virtio_drivers::transport::pci::bus::{
+    ConfigurationAccess, DeviceFunction, DeviceFunctionInfo, HeaderType, PciRoot,
+};
 use virtio_drivers::transport::pci::{virtio_device_type, PciTransport};
 use virtio_drivers::transport::{DeviceType, Transport as _};
 
@@ -94,8 +96,33 @@ impl ConfigurationAccess for PortCam {
     }
 }
 
+/// Every PCI function on bus 0 and on the buses behind its bridges (q35's
+/// PCIe root ports, where libvirt puts each device), as the firmware
+/// numbered them: each bridge's secondary bus, each bus once.
+fn pci_functions(root: &PciRoot<PortCam>) -> Vec<(DeviceFunction, DeviceFunctionInfo)> {
+    let mut buses = alloc::vec![0u8];
+    let mut seen = [false; 256];
+    seen[0] = true;
+    let mut functions = Vec::new();
+    while let Some(bus) = buses.pop() {
+        for (function, info) in root.enumerate_bus(bus) {
+            if info.header_type == HeaderType::PciPciBridge {
+                let numbers = morgana_x86::pci::read32(function.bus, function.device, function.function, 0x18);
+                let secondary = (numbers >> 8) as u8;
+                if secondary != 0 && !seen[secondary as usize] {
+                    seen[secondary as usize] = true;
+                    buses.push(secondary);
+                }
+            }
+            functions.push((function, info));
+        }
+    }
+    functions
+}
+
 /// Finds every virtio device: the MMIO slots among `platform_words` (the
-/// kernel command line's `key=value` words) and the functions on PCI bus 0.
+/// kernel command line's `key=value` words) and the PCI functions on bus 0
+/// and behind its bridges.
 /// Problems are logged and the device skipped.
 pub fn discover(platform_words: &[String]) -> Vec<Found> {
     let mut found = Vec::new();
@@ -135,8 +162,7 @@ pub fn discover(platform_words: &[String]) -> Vec<Found> {
     }
     if morgana_x86::pci::present() {
         let mut root = PciRoot::new(PortCam);
-        let functions: Vec<_> = root.enumerate_bus(0).collect();
-        for (function, info) in functions {
+        for (function, info) in pci_functions(&root) {
             if virtio_device_type(&info).is_none() {
                 continue;
             }

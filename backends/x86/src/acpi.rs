@@ -8,6 +8,7 @@
 
 use x86_64::instructions::port::Port;
 
+use crate::acpi_tables::{checksum, s5, sci_route, u16_at, u32_at, u64_at};
 use crate::boot_info::BootInfo;
 
 /// Where the power-management registers are (I/O ports), from the FADT.
@@ -76,22 +77,6 @@ impl Memory<'_> {
     }
 }
 
-fn checksum(bytes: &[u8]) -> u8 {
-    bytes.iter().fold(0u8, |a, b| a.wrapping_add(*b))
-}
-
-fn u16_at(b: &[u8], at: usize) -> Option<u16> {
-    Some(u16::from_le_bytes(b.get(at..at + 2)?.try_into().ok()?))
-}
-
-fn u32_at(b: &[u8], at: usize) -> Option<u32> {
-    Some(u32::from_le_bytes(b.get(at..at + 4)?.try_into().ok()?))
-}
-
-fn u64_at(b: &[u8], at: usize) -> Option<u64> {
-    Some(u64::from_le_bytes(b.get(at..at + 8)?.try_into().ok()?))
-}
-
 /// The RSDP's address: where the loader said, else in the EBDA's first
 /// KiB or the BIOS area (ACPI 6.5, 5.2.5.1).
 fn rsdp(mem: &Memory, hint: u64) -> Option<u64> {
@@ -127,52 +112,6 @@ fn tables<'a>(mem: &'a Memory, rsdp: u64) -> impl Iterator<Item = &'static [u8]>
         let addr = if width == 8 { u64_at(e, 0)? } else { u32_at(e, 0)? as u64 };
         mem.table(addr)
     })
-}
-
-/// SLP_TYPa and SLP_TYPb from the DSDT's `\_S5` package: `NameOp "_S5_"
-/// PackageOp PkgLength NumElements` then two integers (ByteConst, Zero or
-/// One). Only this fixed shape is read; there is no AML interpreter.
-fn s5(dsdt: &[u8]) -> Option<(u8, u8)> {
-    let at = dsdt.windows(4).position(|w| w == b"_S5_")?;
-    let mut rest = dsdt.get(at + 4..)?;
-    if *rest.first()? != 0x12 {
-        return None; // not a package
-    }
-    let len_bytes = (rest.get(1)? >> 6) as usize;
-    rest = rest.get(2 + len_bytes + 1..)?; // PkgLength, NumElements
-    let mut int = || -> Option<u8> {
-        let (v, used) = match *rest.first()? {
-            0x0a => (*rest.get(1)?, 2),
-            0x00 => (0, 1),
-            0x01 => (1, 1),
-            _ => return None,
-        };
-        rest = rest.get(used..)?;
-        Some(v)
-    };
-    let a = int()?;
-    Some((a, int().unwrap_or(a)))
-}
-
-/// The MADT's override of ISA interrupt `irq`: (GSI, level, active low).
-fn sci_route(madt: Option<&[u8]>, irq: u16) -> (u32, bool, bool) {
-    let default = (irq as u32, true, true);
-    let Some(mut entries) = madt.and_then(|m| m.get(44..)) else { return default };
-    while let [kind, len, ..] = *entries {
-        let len = len as usize;
-        if len < 2 || len > entries.len() {
-            break;
-        }
-        if kind == 2 && len >= 10 && entries[3] as u16 == irq {
-            let gsi = u32_at(entries, 4).unwrap_or(irq as u32);
-            let flags = u16_at(entries, 8).unwrap_or(0);
-            let active_low = flags & 3 != 1; // 0 conforms: low for the SCI
-            let level = (flags >> 2) & 3 != 1;
-            return (gsi, level, active_low);
-        }
-        entries = &entries[len..];
-    }
-    default
 }
 
 /// Reads the FADT, DSDT and MADT (boot only, before the heap).

@@ -26,6 +26,7 @@ extern crate alloc;
 
 #[cfg(target_os = "none")]
 pub mod acpi;
+mod acpi_tables;
 #[cfg(target_os = "none")]
 pub mod boot;
 pub mod boot_info;

@@ -37,7 +37,10 @@ unsafe impl Send for PvConsole {}
 impl PvConsole {
     /// The console whose ring is at `addr`, signalled on `port`.
     pub fn new(addr: u64, port: Port) -> Option<PvConsole> {
-        let page = SharedPage::at(addr as usize)?;
+        // SAFETY: `addr` is the console ring frame Xen named in
+        // HVM_PARAM_CONSOLE_PFN: guest RAM below 4 GiB (identity mapped), set
+        // aside by the toolstack for the ring, outside the heap and image.
+        let page = unsafe { SharedPage::at(addr as usize)? };
         port.unmask();
         Some(PvConsole { page, port })
     }

@@ -45,8 +45,15 @@ impl SharedPage {
     }
 
     /// A page at a fixed address that Xen owns (a ring frame named by an
-    /// HVM parameter). `addr` must be page-aligned and stay valid.
-    pub fn at(addr: usize) -> Option<SharedPage> {
+    /// HVM parameter); `None` if `addr` is not page-aligned or null.
+    ///
+    /// # Safety
+    ///
+    /// `addr` must be a page of guest memory that is mapped read/write,
+    /// stays valid for the life of the VM and is not used as anything else
+    /// (not heap, image or another device's page): every access through
+    /// the returned page relies on it.
+    pub unsafe fn at(addr: usize) -> Option<SharedPage> {
         (addr % PAGE == 0).then_some(())?;
         Some(SharedPage { ptr: NonNull::new(addr as *mut u8)? })
     }

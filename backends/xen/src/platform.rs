@@ -124,7 +124,10 @@ pub fn start() -> Result<Devices, String> {
     let store_port =
         Port::checked(store_port).ok_or_else(|| format!("xenstore event channel {store_port} out of range"))?;
     store_port.unmask();
-    let page = SharedPage::at(store_page as usize).ok_or("xenstore ring not page aligned")?;
+    // SAFETY: the xenstore ring frame Xen named in HVM_PARAM_STORE_PFN:
+    // guest RAM below 4 GiB (identity mapped), set aside by the toolstack
+    // for the ring, outside the heap and image.
+    let page = unsafe { SharedPage::at(store_page as usize) }.ok_or("xenstore ring not page aligned")?;
     let mut xs = Client::new(page, StoreChannel { port: store_port, deadline: morgana_x86::clock::now() });
     xs.channel().extend(Duration::from_secs(10));
     log::debug!("xen: xenstore ring at {store_page:#x}, port {}", store_port.0);

@@ -1,0 +1,237 @@
+//! The DNS image under a real libvirtd (Debian's libvirt-daemon-system, QEMU
+//! driver, TCG), from the domain XML `cargo xtask libvirt` prints: it
+//! serves its zone from a content archive on a read-only disk, `virsh
+//! shutdown` ends it cleanly ("shut off (shutdown)"), and a failing app is
+//! reported as crashed through pvpanic.
+//!
+//! The test runs its own libvirtd and virtlogd inside a network namespace
+//! it creates, with a bridge there, so the guest reaches nothing else; it
+//! fails if another libvirtd already runs on the machine. Needs root.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use libtest_mimic::Arguments;
+use morgana_tests::netns::Namespace;
+use morgana_tests::prereq::{self, Prereq};
+use morgana_tests::process::{workspace, Running};
+
+type Result = std::result::Result<(), libtest_mimic::Failed>;
+
+const GUEST: &str = "10.94.0.2";
+
+fn virsh(args: &[&str]) -> std::result::Result<String, String> {
+    let out = Command::new("virsh").args(["-c", "qemu:///system"]).args(args).output().map_err(|e| e.to_string())?;
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    if out.status.success() {
+        Ok(text)
+    } else {
+        Err(format!("virsh {}: {}", args.join(" "), text.trim()))
+    }
+}
+
+/// libvirtd and virtlogd in a namespace with the bridge `br0`.
+struct Libvirtd {
+    _daemons: Vec<Running>,
+    ns: Namespace,
+}
+
+impl Libvirtd {
+    fn start() -> std::result::Result<Libvirtd, String> {
+        if virsh(&["version"]).is_ok() {
+            return Err(
+                "a libvirtd already runs on this machine; stop it (the test runs its own, in a namespace)".into()
+            );
+        }
+        let ns = Namespace::create("libvirt");
+        ns.exec_ok(&["ip", "link", "add", "br0", "type", "bridge"]);
+        ns.exec_ok(&["ip", "addr", "add", "10.94.0.1/24", "dev", "br0"]);
+        ns.exec_ok(&["ip", "link", "set", "br0", "up"]);
+        let daemon = |program: &str| {
+            let mut c = Command::new("ip");
+            c.args(["netns", "exec", &ns.name, program]);
+            Running::start(c)
+        };
+        let daemons = vec![daemon("virtlogd"), daemon("libvirtd")];
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while virsh(&["version"]).is_err() {
+            if Instant::now() > deadline {
+                return Err("libvirtd did not answer within 30 s".into());
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        Ok(Libvirtd { _daemons: daemons, ns })
+    }
+
+    fn dig(&self, name: &str) -> String {
+        let out = Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                &self.ns.name,
+                "dig",
+                "+short",
+                "+time=1",
+                "+tries=1",
+                &format!("@{GUEST}"),
+                name,
+                "A",
+            ])
+            .output();
+        out.map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string()).unwrap_or_default()
+    }
+}
+
+/// A scratch directory under target/.
+fn scratch(tag: &str) -> PathBuf {
+    let dir = workspace().join(format!("target/libvirt-test/{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("scratch dir");
+    dir
+}
+
+/// A content archive: the embedded zone plus a record only it has.
+fn content(dir: &Path) -> PathBuf {
+    let zones = dir.join("zones");
+    std::fs::create_dir_all(&zones).expect("zones dir");
+    let mut zone = std::fs::read_to_string(workspace().join("apps/dns/zones/example.com.zone")).expect("zone");
+    zone.push_str("\nlibvirt.example.com. 300 IN A 192.0.2.94\n");
+    std::fs::write(zones.join("example.com.zone"), zone).expect("zone file");
+    let tar = dir.join("content.tar");
+    let ok = Command::new("tar")
+        .args(["--format=ustar", "-cf"])
+        .arg(&tar)
+        .arg("-C")
+        .arg(&zones)
+        .arg(".")
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(ok, "tar failed");
+    tar
+}
+
+/// `cargo xtask libvirt dns ...`, as a user runs it, into `dir/NAME.xml`.
+fn domain_xml(dir: &Path, name: &str, extra: &[&str], boot_args: &[&str]) -> std::result::Result<PathBuf, String> {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let out = Command::new(cargo)
+        .current_dir(workspace())
+        .args(["run", "-q", "-p", "xtask", "--", "libvirt", "dns", "--tcg", "--bridge", "br0", "--name", name])
+        .args(extra)
+        .arg("--")
+        .args(boot_args)
+        .output()
+        .map_err(|e| e.to_string())?;
+    if !out.status.success() {
+        return Err(format!("cargo xtask libvirt failed: {}", String::from_utf8_lossy(&out.stderr)));
+    }
+    let file = dir.join(format!("{name}.xml"));
+    std::fs::write(&file, &out.stdout).map_err(|e| e.to_string())?;
+    Ok(file)
+}
+
+fn console(name: &str) -> String {
+    std::fs::read_to_string(format!("/var/log/libvirt/qemu/{name}-console.log")).unwrap_or_default()
+}
+
+/// Waits until the domain is shut off; returns `virsh domstate --reason`.
+fn wait_shut_off(name: &str, timeout: Duration) -> String {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let state = virsh(&["domstate", "--reason", name]).unwrap_or_else(|e| e);
+        if state.contains("shut off") || Instant::now() > deadline {
+            return state.trim().to_string();
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// A defined domain, undefined (and destroyed if running) on drop.
+struct Defined(String);
+
+impl Drop for Defined {
+    fn drop(&mut self) {
+        let _ = virsh(&["destroy", &self.0]);
+        let _ = virsh(&["undefine", &self.0]);
+    }
+}
+
+fn define_and_start(xml: &Path, name: &str) -> std::result::Result<Defined, String> {
+    virsh(&["define", &xml.display().to_string()])?;
+    let d = Defined(name.into());
+    virsh(&["start", name])?;
+    Ok(d)
+}
+
+fn serves_content_and_shuts_down() -> Result {
+    let lv = Libvirtd::start()?;
+    let dir = scratch("shutdown");
+    let tar = content(&dir);
+    let name = format!("morgana-dns-{}", std::process::id());
+    let tar_arg = tar.display().to_string();
+    let xml = domain_xml(&dir, &name, &["--content", &tar_arg], &[&format!("--ipv4={GUEST}/24")])?;
+    let _domain = define_and_start(&xml, &name)?;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut answer = String::new();
+    while Instant::now() < deadline {
+        answer = lv.dig("libvirt.example.com");
+        if answer.parse::<std::net::Ipv4Addr>().is_ok() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let log = console(&name);
+    if answer != "192.0.2.94" {
+        return Err(format!("dig for the archive's record gave {answer:?}\n--- console\n{log}").into());
+    }
+    if !log.contains("from the block device") {
+        return Err(format!("the console does not say the content came from the disk\n--- console\n{log}").into());
+    }
+    virsh(&["shutdown", &name])?;
+    let state = wait_shut_off(&name, Duration::from_secs(30));
+    let log = console(&name);
+    eprintln!("  after virsh shutdown: {state}");
+    if state != "shut off (shutdown)" {
+        return Err(format!("virsh shutdown left the domain {state:?}\n--- console\n{log}").into());
+    }
+    if !log.contains("ACPI power button pressed: exiting") {
+        return Err(format!("the app did not see the power button\n--- console\n{log}").into());
+    }
+    Ok(())
+}
+
+fn failure_shows_as_crashed() -> Result {
+    let _lv = Libvirtd::start()?;
+    let dir = scratch("crash");
+    let name = format!("morgana-bad-{}", std::process::id());
+    let xml = domain_xml(&dir, &name, &[], &["--no-such-flag"])?;
+    let _domain = define_and_start(&xml, &name)?;
+    let state = wait_shut_off(&name, Duration::from_secs(60));
+    let log = console(&name);
+    eprintln!("  after a bad flag: {state}");
+    if state != "shut off (crashed)" || !log.contains("unknown flag '--no-such-flag'") {
+        return Err(format!("state {state:?}\n--- console\n{log}").into());
+    }
+    if !log.contains("reported through pvpanic") {
+        return Err(format!("no pvpanic report on the console\n--- console\n{log}").into());
+    }
+    Ok(())
+}
+
+fn main() {
+    let mut args = Arguments::from_args();
+    args.test_threads = Some(1); // one libvirtd at a time
+    let root = Prereq::root();
+    let ip = Prereq::program("ip", "-V", "iproute2");
+    let qemu = Prereq::program("qemu-system-x86_64", "--version", "qemu-system-x86");
+    let libvirtd = Prereq::program("libvirtd", "--version", "libvirt-daemon-system");
+    let virsh = Prereq::program("virsh", "--version", "libvirt-clients");
+    let dig = Prereq::program("dig", "-v", "bind9-dnsutils");
+    let needs = [&root, &ip, &qemu, &libvirtd, &virsh, &dig];
+    let trial = |name: &str, f: fn() -> Result| prereq::trial(name, &needs, f);
+    let tests = vec![
+        trial("libvirt_serves_content_and_virsh_shutdown_powers_off", serves_content_and_shuts_down),
+        trial("libvirt_failure_shows_as_crashed", failure_shows_as_crashed),
+    ];
+    libtest_mimic::run(&args, tests).exit();
+}
