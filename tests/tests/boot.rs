@@ -185,6 +185,7 @@ fn grub_boot_module(name: &str, ovmf: bool, as_disk: bool) -> Result {
         image: image("vmcheck"),
         args: vec!["--check=boot-module".into(), "--log=debug".into()],
         modules: vec![file.clone()],
+        timeout: 0,
     };
     let mut vm = grub_vm(name, &entry, Machine::Q35, ovmf, as_disk)?;
     vm.memory_mib = 160;
@@ -195,7 +196,7 @@ fn grub_boot_module(name: &str, ovmf: bool, as_disk: bool) -> Result {
 }
 
 fn echo_from_grub(name: &str, machine: Machine, ovmf: bool) -> Result {
-    let entry = GrubEntry { image: image("echo"), args: vec!["--log=info".into()], modules: vec![] };
+    let entry = GrubEntry { image: image("echo"), args: vec!["--log=info".into()], modules: vec![], timeout: 0 };
     let mut vm = grub_vm(name, &entry, machine, ovmf, false)?;
     let port = free_port();
     vm.forwards = vec![

@@ -136,8 +136,10 @@ pub struct Vm {
     /// Attach the NIC to this TAP device instead of user networking (QEMU
     /// must then run where the device is, e.g. in its network namespace).
     pub tap: Option<String>,
-    /// A raw disk image for virtio-blk.
+    /// A disk image for virtio-blk.
     pub disk: Option<PathBuf>,
+    /// The disk image's format: QEMU's name for it, `raw` or `qcow2`.
+    pub disk_format: &'static str,
     /// Add a virtio-rng device.
     pub rng: bool,
     /// Add a virtio-console device (output to the given file).
@@ -168,6 +170,7 @@ impl Vm {
             network: false,
             tap: None,
             disk: None,
+            disk_format: "raw",
             rng: true,
             virtio_console: None,
             cmdline: String::new(),
@@ -207,7 +210,7 @@ impl Vm {
             c.args(["-netdev", &netdev, "-device", &format!("virtio-net-{suffix},netdev=n0{pci_rom}")]);
         }
         if let Some(disk) = &self.disk {
-            c.args(["-drive", &format!("id=d0,file={},format=raw,if=none", disk.display())]);
+            c.args(["-drive", &format!("id=d0,file={},format={},if=none", disk.display(), self.disk_format)]);
             c.args(["-device", &format!("virtio-blk-{suffix},drive=d0")]);
         }
         if self.rng {

@@ -6,6 +6,11 @@
 //! `cargo xtask xen-run APP`: the same image as a Xen PVH guest on the nested
 //! Xen test host (tests/xen/; needs root the first time, to build it).
 //!
+//! `cargo xtask image APP -o FILE [--format raw|qcow2|iso|gce|containerdisk]
+//! [--content DIR] [-- BOOT ARGUMENTS]`: APP's release image on a disk
+//! that boots through GRUB on BIOS and UEFI firmware (see `xtask::image`);
+//! `--elf FILE` in place of APP takes a released image, built by no one.
+//!
 //! `cargo xtask libvirt APP` and `cargo xtask xl APP` print a libvirt domain
 //! XML or an `xl` configuration for APP's image (built first).
 
@@ -19,9 +24,12 @@ use xtask::{app_exit_code, build_image, render, Forward, Machine, Vm};
 const USAGE: &str = "usage: cargo xtask run APP [--machine microvm|pc|q35] [--memory MIB] \
 [--forward PROTO:HOST:PORT-:PORT]... [--disk FILE] [--initrd FILE] [--no-rng] [--debug] [-- BOOT ARGUMENTS...]
        cargo xtask build APP [--debug]
+       cargo xtask image APP|--elf FILE -o FILE [--format raw|qcow2|iso|gce|containerdisk] [--content DIR]
+                   [--size SIZE] [--grub-timeout SECONDS] [-- BOOT ARGUMENTS...]
        cargo xtask bench-vm [RUNS]
        cargo xtask bench-dns-vm [RUNS]
        cargo xtask bench-web-vm
+       cargo xtask bench-image [RUNS]
        cargo xtask xen-run APP [--disk-mib N] [--seconds N] [-- BOOT ARGUMENTS...]
        cargo xtask bench-xen [RUNS]
        cargo xtask libvirt APP [--kernel | --disk FILE [--uefi]] [--content FILE] [--memory MIB]
@@ -58,8 +66,16 @@ fn run(args: &[String]) -> Result<ExitCode, String> {
         xtask::xen::run_image(&image, &boot_args.join(" "), disk_mib, seconds)?;
         return Ok(ExitCode::SUCCESS);
     }
+    if cmd == "image" {
+        return image(rest);
+    }
     if cmd == "libvirt" || cmd == "xl" {
         return deploy(cmd, rest);
+    }
+    if cmd == "bench-image" {
+        let runs = rest.first().map(|r| r.parse().map_err(|_| "bad run count")).transpose()?.unwrap_or(5);
+        xtask::bench::image::run(runs)?;
+        return Ok(ExitCode::SUCCESS);
     }
     if cmd == "bench-web-vm" {
         xtask::bench::web()?;
@@ -203,6 +219,60 @@ fn deploy(cmd: &str, args: &[String]) -> Result<ExitCode, String> {
         Libvirt { name, boot, content, memory_mib: memory, bridge, tcg, cmdline }.xml()?
     };
     print!("{text}");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `cargo xtask image APP -o FILE ...`: checks the options and the
+/// output, builds APP, writes the image.
+fn image(args: &[String]) -> Result<ExitCode, String> {
+    use xtask::image::{Format, Request};
+    let (app, mut rest) = args.split_first().ok_or(USAGE)?;
+    // A released image instead of APP's build: nothing is compiled.
+    let mut elf = None;
+    if app == "--elf" {
+        let (file, tail) = rest.split_first().ok_or("--elf needs a file")?;
+        elf = Some(PathBuf::from(file));
+        rest = tail;
+    } else if app.starts_with('-') {
+        return Err(format!("image: the app (or --elf FILE) comes first\n{USAGE}"));
+    }
+    let (mut out, mut format, mut content, mut size, mut timeout) = (None, Format::Raw, None, None, 1);
+    let mut boot_args = Vec::new();
+    while let Some((flag, tail)) = rest.split_first() {
+        let mut value = || -> Result<String, String> {
+            let (v, t) = tail.split_first().ok_or(format!("{flag} needs a value"))?;
+            rest = t;
+            Ok(v.clone())
+        };
+        match flag.as_str() {
+            "-o" | "--output" => out = Some(PathBuf::from(value()?)),
+            "--format" => format = value()?.parse()?,
+            "--content" => content = Some(PathBuf::from(value()?)),
+            "--size" => size = Some(xtask::image::parse_size(&value()?)?),
+            "--grub-timeout" => timeout = value()?.parse().map_err(|_| "bad --grub-timeout (seconds)")?,
+            "--" => {
+                boot_args = tail.to_vec();
+                rest = &[];
+            }
+            other => return Err(format!("unknown option {other}\n{USAGE}")),
+        }
+    }
+    let out = out.ok_or(format!("image: -o FILE is needed\n{USAGE}"))?;
+    if boot_args.iter().any(|a| a.contains('\n')) {
+        return Err("boot arguments cannot contain newlines".into());
+    }
+    let mut req = Request { image: PathBuf::new(), content, args: boot_args, format, out, size, timeout };
+    if let Some(f) = elf.as_ref().filter(|f| !f.is_file()) {
+        return Err(format!("--elf {}: no such file", f.display()));
+    }
+    // Before the build: a typo should not cost a release build.
+    xtask::image::check(&req)?;
+    req.image = match elf {
+        Some(f) => f,
+        None => build_image(app, true)?,
+    };
+    xtask::image::make(&req)?;
+    eprintln!("xtask: wrote {}", req.out.display());
     Ok(ExitCode::SUCCESS)
 }
 
