@@ -93,6 +93,9 @@ pub(crate) async fn discover(
         let source = ContentSource::Module(Static(bytes));
         let tar = Tar::open(source).await.map_err(|error| ContentError { source: "the boot module", error })?;
         report(&tar);
+        if block.is_some() {
+            log::info!("content: the boot module comes first; the block device is left to the app");
+        }
         return Ok((Some(tar), block));
     }
     let Some(device) = block else {
