@@ -377,7 +377,7 @@ fn vm_bad_archives_in_a_boot_module() -> Result {
         &[prefix, &format!("tar entry './example.com.zone' at byte {zone_at}: its 8589934591 bytes of data run past")],
     )?;
     let not_tar = module("not-tar.bin", &|b| b.iter_mut().for_each(|x| *x = x.wrapping_mul(7) ^ 0x5a))?;
-    vm_refuses(&not_tar, &[prefix, "at byte 0: not a ustar header"])
+    vm_refuses(&not_tar, &[&format!("{prefix}tar archive at byte 0: not a ustar header (no 'ustar' magic)")])
 }
 
 /// Writes a site of `files` (name, bytes) under `dir/content` and archives it.
