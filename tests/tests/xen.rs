@@ -119,6 +119,10 @@ dig @10.77.0.5 +norec +tries=3 www.example.com A 2>&1
 xl destroy dnsvbd 2>&1; echo "xl destroy status $?"
 section content-vbd-console
 cat /var/log/xen/guest-dnsvbd.log
+section content-bad
+timeout 60 xl create -F /share/dnsbad.cfg 2>&1; echo "xl create -F status $?"
+section content-bad-console
+cat /var/log/xen/guest-dnsbad.log
 
 section end
 "#;
@@ -139,16 +143,16 @@ fn fnv1a64(bytes: &[u8]) -> u64 {
 const CONTENT_ZONE: &str =
     "$TTL 300\n@ IN SOA ns1 hostmaster 42 3600 600 86400 300\n@ IN NS ns1\nns1 IN A 192.0.2.53\nwww IN A 203.0.113.7\n";
 
-/// `tar --format=ustar -cf share/content.tar -C DIR .` over the two zones.
-fn content_archive(share: &std::path::Path) -> std::result::Result<(), String> {
-    let dir = share.join("content");
+/// `tar --format=ustar -cf share/NAME.tar -C DIR .` over the two zones,
+/// with `extra` appended to `example.com.zone` (line 6 on).
+fn content_archive(share: &std::path::Path, name: &str, extra: &str) -> std::result::Result<(), String> {
+    let dir = share.join(name);
     std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
-    for zone in ["example.com.zone", "archive.test.zone"] {
-        std::fs::write(dir.join(zone), CONTENT_ZONE).map_err(|e| e.to_string())?;
-    }
+    std::fs::write(dir.join("example.com.zone"), format!("{CONTENT_ZONE}{extra}")).map_err(|e| e.to_string())?;
+    std::fs::write(dir.join("archive.test.zone"), CONTENT_ZONE).map_err(|e| e.to_string())?;
     let out = std::process::Command::new("tar")
         .args(["--format=ustar", "-cf"])
-        .arg(share.join("content.tar"))
+        .arg(share.join(format!("{name}.tar")))
         .arg("-C")
         .arg(&dir)
         .arg(".")
@@ -192,7 +196,10 @@ fn host_run() -> &'static std::result::Result<HostRun, String> {
         let mut module = Domain::new("module", "/tmp/vmcheck");
         module.cmdline = "--check=boot-module".into();
         module.ramdisk = Some("/share/module.bin".into());
-        content_archive(&share)?;
+        content_archive(&share, "content", "")?;
+        content_archive(&share, "content-bad", "oops IN A 300.1.2.3\n")?;
+        let mut dnsbad = Domain::new("dnsbad", "/tmp/dns");
+        dnsbad.ramdisk = Some("/share/content-bad.tar".into());
         let mut dnsramdisk = Domain::new("dnsramdisk", "/tmp/dns");
         dnsramdisk.cmdline = "--ipv4=10.77.0.4/24".into();
         dnsramdisk.mac = Some("00:16:3e:00:00:04".into());
@@ -212,6 +219,7 @@ fn host_run() -> &'static std::result::Result<HostRun, String> {
             (&module, "module.cfg"),
             (&dnsramdisk, "dnsramdisk.cfg"),
             (&dnsvbd, "dnsvbd.cfg"),
+            (&dnsbad, "dnsbad.cfg"),
         ];
         for (d, file) in domains {
             std::fs::write(share.join(file), d.config()).map_err(|e| e.to_string())?;
@@ -394,6 +402,21 @@ fn dns_content_from_a_read_only_vbd() -> Result {
     dns_content_on_xen("vbd", "the block device")
 }
 
+/// A bad zone in the ramdisk: the domU ends with the app's exit status 1
+/// (Xen's crash reason) and its PV console, where `xl console` and the
+/// console log show it, names the file and line.
+fn dns_bad_zone_in_a_xen_ramdisk() -> Result {
+    let out = section("content-bad")?;
+    check(out.contains("reason code 3") && out.contains("xl create -F status 0"), "the domU ended with exit 1", &out)?;
+    let console = section("content-bad-console")?;
+    check(
+        console.contains("dns: error: content from the boot module: example.com.zone:6: '300.1.2.3' is not an IPv4"),
+        "file:line on the PV console",
+        &console,
+    )?;
+    check(!console.contains("ready to serve"), "nothing served", &console)
+}
+
 /// The very file dom0 booted on Xen, booted under QEMU with virtio.
 fn same_elf_serves_virtio() -> Result {
     let run = host_run().as_ref().map_err(|e| e.clone())?;
@@ -433,6 +456,7 @@ fn main() {
         t("ramdisk_is_a_boot_module", ramdisk_is_a_boot_module),
         t("dns_content_from_a_xen_ramdisk", dns_content_from_a_xen_ramdisk),
         t("dns_content_from_a_read_only_vbd", dns_content_from_a_read_only_vbd),
+        t("dns_bad_zone_in_a_xen_ramdisk", dns_bad_zone_in_a_xen_ramdisk),
     ];
     libtest_mimic::run(&args, tests).exit();
 }
