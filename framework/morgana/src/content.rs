@@ -11,7 +11,9 @@
 //!
 //! An archive that is found but bad (a corrupt header, a truncated file,
 //! an unsafe name ...) stops the boot with an error naming the entry: an
-//! app never serves part of its content.
+//! app never serves part of its content. An app that takes no content
+//! turns all this off ([`crate::Options::without_content`]); then a boot
+//! module is its own to read, whatever it holds.
 
 use alloc::boxed::Box;
 use core::fmt;
