@@ -1,5 +1,7 @@
 //! The VM images as Xen PVH guests, on a real Xen (4.17, nested in QEMU
-//! under TCG; see `tests/xen/`), with a boot module from `ramdisk=` too.
+//! under TCG; see `tests/xen/`), with a boot module from `ramdisk=` too,
+//! and the DNS image fed a content archive (made by the real `tar`) as its
+//! `ramdisk=` and as a read-only vbd.
 //! One boot of the test host runs every scenario from dom0 with real
 //! clients (the echo client, `dig`, `xl`); each test then checks its part
 //! of the log. Among them: a timer keeps running while blkfront is busy,
@@ -100,6 +102,28 @@ timeout 120 xl create -F /share/module.cfg 2>&1; echo "xl create -F status $?"
 section module-console
 cat /var/log/xen/guest-module.log
 
+cp /share/content.tar /tmp/content.tar
+section content-ramdisk
+xl create /share/dnsramdisk.cfg 2>&1 || echo "xl create failed"
+/tmp/dns-probe 10.77.0.4:53 www.archive.test 60 >/dev/null && echo "dns answered"
+dig @10.77.0.4 +norec +tries=3 www.archive.test A 2>&1
+dig @10.77.0.4 +norec +tries=3 www.example.com A 2>&1
+xl destroy dnsramdisk 2>&1; echo "xl destroy status $?"
+section content-ramdisk-console
+cat /var/log/xen/guest-dnsramdisk.log
+section content-vbd
+xl create /share/dnsvbd.cfg 2>&1 || echo "xl create failed"
+/tmp/dns-probe 10.77.0.5:53 www.archive.test 60 >/dev/null && echo "dns answered"
+dig @10.77.0.5 +norec +tries=3 www.archive.test A 2>&1
+dig @10.77.0.5 +norec +tries=3 www.example.com A 2>&1
+xl destroy dnsvbd 2>&1; echo "xl destroy status $?"
+section content-vbd-console
+cat /var/log/xen/guest-dnsvbd.log
+section content-bad
+timeout 60 xl create -F /share/dnsbad.cfg 2>&1; echo "xl create -F status $?"
+section content-bad-console
+cat /var/log/xen/guest-dnsbad.log
+
 section end
 "#;
 
@@ -112,6 +136,32 @@ fn module_bytes() -> Vec<u8> {
 /// FNV-1a, 64 bits, as vmcheck's `--check=boot-module` computes it.
 fn fnv1a64(bytes: &[u8]) -> u64 {
     bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| (h ^ b as u64).wrapping_mul(0x0000_0100_0000_01b3))
+}
+
+/// A zone for `example.com` whose `www` differs from the embedded zone's
+/// (192.0.2.80), and one for `archive.test`, which only the archive has.
+const CONTENT_ZONE: &str =
+    "$TTL 300\n@ IN SOA ns1 hostmaster 42 3600 600 86400 300\n@ IN NS ns1\nns1 IN A 192.0.2.53\nwww IN A 203.0.113.7\n";
+
+/// `tar --format=ustar -cf share/NAME.tar -C DIR .` over the two zones,
+/// with `extra` appended to `example.com.zone` (line 6 on).
+fn content_archive(share: &std::path::Path, name: &str, extra: &str) -> std::result::Result<(), String> {
+    let dir = share.join(name);
+    std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+    std::fs::write(dir.join("example.com.zone"), format!("{CONTENT_ZONE}{extra}")).map_err(|e| e.to_string())?;
+    std::fs::write(dir.join("archive.test.zone"), CONTENT_ZONE).map_err(|e| e.to_string())?;
+    let out = std::process::Command::new("tar")
+        .args(["--format=ustar", "-cf"])
+        .arg(share.join(format!("{name}.tar")))
+        .arg("-C")
+        .arg(&dir)
+        .arg(".")
+        .output()
+        .map_err(|e| format!("cannot run tar: {e}"))?;
+    if !out.status.success() {
+        return Err(format!("tar failed: {}", String::from_utf8_lossy(&out.stderr)));
+    }
+    Ok(())
 }
 
 fn host_run() -> &'static std::result::Result<HostRun, String> {
@@ -146,6 +196,19 @@ fn host_run() -> &'static std::result::Result<HostRun, String> {
         let mut module = Domain::new("module", "/tmp/vmcheck");
         module.cmdline = "--check=boot-module".into();
         module.ramdisk = Some("/share/module.bin".into());
+        content_archive(&share, "content", "")?;
+        content_archive(&share, "content-bad", "oops IN A 300.1.2.3\n")?;
+        let mut dnsbad = Domain::new("dnsbad", "/tmp/dns");
+        dnsbad.ramdisk = Some("/share/content-bad.tar".into());
+        let mut dnsramdisk = Domain::new("dnsramdisk", "/tmp/dns");
+        dnsramdisk.cmdline = "--ipv4=10.77.0.4/24".into();
+        dnsramdisk.mac = Some("00:16:3e:00:00:04".into());
+        dnsramdisk.ramdisk = Some("/tmp/content.tar".into());
+        let mut dnsvbd = Domain::new("dnsvbd", "/tmp/dns");
+        dnsvbd.cmdline = "--ipv4=10.77.0.5/24".into();
+        dnsvbd.mac = Some("00:16:3e:00:00:05".into());
+        dnsvbd.disk = Some("/tmp/content.tar".into());
+        dnsvbd.disk_read_only = true;
         let domains = [
             (&echo, "echo.cfg"),
             (&dns, "dns.cfg"),
@@ -154,6 +217,9 @@ fn host_run() -> &'static std::result::Result<HostRun, String> {
             (&busy, "busy.cfg"),
             (&busylong, "busylong.cfg"),
             (&module, "module.cfg"),
+            (&dnsramdisk, "dnsramdisk.cfg"),
+            (&dnsvbd, "dnsvbd.cfg"),
+            (&dnsbad, "dnsbad.cfg"),
         ];
         for (d, file) in domains {
             std::fs::write(share.join(file), d.config()).map_err(|e| e.to_string())?;
@@ -301,6 +367,56 @@ fn ramdisk_is_a_boot_module() -> Result {
     check(console.contains(&want), &format!("the domU saw the ramdisk ({want})"), &console)
 }
 
+/// The DNS domU given the content archive (`source`: "ramdisk" as its
+/// `ramdisk=`, "vbd" as a read-only disk) answers dig from dom0 with the
+/// archive's records, not the embedded zone's, and logs where they came from.
+fn dns_content_on_xen(source: &str, logged: &str) -> Result {
+    let out = section(&format!("content-{source}"))?;
+    check(out.contains("dns answered"), "the DNS domU answers", &out)?;
+    let answers: Vec<&str> = out.lines().filter(|l| l.contains("\tIN\tA\t")).collect();
+    check(
+        answers.iter().any(|l| l.starts_with("www.archive.test.") && l.ends_with("203.0.113.7")),
+        "www.archive.test (only in the archive) answered",
+        &out,
+    )?;
+    check(
+        answers.iter().any(|l| l.starts_with("www.example.com.") && l.ends_with("203.0.113.7")),
+        "www.example.com from the archive",
+        &out,
+    )?;
+    check(!out.contains("192.0.2.80"), "not the embedded zone's www.example.com", &out)?;
+    check(out.contains("xl destroy status 0"), "the domU destroyed", &out)?;
+    let console = section(&format!("content-{source}-console"))?;
+    check(
+        console.contains("content: 2 files, ") && console.contains(&format!("from {logged}")),
+        &format!("the console says the content came from {logged}"),
+        &console,
+    )
+}
+
+fn dns_content_from_a_xen_ramdisk() -> Result {
+    dns_content_on_xen("ramdisk", "the boot module")
+}
+
+fn dns_content_from_a_read_only_vbd() -> Result {
+    dns_content_on_xen("vbd", "the block device")
+}
+
+/// A bad zone in the ramdisk: the domU ends with the app's exit status 1
+/// (Xen's crash reason) and its PV console, where `xl console` and the
+/// console log show it, names the file and line.
+fn dns_bad_zone_in_a_xen_ramdisk() -> Result {
+    let out = section("content-bad")?;
+    check(out.contains("reason code 3") && out.contains("xl create -F status 0"), "the domU ended with exit 1", &out)?;
+    let console = section("content-bad-console")?;
+    check(
+        console.contains("dns: error: content from the boot module: example.com.zone:6: '300.1.2.3' is not an IPv4"),
+        "file:line on the PV console",
+        &console,
+    )?;
+    check(!console.contains("ready to serve"), "nothing served", &console)
+}
+
 /// The very file dom0 booted on Xen, booted under QEMU with virtio.
 fn same_elf_serves_virtio() -> Result {
     let run = host_run().as_ref().map_err(|e| e.clone())?;
@@ -326,7 +442,8 @@ fn main() {
     let root = Prereq::root();
     let debootstrap = Prereq::program("debootstrap", "--version", "debootstrap");
     let qemu = Prereq::program("qemu-system-x86_64", "--version", "qemu-system-x86");
-    let t = |name: &str, f: fn() -> Result| prereq::trial(name, &[&root, &debootstrap, &qemu], f);
+    let tar = Prereq::program("tar", "--version", "tar");
+    let t = |name: &str, f: fn() -> Result| prereq::trial(name, &[&root, &debootstrap, &qemu, &tar], f);
     let tests = vec![
         t("echo_over_netfront", echo_over_netfront),
         t("xl_shutdown_ends_the_app", xl_shutdown_ends_the_app),
@@ -337,6 +454,9 @@ fn main() {
         t("xl_shutdown_while_busy", xl_shutdown_while_busy),
         t("same_elf_serves_virtio", same_elf_serves_virtio),
         t("ramdisk_is_a_boot_module", ramdisk_is_a_boot_module),
+        t("dns_content_from_a_xen_ramdisk", dns_content_from_a_xen_ramdisk),
+        t("dns_content_from_a_read_only_vbd", dns_content_from_a_read_only_vbd),
+        t("dns_bad_zone_in_a_xen_ramdisk", dns_bad_zone_in_a_xen_ramdisk),
     ];
     libtest_mimic::run(&args, tests).exit();
 }

@@ -65,10 +65,20 @@ pub fn print(msg: &str) {
     let _ = fmt::Write::write_str(&mut morgana_x86::serial::Writer, msg);
 }
 
-/// Writes a line to the serial console.
+/// Whether log lines go to Xen's PV console (set once it is up).
+static PV_CONSOLE: core::sync::atomic::AtomicBool = core::sync::atomic::AtomicBool::new(false);
+
+/// Writes a line to the serial console (Xen's debug port under Xen) and,
+/// once Xen's PV console is up, to it too: that is where `xl console` and
+/// the domain's console log show the app's log, so a fatal error (a bad
+/// zone, a bad content archive) must be there as well.
 pub fn print_error(msg: &str) {
     print(msg);
     print("\n");
+    if PV_CONSOLE.load(core::sync::atomic::Ordering::Relaxed) {
+        morgana_runtime::logger::write_raw(msg);
+        morgana_runtime::logger::write_raw("\n");
+    }
 }
 
 /// VM images have no files.
@@ -464,6 +474,7 @@ mod xen {
         let console = match devs.console {
             Some(c) => {
                 morgana_runtime::logger::set_sink(Box::new(c));
+                PV_CONSOLE.store(true, core::sync::atomic::Ordering::Relaxed);
                 log::info!("Xen PV console");
                 ConsoleDevice::Xen(c)
             }

@@ -59,11 +59,54 @@ async fn report_memory(rt: crate::Handle, every: core::time::Duration) {
     }
 }
 
+/// What an app asks of the framework at boot, beyond its flags.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Options {
+    /// Look for a content archive (a boot module, or a block device holding
+    /// one) and hand it to the app as [`Env::content`]. On by default. An
+    /// app that serves no content and wants a boot module's raw bytes or
+    /// any disk for itself turns it off: then a boot module is not refused
+    /// for not being a ustar archive, and the disk stays in [`Env::block`].
+    pub content: bool,
+}
+
+impl Options {
+    /// Content discovery on.
+    pub const DEFAULT: Options = Options { content: true };
+
+    /// These options without content discovery.
+    pub const fn without_content(mut self) -> Options {
+        self.content = false;
+        self
+    }
+}
+
+impl Default for Options {
+    fn default() -> Options {
+        Options::DEFAULT
+    }
+}
+
 /// Boots the app: takes the framework's, the backend's and the app's flags
 /// (exit status 2 on a bad one), starts the backend, runs `serve` and exits
 /// with 0 when it returns `Ok`, 1 when it fails or the backend cannot start.
 /// Used through [`crate::main!`].
 pub fn run<C, F, Fut>(name: &'static str, config: fn(&mut Args) -> core::result::Result<C, ArgError>, serve: F) -> !
+where
+    F: FnOnce(Env, C) -> Fut,
+    Fut: Future<Output = Result> + 'static,
+{
+    run_with(name, Options::DEFAULT, config, serve)
+}
+
+/// [`run`] with [`Options`]; used through [`crate::main!`]'s third argument.
+pub fn run_with<C, F, Fut>(
+    name: &'static str,
+    options: Options,
+    config: fn(&mut Args) -> core::result::Result<C, ArgError>,
+    serve: F,
+) -> !
 where
     F: FnOnce(Env, C) -> Fut,
     Fut: Future<Output = Result> + 'static,
@@ -107,9 +150,14 @@ where
         Ok(d) => d,
         Err(e) => fail(&program, &e),
     };
-    let (content, block) = match executor.block_on(crate::content::discover(backend::boot_module(), devices.block)) {
-        Ok(found) => found,
-        Err(e) => fail(&program, &e),
+    let (content, block) = if options.content {
+        match executor.block_on(crate::content::discover(backend::boot_module(), devices.block)) {
+            Ok(found) => found,
+            Err(e) => fail(&program, &e),
+        }
+    } else {
+        log::debug!("content: not looked for (the app takes none)");
+        (None, devices.block)
     };
     let env = Env {
         name,

@@ -11,7 +11,9 @@
 //!
 //! An archive that is found but bad (a corrupt header, a truncated file,
 //! an unsafe name ...) stops the boot with an error naming the entry: an
-//! app never serves part of its content.
+//! app never serves part of its content. An app that takes no content
+//! turns all this off ([`crate::Options::without_content`]); then a boot
+//! module is its own to read, whatever it holds.
 
 use alloc::boxed::Box;
 use core::fmt;
@@ -93,6 +95,9 @@ pub(crate) async fn discover(
         let source = ContentSource::Module(Static(bytes));
         let tar = Tar::open(source).await.map_err(|error| ContentError { source: "the boot module", error })?;
         report(&tar);
+        if block.is_some() {
+            log::info!("content: the boot module comes first; the block device is left to the app");
+        }
         return Ok((Some(tar), block));
     }
     let Some(device) = block else {

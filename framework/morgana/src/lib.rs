@@ -40,7 +40,7 @@ mod error;
 
 use core::ops::Deref;
 
-pub use boot::run;
+pub use boot::{run, run_with, Options};
 pub use content::{Content, ContentError, ContentSource};
 pub use error::{Context, Error, Result};
 pub use morgana_devices as devices;
@@ -135,20 +135,25 @@ impl Deref for Env {
 /// Declares an app's entry point: `morgana::main!(config, serve);` where
 /// `config: fn(&mut Args) -> Result<C, ArgError>` takes the app's flags and
 /// `serve: async fn(Env, C) -> morgana::Result`. Expands to the entry point
-/// of whichever backend the build targets.
+/// of whichever backend the build targets. A third argument gives
+/// [`Options`], e.g. `morgana::main!(config, serve,
+/// morgana::Options::DEFAULT.without_content());`.
 #[macro_export]
 macro_rules! main {
     ($config:path, $main:path) => {
+        $crate::main!($config, $main, $crate::Options::DEFAULT);
+    };
+    ($config:path, $main:path, $options:expr) => {
         #[cfg(not(target_os = "none"))]
         fn main() {
-            $crate::run(env!("CARGO_PKG_NAME"), $config, $main)
+            $crate::run_with(env!("CARGO_PKG_NAME"), $options, $config, $main)
         }
 
         /// The VM platform calls this once it has set up the machine.
         #[cfg(target_os = "none")]
         #[unsafe(no_mangle)]
         pub extern "Rust" fn morgana_app_main() -> ! {
-            $crate::run(env!("CARGO_PKG_NAME"), $config, $main)
+            $crate::run_with(env!("CARGO_PKG_NAME"), $options, $config, $main)
         }
     };
 }

@@ -73,6 +73,19 @@ pub fn set_sink(sink: Box<dyn LogSink>) {
     *LOGGER.sink.lock() = Some(sink);
 }
 
+/// Writes `s` as it is (no stamp, not filtered by level) to the log sink,
+/// if there is one yet; returns whether there was. For a fatal message that
+/// must reach the console the log lines go to.
+pub fn write_raw(s: &str) -> bool {
+    match LOGGER.sink.lock().as_mut() {
+        Some(sink) => {
+            sink.write_str(s);
+            true
+        }
+        None => false,
+    }
+}
+
 /// Parses a `--log` value: off, error, warn, info, debug or trace.
 pub fn parse_level(s: &str) -> Result<LevelFilter, &'static str> {
     s.parse().map_err(|_| "expected off, error, warn, info, debug or trace")

@@ -77,7 +77,11 @@ impl<S: Source> Tar<S> {
                 break;
             }
             let raw = || header::raw_name(&block);
-            let h = header::parse(&block).map_err(|p| fail(offset, raw(), p))?;
+            // A block without the magic is no header: its "name" is noise.
+            let h = header::parse(&block).map_err(|p| match p {
+                Problem::NotUstar => fail(offset, None, p),
+                p => fail(offset, raw(), p),
+            })?;
             let data = offset + BLOCK as u64;
             if h.size > len - data {
                 return Err(fail(offset, raw(), Problem::PastEnd(h.size)));

@@ -49,8 +49,14 @@ fn no_magic() {
     let at = find(&bytes, "./index.html");
     bytes[at + 257..at + 263].copy_from_slice(b"notar\0");
     fix_checksum(&mut bytes[at..at + 512]);
-    assert_eq!(refused(bytes).problem, Problem::NotUstar);
-    assert_eq!(refused(vec![0xff; 4096]).problem, Problem::NotUstar, "random bytes");
+    let e = refused(bytes);
+    assert_eq!(e.problem, Problem::NotUstar);
+    assert_eq!(e.offset, at as u64);
+    // Random bytes are no header: the message names no entry, only where.
+    let e = refused(vec![0xff; 4096]);
+    assert_eq!(e.problem, Problem::NotUstar, "random bytes");
+    assert_eq!(e.entry, None, "random bytes");
+    assert_eq!(e.to_string(), "tar archive at byte 0: not a ustar header (no 'ustar' magic)");
 }
 
 #[test]

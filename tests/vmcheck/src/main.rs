@@ -17,6 +17,9 @@
 //! * `boot-module`: logs the first boot module's length and FNV-1a 64
 //!   checksum (QEMU `-initrd FILE`, GRUB `module2`); fails without one.
 //! * `panic`, `write-text`, `stack-overflow`: deliberate failures.
+//!
+//! It takes no content archive (`Options::without_content`): a boot
+//! module's bytes and the disk are the checks' own.
 #![cfg_attr(target_os = "none", no_std, no_main)]
 #![forbid(unsafe_code)]
 
@@ -264,4 +267,6 @@ async fn echo(mut socket: UdpSocket, echoed: Rc<Cell<u64>>, rt: Handle) {
     }
 }
 
-morgana::main!(config, serve);
+// The checks want a boot module's raw bytes and the disk for themselves:
+// no content archive is looked for.
+morgana::main!(config, serve, morgana::Options::DEFAULT.without_content());
