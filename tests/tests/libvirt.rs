@@ -1,8 +1,9 @@
 //! The DNS image under a real libvirtd (Debian's libvirt-daemon-system, QEMU
 //! driver, TCG), from the domain XML `cargo xtask libvirt` prints: it
 //! serves its zone from a content archive on a read-only disk, `virsh
-//! shutdown` ends it cleanly ("shut off (shutdown)"), and a failing app is
-//! reported as crashed through pvpanic.
+//! shutdown` ends it cleanly ("shut off (shutdown)"), a failing app is
+//! reported as crashed through pvpanic, and a GPT disk from `cargo xtask
+//! image` boots with UEFI firmware and serves the zones it carries.
 //!
 //! The test runs its own libvirtd and virtlogd inside a network namespace
 //! it creates, with a bridge there, so the guest reaches nothing else; it
@@ -111,23 +112,45 @@ fn content(dir: &Path) -> PathBuf {
     tar
 }
 
-/// `cargo xtask libvirt dns ...`, as a user runs it, into `dir/NAME.xml`.
-fn domain_xml(dir: &Path, name: &str, extra: &[&str], boot_args: &[&str]) -> std::result::Result<PathBuf, String> {
+/// `cargo xtask ARGS...` as a user runs it; its standard output.
+fn xtask(args: &[&str]) -> std::result::Result<Vec<u8>, String> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let out = Command::new(cargo)
         .current_dir(workspace())
-        .args(["run", "-q", "-p", "xtask", "--", "libvirt", "dns", "--tcg", "--bridge", "br0", "--name", name])
-        .args(extra)
-        .arg("--")
-        .args(boot_args)
+        .args(["run", "-q", "-p", "xtask", "--"])
+        .args(args)
         .output()
         .map_err(|e| e.to_string())?;
     if !out.status.success() {
-        return Err(format!("cargo xtask libvirt failed: {}", String::from_utf8_lossy(&out.stderr)));
+        return Err(format!("cargo xtask {} failed: {}", args.join(" "), String::from_utf8_lossy(&out.stderr)));
+    }
+    Ok(out.stdout)
+}
+
+/// `cargo xtask libvirt dns ...` into `dir/NAME.xml`.
+fn domain_xml(dir: &Path, name: &str, extra: &[&str], boot_args: &[&str]) -> std::result::Result<PathBuf, String> {
+    let mut args = vec!["libvirt", "dns", "--tcg", "--bridge", "br0", "--name", name];
+    args.extend_from_slice(extra);
+    if !boot_args.is_empty() {
+        args.push("--");
+        args.extend_from_slice(boot_args);
     }
     let file = dir.join(format!("{name}.xml"));
-    std::fs::write(&file, &out.stdout).map_err(|e| e.to_string())?;
+    std::fs::write(&file, xtask(&args)?).map_err(|e| e.to_string())?;
     Ok(file)
+}
+
+/// Waits (up to `timeout`) until the guest answers for `name` with an
+/// address; returns the last answer.
+fn wait_answer(lv: &Libvirtd, name: &str, timeout: Duration) -> String {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let answer = lv.dig(name);
+        if answer.parse::<std::net::Ipv4Addr>().is_ok() || Instant::now() > deadline {
+            return answer;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
 }
 
 fn console(name: &str) -> String {
@@ -152,7 +175,7 @@ struct Defined(String);
 impl Drop for Defined {
     fn drop(&mut self) {
         let _ = virsh(&["destroy", &self.0]);
-        let _ = virsh(&["undefine", &self.0]);
+        let _ = virsh(&["undefine", "--nvram", &self.0]);
     }
 }
 
@@ -171,15 +194,7 @@ fn serves_content_and_shuts_down() -> Result {
     let tar_arg = tar.display().to_string();
     let xml = domain_xml(&dir, &name, &["--content", &tar_arg], &[&format!("--ipv4={GUEST}/24")])?;
     let _domain = define_and_start(&xml, &name)?;
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let mut answer = String::new();
-    while Instant::now() < deadline {
-        answer = lv.dig("libvirt.example.com");
-        if answer.parse::<std::net::Ipv4Addr>().is_ok() {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    let answer = wait_answer(&lv, "libvirt.example.com", Duration::from_secs(60));
     let log = console(&name);
     if answer != "192.0.2.94" {
         return Err(format!("dig for the archive's record gave {answer:?}\n--- console\n{log}").into());
@@ -196,6 +211,38 @@ fn serves_content_and_shuts_down() -> Result {
     }
     if !log.contains("ACPI power button pressed: exiting") {
         return Err(format!("the app did not see the power button\n--- console\n{log}").into());
+    }
+    Ok(())
+}
+
+/// The user's path with no kernel: `cargo xtask image` makes a GPT disk
+/// with the zones on it, `cargo xtask libvirt --disk --uefi` boots it with
+/// OVMF (libvirt picks the firmware), and the answers come from the disk.
+fn uefi_disk_from_xtask_image() -> Result {
+    let lv = Libvirtd::start()?;
+    let dir = scratch("disk");
+    content(&dir); // writes dir/zones too
+    let zones = dir.join("zones");
+    let disk = dir.join("dns.raw");
+    let (zones_arg, disk_arg) = (zones.display().to_string(), disk.display().to_string());
+    let guest = format!("--ipv4={GUEST}/24");
+    xtask(&["image", "dns", "-o", &disk_arg, "--content", &zones_arg, "--grub-timeout", "0", "--", &guest])?;
+    let name = format!("morgana-disk-{}", std::process::id());
+    let xml = domain_xml(&dir, &name, &["--disk", &disk_arg, "--uefi"], &[])?;
+    let _domain = define_and_start(&xml, &name)?;
+    let answer = wait_answer(&lv, "libvirt.example.com", Duration::from_secs(120));
+    let log = console(&name);
+    if answer != "192.0.2.94" {
+        return Err(format!("dig for the disk's record gave {answer:?}\n--- console\n{log}").into());
+    }
+    if !log.contains("multiboot2 entry") || !log.contains("from the boot module") {
+        return Err(format!("not booted by GRUB with the content module\n--- console\n{log}").into());
+    }
+    virsh(&["shutdown", &name])?;
+    let state = wait_shut_off(&name, Duration::from_secs(60));
+    eprintln!("  UEFI disk after virsh shutdown: {state}");
+    if state != "shut off (shutdown)" {
+        return Err(format!("virsh shutdown left the domain {state:?}\n--- console\n{}", console(&name)).into());
     }
     Ok(())
 }
@@ -232,6 +279,7 @@ fn main() {
     let tests = vec![
         trial("libvirt_serves_content_and_virsh_shutdown_powers_off", serves_content_and_shuts_down),
         trial("libvirt_failure_shows_as_crashed", failure_shows_as_crashed),
+        trial("libvirt_boots_a_uefi_disk_from_xtask_image", uefi_disk_from_xtask_image),
     ];
     libtest_mimic::run(&args, tests).exit();
 }

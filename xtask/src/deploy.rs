@@ -72,6 +72,11 @@ impl Libvirt {
             Boot::Disk { uefi, .. } => {
                 let firmware = if *uefi { " firmware='efi'" } else { "" };
                 x += &format!("  <os{firmware}>\n    <type arch='x86_64' machine='q35'>hvm</type>\n");
+                if *uefi {
+                    // GRUB on the disk is not signed: firmware without Secure Boot.
+                    x += "    <firmware>\n      <feature enabled='no' name='secure-boot'/>\n";
+                    x += "      <feature enabled='no' name='enrolled-keys'/>\n    </firmware>\n";
+                }
                 x += "    <boot dev='hd'/>\n  </os>\n";
             }
         }
@@ -155,6 +160,7 @@ mod tests {
         d.bridge = None;
         let x = d.xml().unwrap();
         assert!(x.starts_with("<domain type='kvm'>") && x.contains("<os firmware='efi'>"));
+        assert!(x.contains("<feature enabled='no' name='secure-boot'/>"), "unsigned GRUB");
         assert!(x.contains("<driver name='qemu' type='qcow2'/>") && x.contains("<source network='default'/>"));
     }
 }

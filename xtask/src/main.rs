@@ -159,12 +159,15 @@ fn run(args: &[String]) -> Result<ExitCode, String> {
     }
 }
 
+/// Guest memory UEFI firmware (OVMF) needs to boot.
+const UEFI_MIN_MIB: u32 = 128;
+
 /// `cargo xtask libvirt|xl APP ...`: prints the description to stdout.
 fn deploy(cmd: &str, args: &[String]) -> Result<ExitCode, String> {
     let (app, mut rest) = args.split_first().ok_or(USAGE)?;
     let xen = cmd == "xl";
     let (mut kernel, mut disk, mut uefi, mut tcg) = (false, None::<PathBuf>, false, false);
-    let (mut content, mut memory, mut bridge, mut name, mut boot_args) = (None, 32, None, app.clone(), Vec::new());
+    let (mut content, mut memory, mut bridge, mut name, mut boot_args) = (None, None, None, app.clone(), Vec::new());
     while let Some((flag, tail)) = rest.split_first() {
         let mut value = || -> Result<String, String> {
             let (v, t) = tail.split_first().ok_or(format!("{flag} needs a value"))?;
@@ -173,7 +176,7 @@ fn deploy(cmd: &str, args: &[String]) -> Result<ExitCode, String> {
         };
         match flag.as_str() {
             "--content" => content = Some(absolute(&value()?)?),
-            "--memory" => memory = value()?.parse().map_err(|_| "bad --memory")?,
+            "--memory" => memory = Some(value()?.parse::<u32>().map_err(|_| "bad --memory")?),
             "--bridge" => bridge = Some(value()?),
             "--name" => name = value()?,
             "--disk" if !xen => disk = Some(absolute(&value()?)?),
@@ -198,6 +201,13 @@ fn deploy(cmd: &str, args: &[String]) -> Result<ExitCode, String> {
     if uefi && disk.is_none() {
         return Err("--uefi needs --disk (a direct kernel boot has no firmware choice)".into());
     }
+    // OVMF itself needs about 128 MiB (with 32 it faults before GRUB).
+    let memory = match (memory, uefi) {
+        (Some(m), true) if m < UEFI_MIN_MIB => return Err(format!("--uefi needs --memory {UEFI_MIN_MIB} or more")),
+        (Some(m), _) => m,
+        (None, true) => UEFI_MIN_MIB,
+        (None, false) => 32,
+    };
     let cmdline = boot_args.join(" ");
     if cmdline.contains(['"', '\'', '\n']) {
         return Err("boot arguments cannot contain quotes or newlines".into());
