@@ -127,9 +127,18 @@ fn xtask(args: &[&str]) -> std::result::Result<Vec<u8>, String> {
     Ok(out.stdout)
 }
 
-/// `cargo xtask libvirt dns ...` into `dir/NAME.xml`.
-fn domain_xml(dir: &Path, name: &str, extra: &[&str], boot_args: &[&str]) -> std::result::Result<PathBuf, String> {
-    let mut args = vec!["libvirt", "dns", "--tcg", "--bridge", "br0", "--name", name];
+/// `cargo xtask libvirt APP ...` into `dir/NAME.xml` (APP may be `--elf
+/// FILE`, a released image).
+fn domain_xml_for(
+    dir: &Path,
+    app: &[&str],
+    name: &str,
+    extra: &[&str],
+    boot_args: &[&str],
+) -> std::result::Result<PathBuf, String> {
+    let mut args = vec!["libvirt"];
+    args.extend_from_slice(app);
+    args.extend_from_slice(&["--tcg", "--bridge", "br0", "--name", name]);
     args.extend_from_slice(extra);
     if !boot_args.is_empty() {
         args.push("--");
@@ -138,6 +147,11 @@ fn domain_xml(dir: &Path, name: &str, extra: &[&str], boot_args: &[&str]) -> std
     let file = dir.join(format!("{name}.xml"));
     std::fs::write(&file, xtask(&args)?).map_err(|e| e.to_string())?;
     Ok(file)
+}
+
+/// `cargo xtask libvirt dns ...` into `dir/NAME.xml`.
+fn domain_xml(dir: &Path, name: &str, extra: &[&str], boot_args: &[&str]) -> std::result::Result<PathBuf, String> {
+    domain_xml_for(dir, &["dns"], name, extra, boot_args)
 }
 
 /// Waits (up to `timeout`) until the guest answers for `name` with an
@@ -251,7 +265,11 @@ fn failure_shows_as_crashed() -> Result {
     let _lv = Libvirtd::start()?;
     let dir = scratch("crash");
     let name = format!("morgana-bad-{}", std::process::id());
-    let xml = domain_xml(&dir, &name, &[], &["--no-such-flag"])?;
+    // A released image, as a user without the source would have it.
+    let released = dir.join("dns");
+    std::fs::copy(xtask::build_image("dns", true)?, &released).map_err(|e| e.to_string())?;
+    let released = released.display().to_string();
+    let xml = domain_xml_for(&dir, &["--elf", &released], &name, &[], &["--no-such-flag"])?;
     let _domain = define_and_start(&xml, &name)?;
     let state = wait_shut_off(&name, Duration::from_secs(60));
     let log = console(&name);

@@ -32,9 +32,9 @@ const USAGE: &str = "usage: cargo xtask run APP [--machine microvm|pc|q35] [--me
        cargo xtask bench-image [RUNS]
        cargo xtask xen-run APP [--disk-mib N] [--seconds N] [-- BOOT ARGUMENTS...]
        cargo xtask bench-xen [RUNS]
-       cargo xtask libvirt APP [--kernel | --disk FILE [--uefi]] [--content FILE] [--memory MIB]
+       cargo xtask libvirt APP|--elf FILE [--kernel | --disk FILE [--uefi]] [--content FILE] [--memory MIB]
                    [--bridge NAME] [--name NAME] [--tcg] [-- BOOT ARGUMENTS...]
-       cargo xtask xl APP [--content FILE] [--memory MIB] [--bridge NAME] [--name NAME] [-- BOOT ARGUMENTS...]";
+       cargo xtask xl APP|--elf FILE [--content FILE] [--memory MIB] [--bridge NAME] [--name NAME] [-- BOOT ARGUMENTS...]";
 
 fn run(args: &[String]) -> Result<ExitCode, String> {
     let (cmd, rest) = args.split_first().ok_or(USAGE)?;
@@ -165,9 +165,23 @@ const UEFI_MIN_MIB: u32 = 128;
 /// `cargo xtask libvirt|xl APP ...`: prints the description to stdout.
 fn deploy(cmd: &str, args: &[String]) -> Result<ExitCode, String> {
     let (app, mut rest) = args.split_first().ok_or(USAGE)?;
+    // A released image instead of APP's build: nothing is compiled.
+    let mut elf = None;
+    let mut default_name = app.clone();
+    if app == "--elf" {
+        let (file, tail) = rest.split_first().ok_or("--elf needs a file")?;
+        let file = absolute(file)?;
+        default_name = file.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "morgana".into());
+        elf = Some(file);
+        rest = tail;
+    }
+    let image = || match &elf {
+        Some(file) => Ok(file.clone()),
+        None => build_image(app, true),
+    };
     let xen = cmd == "xl";
     let (mut kernel, mut disk, mut uefi, mut tcg) = (false, None::<PathBuf>, false, false);
-    let (mut content, mut memory, mut bridge, mut name, mut boot_args) = (None, None, None, app.clone(), Vec::new());
+    let (mut content, mut memory, mut bridge, mut name, mut boot_args) = (None, None, None, default_name, Vec::new());
     while let Some((flag, tail)) = rest.split_first() {
         let mut value = || -> Result<String, String> {
             let (v, t) = tail.split_first().ok_or(format!("{flag} needs a value"))?;
@@ -213,8 +227,7 @@ fn deploy(cmd: &str, args: &[String]) -> Result<ExitCode, String> {
         return Err("boot arguments cannot contain quotes or newlines".into());
     }
     let text = if xen {
-        let image = build_image(app, true)?;
-        let mut d = xtask::xen::Domain::new(&name, &image.display().to_string());
+        let mut d = xtask::xen::Domain::new(&name, &image()?.display().to_string());
         d.memory_mib = memory;
         d.cmdline = cmdline;
         d.bridge = Some(bridge.unwrap_or_else(|| "xenbr0".into()));
@@ -224,7 +237,7 @@ fn deploy(cmd: &str, args: &[String]) -> Result<ExitCode, String> {
     } else {
         let boot = match disk {
             Some(file) => Boot::Disk { file, uefi },
-            None => Boot::Kernel(build_image(app, true)?),
+            None => Boot::Kernel(image()?),
         };
         Libvirt { name, boot, content, memory_mib: memory, bridge, tcg, cmdline }.xml()?
     };
