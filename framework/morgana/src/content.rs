@@ -101,7 +101,7 @@ pub(crate) async fn discover(
         return Ok((Some(tar), block));
     }
     let Some(device) = block else {
-        log::info!("content: none (no boot module, no block device); apps use their embedded defaults");
+        log::debug!("content: none (no boot module, no block device); apps use their embedded defaults");
         return Ok((None, None));
     };
     let mut source = BlockSource::new(device);
