@@ -105,11 +105,7 @@ fn run(args: &[String]) -> Result<ExitCode, String> {
     let mut rng = true;
     let mut boot_args = Vec::new();
     while let Some((flag, tail)) = rest.split_first() {
-        let mut value = || -> Result<&String, String> {
-            let (v, t) = tail.split_first().ok_or(format!("{flag} needs a value"))?;
-            rest = t;
-            Ok(v)
-        };
+        let mut value = || flag_value(flag, tail, &mut rest);
         match flag.as_str() {
             "--machine" => machine = value()?.parse()?,
             "--memory" => memory = value()?.parse().map_err(|_| "bad --memory")?,
@@ -159,22 +155,35 @@ fn run(args: &[String]) -> Result<ExitCode, String> {
     }
 }
 
+/// The value after `flag` (the head of `tail`); `rest` moves past it.
+fn flag_value<'a>(flag: &str, tail: &'a [String], rest: &mut &'a [String]) -> Result<String, String> {
+    let (v, t) = tail.split_first().ok_or(format!("{flag} needs a value"))?;
+    *rest = t;
+    Ok(v.clone())
+}
+
+/// The leading `APP` or `--elf FILE` (a released image instead of APP's
+/// build: nothing is compiled), and the arguments after it.
+fn app_or_elf(args: &[String]) -> Result<(&String, Option<PathBuf>, &[String]), String> {
+    let (app, rest) = args.split_first().ok_or(USAGE)?;
+    if app != "--elf" {
+        return Ok((app, None, rest));
+    }
+    let (file, rest) = rest.split_first().ok_or("--elf needs a file")?;
+    Ok((app, Some(PathBuf::from(file)), rest))
+}
+
 /// Guest memory UEFI firmware (OVMF) needs to boot.
 const UEFI_MIN_MIB: u32 = 128;
 
 /// `cargo xtask libvirt|xl APP ...`: prints the description to stdout.
 fn deploy(cmd: &str, args: &[String]) -> Result<ExitCode, String> {
-    let (app, mut rest) = args.split_first().ok_or(USAGE)?;
-    // A released image instead of APP's build: nothing is compiled.
-    let mut elf = None;
-    let mut default_name = app.clone();
-    if app == "--elf" {
-        let (file, tail) = rest.split_first().ok_or("--elf needs a file")?;
-        let file = absolute(file)?;
-        default_name = file.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "morgana".into());
-        elf = Some(file);
-        rest = tail;
-    }
+    let (app, elf, mut rest) = app_or_elf(args)?;
+    let elf = elf.map(|f| absolute(&f.display().to_string())).transpose()?;
+    let default_name = match &elf {
+        Some(file) => file.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "morgana".into()),
+        None => app.clone(),
+    };
     let image = || match &elf {
         Some(file) => Ok(file.clone()),
         None => build_image(app, true),
@@ -183,11 +192,7 @@ fn deploy(cmd: &str, args: &[String]) -> Result<ExitCode, String> {
     let (mut kernel, mut disk, mut uefi, mut tcg) = (false, None::<PathBuf>, false, false);
     let (mut content, mut memory, mut bridge, mut name, mut boot_args) = (None, None, None, default_name, Vec::new());
     while let Some((flag, tail)) = rest.split_first() {
-        let mut value = || -> Result<String, String> {
-            let (v, t) = tail.split_first().ok_or(format!("{flag} needs a value"))?;
-            rest = t;
-            Ok(v.clone())
-        };
+        let mut value = || flag_value(flag, tail, &mut rest);
         match flag.as_str() {
             "--content" => content = Some(absolute(&value()?)?),
             "--memory" => memory = Some(value()?.parse::<u32>().map_err(|_| "bad --memory")?),
@@ -249,24 +254,14 @@ fn deploy(cmd: &str, args: &[String]) -> Result<ExitCode, String> {
 /// output, builds APP, writes the image.
 fn image(args: &[String]) -> Result<ExitCode, String> {
     use xtask::image::{Format, Request};
-    let (app, mut rest) = args.split_first().ok_or(USAGE)?;
-    // A released image instead of APP's build: nothing is compiled.
-    let mut elf = None;
-    if app == "--elf" {
-        let (file, tail) = rest.split_first().ok_or("--elf needs a file")?;
-        elf = Some(PathBuf::from(file));
-        rest = tail;
-    } else if app.starts_with('-') {
+    let (app, elf, mut rest) = app_or_elf(args)?;
+    if elf.is_none() && app.starts_with('-') {
         return Err(format!("image: the app (or --elf FILE) comes first\n{USAGE}"));
     }
     let (mut out, mut format, mut content, mut size, mut timeout) = (None, Format::Raw, None, None, 1);
     let mut boot_args = Vec::new();
     while let Some((flag, tail)) = rest.split_first() {
-        let mut value = || -> Result<String, String> {
-            let (v, t) = tail.split_first().ok_or(format!("{flag} needs a value"))?;
-            rest = t;
-            Ok(v.clone())
-        };
+        let mut value = || flag_value(flag, tail, &mut rest);
         match flag.as_str() {
             "-o" | "--output" => out = Some(PathBuf::from(value()?)),
             "--format" => format = value()?.parse()?,
