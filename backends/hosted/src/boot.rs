@@ -9,6 +9,7 @@ use morgana_devices::Entropy;
 use morgana_net::{direct, Stack};
 use morgana_runtime::{ArgError, Args, Handle};
 
+use crate::sandbox::Sandbox;
 use crate::sockets::HostStack;
 use crate::tap::TapDevice;
 use crate::{FileBlock, HostClock, OsEntropy, Reactor, StdioConsole};
@@ -71,6 +72,8 @@ pub struct BootConfig {
     pub block: Option<PathBuf>,
     /// `--block-read-only`.
     pub block_read_only: bool,
+    /// `--sandbox`: a seccomp allow-list once the app has set up.
+    pub sandbox: bool,
 }
 
 impl BootConfig {
@@ -92,7 +95,11 @@ impl BootConfig {
         if block_read_only && block.is_none() {
             return Err(ArgError::Conflict("--block-read-only needs --block=PATH".into()));
         }
-        Ok(BootConfig { net, direct, mac, block, block_read_only })
+        let sandbox = args.switch(
+            "sandbox",
+            "once set up, allow only the system calls the devices need (seccomp); any other kills the process",
+        )?;
+        Ok(BootConfig { net, direct, mac, block, block_read_only, sandbox })
     }
 }
 
@@ -140,6 +147,9 @@ pub fn start(cfg: BootConfig, reactor: &Rc<Reactor>, rt: &Handle) -> Result<Devi
         None => None,
         Some(p) => Some(FileBlock::open(p, cfg.block_read_only).map_err(|e| BootError::Block(p.clone(), e))?),
     };
+    if cfg.sandbox {
+        crate::sandbox::request(Sandbox { host_sockets: cfg.net == NetChoice::Socket, block: block.is_some() });
+    }
     let stack = match cfg.net {
         NetChoice::Socket => Stack::new(Rc::new(HostStack::new(reactor.clone())), rt.clone()),
         NetChoice::Tap(name) => {
@@ -158,5 +168,10 @@ pub fn start(cfg: BootConfig, reactor: &Rc<Reactor>, rt: &Handle) -> Result<Devi
             direct::start(tap, cfg.direct, seed, rt).0
         }
     };
-    Ok(Devices { stack, clock: HostClock, entropy, block, console: StdioConsole::new(reactor) })
+    let mut console = StdioConsole::new(reactor);
+    if cfg.sandbox {
+        // Its input thread cannot be started inside the sandbox.
+        console.start_reader();
+    }
+    Ok(Devices { stack, clock: HostClock, entropy, block, console })
 }

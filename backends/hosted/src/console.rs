@@ -39,12 +39,22 @@ impl StdioConsole {
         StdioConsole { notifier: reactor.notifier(), input: None, pending: Vec::new(), ended: false }
     }
 
-    fn start_reader(&mut self) {
+    /// Starts the thread that reads stdin (otherwise started by the first
+    /// read).
+    pub fn start_reader(&mut self) {
+        if self.input.is_some() {
+            return;
+        }
         let notifier = self.notifier.clone();
-        let (tx, rx) = mpsc::channel();
+        // Bounded: unread input waits in the pipe, not in memory.
+        let (tx, rx) = mpsc::sync_channel(4);
         let waker: SharedWaker = Default::default();
         let w = waker.clone();
+        // The spawner waits until the thread runs: a thread's start-up makes
+        // system calls (rseq, sigaltstack) that the sandbox forbids.
+        let (running_tx, running) = mpsc::sync_channel(1);
         std::thread::spawn(move || {
+            let _ = running_tx.send(());
             let mut buf = [0u8; 4096];
             loop {
                 let msg = match std::io::stdin().read(&mut buf) {
@@ -53,17 +63,23 @@ impl StdioConsole {
                 };
                 let end = matches!(msg, Input::End);
                 if tx.send(msg).is_err() {
-                    return;
+                    break;
                 }
                 if let Some(w) = w.lock().ok().and_then(|mut g| g.take()) {
                     w.wake();
                 }
                 let _ = notifier.wake();
                 if end {
-                    return;
+                    break;
                 }
             }
+            // Never ends: a thread's exit makes system calls (rseq,
+            // madvise, exit) that the sandbox forbids.
+            loop {
+                std::thread::park();
+            }
         });
+        let _ = running.recv();
         self.input = Some((rx, waker));
     }
 }

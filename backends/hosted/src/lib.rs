@@ -17,6 +17,7 @@ mod block;
 mod boot;
 mod console;
 mod reactor;
+pub mod sandbox;
 pub mod sockets;
 pub mod tap;
 
@@ -148,7 +149,20 @@ pub fn boot_module() -> Option<&'static [u8]> {
     None
 }
 
+/// The app has set itself up (its first wait): with `--sandbox`, the
+/// process now drops to the sandbox's allow-list.
+pub fn started() -> Result<(), sandbox::SandboxError> {
+    if let Some(s) = sandbox::enter_requested()? {
+        let names = s.allowed_names();
+        log::info!("sandbox on: {} system calls allowed: {}", names.len(), names.join(", "));
+    }
+    Ok(())
+}
+
 /// Ends the process with `code`.
 pub fn exit(code: i32) -> ! {
+    if sandbox::sealed() {
+        sandbox::exit(code)
+    }
     std::process::exit(code)
 }

@@ -73,6 +73,14 @@ fn bound_socket(addr: ListenAddr, ty: Type, proto: Protocol) -> io::Result<Socke
     Ok(socket)
 }
 
+/// Inside the sandbox no socket may be created: say so instead of dying.
+fn no_new_sockets() -> Result<(), Error> {
+    if crate::sandbox::sealed() {
+        return Err(Error::Host("the sandbox allows no new sockets after start (bind before the first wait)".into()));
+    }
+    Ok(())
+}
+
 /// The host-socket stack.
 pub struct HostStack {
     reactor: Rc<Reactor>,
@@ -99,6 +107,7 @@ impl StackDriver for HostStack {
     }
 
     fn tcp_listen(&self, addr: ListenAddr) -> Result<Box<dyn TcpListenerDriver>, Error> {
+        no_new_sockets()?;
         let socket = bound_socket(addr, Type::STREAM, Protocol::TCP).map_err(net_error)?;
         socket.listen(1024).map_err(net_error)?;
         let local = socket.local_addr().ok().and_then(|a| a.as_socket()).map(unmap);
@@ -109,6 +118,7 @@ impl StackDriver for HostStack {
     }
 
     fn tcp_connect(&self, remote: SocketAddr) -> Result<Box<dyn TcpStreamDriver>, Error> {
+        no_new_sockets()?;
         if remote.port() == 0 || remote.ip().is_unspecified() {
             return Err(Error::InvalidInput("connect needs an address and a non-zero port"));
         }
@@ -118,6 +128,7 @@ impl StackDriver for HostStack {
     }
 
     fn udp_bind(&self, addr: ListenAddr) -> Result<Box<dyn UdpSocketDriver>, Error> {
+        no_new_sockets()?;
         let socket = bound_socket(addr, Type::DGRAM, Protocol::UDP).map_err(net_error)?;
         let dual = socket.domain().map(|d| d == Domain::IPV6).unwrap_or(false) && addr.ip.is_none();
         let local = socket.local_addr().ok().and_then(|a| a.as_socket()).map(unmap);

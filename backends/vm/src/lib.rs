@@ -91,6 +91,12 @@ pub fn load_dir(_dir: &str) -> Result<Vec<morgana_runtime::FileEntry>, &'static 
     Err("files are not available in a VM image (embed data at build time)")
 }
 
+/// The app has set itself up. Nothing to do in a VM: the hypervisor is
+/// the sandbox.
+pub fn started() -> Result<(), core::convert::Infallible> {
+    Ok(())
+}
+
 /// Ends the VM.
 pub fn exit(code: i32) -> ! {
     morgana_x86::exit(code)

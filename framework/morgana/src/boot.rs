@@ -171,7 +171,7 @@ where
     };
     let net = env.net.clone();
     let rt = env.rt.clone();
-    let main = ReportReady { inner: Box::pin(serve(env, app)), on_ready: Some((net, rt)) };
+    let main = ReportReady { inner: Box::pin(serve(env, app)), on_ready: Some((net, rt)), program: program.clone() };
     match executor.block_on(main) {
         Ok(()) => backend::exit(0),
         Err(e) => fail(&program, &e),
@@ -179,11 +179,14 @@ where
 }
 
 /// Runs the app's future; the first time it waits, the app has set itself
-/// up, so once the network is configured the framework logs that it is
-/// ready to serve and how long that took since the process or VM started.
+/// up: the backend is told (a hosted process with `--sandbox` drops to its
+/// allow-list there), and once the network is configured the framework logs
+/// that it is ready to serve and how long that took since the process or VM
+/// started.
 struct ReportReady<F> {
     inner: Pin<Box<F>>,
     on_ready: Option<(crate::Stack, crate::Handle)>,
+    program: alloc::string::String,
 }
 
 impl<F: Future> Future for ReportReady<F> {
@@ -192,6 +195,9 @@ impl<F: Future> Future for ReportReady<F> {
         let out = self.inner.as_mut().poll(cx);
         if out.is_pending() {
             if let Some((net, rt)) = self.on_ready.take() {
+                if let Err(e) = backend::started() {
+                    fail(&self.program, &e);
+                }
                 rt.spawn(async move {
                     net.wait_configured().await;
                     let t = backend::since_entry();

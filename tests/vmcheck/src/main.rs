@@ -16,7 +16,9 @@
 //!   compares the host's time between them).
 //! * `boot-module`: logs the first boot module's length and FNV-1a 64
 //!   checksum (QEMU `-initrd FILE`, GRUB `module2`); fails without one.
-//! * `panic`, `write-text`, `stack-overflow`: deliberate failures.
+//! * `forbidden-call`: after its first wait, tries to bind a socket and
+//!   to read a file (hosted: `--sandbox` must kill it).
+//! * `panic`, `panic-after-wait`, `write-text`, `stack-overflow`: deliberate failures.
 //!
 //! It takes no content archive (`Options::without_content`): a boot
 //! module's bytes and the disk are the checks' own.
@@ -126,6 +128,17 @@ async fn serve(mut env: Env, cfg: Config) -> morgana::Result {
                 env.rt.now().saturating_since(start).as_nanos()
             );
         }
+        "forbidden-call" => {
+            // The first wait: a hosted `--sandbox` process is sealed here.
+            env.rt.sleep(Duration::from_millis(10)).await;
+            match env.net.udp_bind(ListenAddr { ip: Some(IpAddr::V4(Ipv4Addr::LOCALHOST)), port: 0 }) {
+                Ok(_) => info!("forbidden-call: a new socket was bound"),
+                Err(e) => info!("forbidden-call: no new socket: {e}"),
+            }
+            // Opening a file is not on any allow-list.
+            let status = env.read_file("/proc/self/status")?;
+            info!("forbidden-call: read {} bytes of /proc/self/status", status.len());
+        }
         "console" => {
             env.console.write(b"hello from the console device\n")?;
         }
@@ -134,6 +147,10 @@ async fn serve(mut env: Env, cfg: Config) -> morgana::Result {
             info!("boot-module: {} bytes, fnv1a64 {:016x}", module.len(), fnv1a64(module));
         }
         "panic" => panic!("deliberate panic"),
+        "panic-after-wait" => {
+            env.rt.sleep(Duration::from_millis(10)).await;
+            panic!("deliberate panic after the first wait")
+        }
         #[cfg(target_os = "none")]
         "write-text" => morgana::backend::fault::write_to_text(),
         #[cfg(target_os = "none")]
