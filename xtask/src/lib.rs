@@ -21,14 +21,16 @@ pub fn workspace() -> PathBuf {
 }
 
 /// Builds `app` for the VM target (`cargo build [--release] -p APP --target
-/// x86_64-unknown-none`) and returns the image path.
+/// x86_64-unknown-none`) and returns the stripped image, `APP.stripped`
+/// beside cargo's unstripped ELF ([`debug_elf`]).
 pub fn build_image(app: &str, release: bool) -> Result<PathBuf, String> {
     build_image_with(app, release, None)
 }
 
 /// Builds APP's image with only the given driver sets (`"virtio"`, `"xen"`,
 /// `"virtio,xen"`); `None` keeps the app's defaults. The image is written
-/// to the usual place, so copy it before the next build.
+/// to the usual place, so copy it before the next build. The image is
+/// stripped; cargo's ELF beside it keeps the debug information.
 pub fn build_image_with(app: &str, release: bool, drivers: Option<&str>) -> Result<PathBuf, String> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let mut cmd = Command::new(cargo);
@@ -45,9 +47,26 @@ pub fn build_image_with(app: &str, release: bool, drivers: Option<&str>) -> Resu
     if !status.success() {
         return Err(format!("building {app} for {TARGET} failed"));
     }
+    let elf = debug_elf(app, release);
+    let image = elf.with_extension("stripped");
+    let status = Command::new("strip")
+        .arg("-o")
+        .arg(&image)
+        .arg(&elf)
+        .status()
+        .map_err(|e| format!("cannot run strip (apt-get install binutils): {e}"))?;
+    if !status.success() {
+        return Err(format!("strip {} failed", elf.display()));
+    }
+    Ok(image)
+}
+
+/// Cargo's ELF of `app` for the VM target: not stripped, with the debug
+/// information gdb and `cargo xtask symbolize` read. (Not built here.)
+pub fn debug_elf(app: &str, release: bool) -> PathBuf {
     let target_dir =
         std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| workspace().join("target"));
-    Ok(target_dir.join(TARGET).join(if release { "release" } else { "debug" }).join(app))
+    target_dir.join(TARGET).join(if release { "release" } else { "debug" }).join(app)
 }
 
 /// OVMF's code (Debian's `ovmf` package), for [`Vm::ovmf_vars`].
