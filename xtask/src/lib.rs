@@ -3,8 +3,10 @@
 #![forbid(unsafe_code)]
 
 pub mod bench;
+pub mod debug;
 pub mod deploy;
 pub mod image;
+pub mod symbolize;
 pub mod xen;
 
 use std::fmt;
