@@ -178,6 +178,8 @@ pub struct Vm {
     /// Use OVMF (UEFI) as firmware, with this writable copy of its
     /// variable store; `None` keeps QEMU's default, SeaBIOS.
     pub ovmf_vars: Option<PathBuf>,
+    /// Start with the CPU stopped and QEMU's GDB stub on 127.0.0.1:PORT.
+    pub gdb: Option<u16>,
 }
 
 impl Vm {
@@ -199,6 +201,7 @@ impl Vm {
             cdrom: None,
             boot_from_disk: false,
             ovmf_vars: None,
+            gdb: None,
         }
     }
 
@@ -213,6 +216,9 @@ impl Vm {
         c.args(["-M", machine, "-accel", "tcg", "-m", &format!("{}M", self.memory_mib)]);
         c.args(["-nodefaults", "-no-reboot", "-display", "none", "-serial", "stdio"]);
         c.args(["-device", "isa-debug-exit,iobase=0xf4,iosize=4"]);
+        if let Some(port) = self.gdb {
+            c.args(["-gdb", &format!("tcp:127.0.0.1:{port}"), "-S"]);
+        }
         let pci = self.machine != Machine::Microvm;
         if let Some(vars) = &self.ovmf_vars {
             c.args(["-drive", &format!("if=pflash,format=raw,unit=0,readonly=on,file={OVMF_CODE}")]);

@@ -3,6 +3,8 @@
 //! QEMU command first. Exits with the app's exit code. `--initrd FILE`
 //! hands FILE to the image as its boot module.
 //!
+//! `--gdb [PORT]` starts the VM stopped, with QEMU's GDB stub on
+//! 127.0.0.1 (PORT, or a free one), and prints the gdb command to attach.
 //! Backtraces on the console are followed by their symbolized form.
 //!
 //! `cargo xtask symbolize [--elf FILE | APP] [LOGFILE|-]`: a saved console
@@ -27,7 +29,8 @@ use xtask::deploy::{Boot, Libvirt};
 use xtask::{app_exit_code, build_image, render, Forward, Machine, Vm};
 
 const USAGE: &str = "usage: cargo xtask run APP [--machine microvm|pc|q35] [--memory MIB] \
-[--forward PROTO:HOST:PORT-:PORT]... [--disk FILE] [--initrd FILE] [--no-rng] [--debug] [-- BOOT ARGUMENTS...]
+[--forward PROTO:HOST:PORT-:PORT]... [--disk FILE] [--initrd FILE] [--no-rng] [--debug] [--gdb [PORT]]
+                   [-- BOOT ARGUMENTS...]
        cargo xtask build APP [--debug]
        cargo xtask symbolize [--debug] APP|--elf FILE [LOGFILE|-]
        cargo xtask image APP|--elf FILE -o FILE [--format raw|qcow2|iso|gce|containerdisk] [--content DIR]
@@ -112,6 +115,7 @@ fn run(args: &[String]) -> Result<ExitCode, String> {
     let mut disk = None;
     let mut initrd = None;
     let mut rng = true;
+    let mut gdb = None;
     let mut boot_args = Vec::new();
     while let Some((flag, tail)) = rest.split_first() {
         let mut value = || flag_value(flag, tail, &mut rest);
@@ -129,6 +133,17 @@ fn run(args: &[String]) -> Result<ExitCode, String> {
                 release = false;
                 rest = tail;
             }
+            // An optional value: a number after --gdb is its port.
+            "--gdb" => match tail.first().filter(|v| v.starts_with(|c: char| c.is_ascii_digit())) {
+                Some(port) => {
+                    gdb = Some(port.parse::<u16>().ok().filter(|&p| p != 0).ok_or("bad --gdb port")?);
+                    rest = &tail[1..];
+                }
+                None => {
+                    gdb = Some(xtask::debug::free_port()?);
+                    rest = tail;
+                }
+            },
             "--" => {
                 boot_args = tail.to_vec();
                 rest = &[];
@@ -138,6 +153,9 @@ fn run(args: &[String]) -> Result<ExitCode, String> {
     }
     if app.starts_with('-') {
         return Err(format!("{cmd}: the app comes first\n{USAGE}"));
+    }
+    if gdb.is_some() && cmd != "run" {
+        return Err("--gdb is an option of run".into());
     }
     let image = build_image(app, release)?;
     match cmd.as_str() {
@@ -155,12 +173,22 @@ fn run(args: &[String]) -> Result<ExitCode, String> {
             vm.initrd = initrd;
             vm.rng = rng;
             vm.cmdline = boot_args.join(" ");
+            vm.gdb = gdb;
             let qemu = vm.command();
             eprintln!("+ {}", render(&qemu));
             let elf = xtask::debug_elf(app, release);
+            if let Some(port) = gdb {
+                eprintln!("xtask: the VM waits for a debugger on 127.0.0.1:{port}; attach with:");
+                eprintln!("{}", xtask::debug::gdb_command(xtask::debug::debugger(), &elf, port));
+            }
             let status = xtask::debug::run_symbolized(qemu, &elf)?;
             match app_exit_code(status) {
                 Some(code) => Ok(ExitCode::from(code.clamp(0, 255) as u8)),
+                // `kill` in gdb ends QEMU with status 0.
+                None if gdb.is_some() && status.success() => {
+                    eprintln!("xtask: QEMU ended from the debugger");
+                    Ok(ExitCode::SUCCESS)
+                }
                 None => Err(format!("QEMU ended without an exit code from the app ({status})")),
             }
         }
