@@ -88,7 +88,7 @@ mod tests {
             assert!(a % 8 == 0 && a >= stack.start && a + 8 <= stack.end, "unchecked read at {a:#x}");
             words[((a - BASE) / 8) as usize]
         };
-        let end = walk(rbp, &[stack.clone()], read, |r| frames.push(r));
+        let end = walk(rbp, std::slice::from_ref(&stack), read, |r| frames.push(r));
         (frames, end)
     }
 
