@@ -3,8 +3,10 @@
 #![forbid(unsafe_code)]
 
 pub mod bench;
+pub mod debug;
 pub mod deploy;
 pub mod image;
+pub mod symbolize;
 pub mod xen;
 
 use std::fmt;
@@ -21,14 +23,16 @@ pub fn workspace() -> PathBuf {
 }
 
 /// Builds `app` for the VM target (`cargo build [--release] -p APP --target
-/// x86_64-unknown-none`) and returns the image path.
+/// x86_64-unknown-none`) and returns the stripped image, `APP.stripped`
+/// beside cargo's unstripped ELF ([`debug_elf`]).
 pub fn build_image(app: &str, release: bool) -> Result<PathBuf, String> {
     build_image_with(app, release, None)
 }
 
 /// Builds APP's image with only the given driver sets (`"virtio"`, `"xen"`,
 /// `"virtio,xen"`); `None` keeps the app's defaults. The image is written
-/// to the usual place, so copy it before the next build.
+/// to the usual place, so copy it before the next build. The image is
+/// stripped; cargo's ELF beside it keeps the debug information.
 pub fn build_image_with(app: &str, release: bool, drivers: Option<&str>) -> Result<PathBuf, String> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let mut cmd = Command::new(cargo);
@@ -45,9 +49,26 @@ pub fn build_image_with(app: &str, release: bool, drivers: Option<&str>) -> Resu
     if !status.success() {
         return Err(format!("building {app} for {TARGET} failed"));
     }
+    let elf = debug_elf(app, release);
+    let image = elf.with_extension("stripped");
+    let status = Command::new("strip")
+        .arg("-o")
+        .arg(&image)
+        .arg(&elf)
+        .status()
+        .map_err(|e| format!("cannot run strip (apt-get install binutils): {e}"))?;
+    if !status.success() {
+        return Err(format!("strip {} failed", elf.display()));
+    }
+    Ok(image)
+}
+
+/// Cargo's ELF of `app` for the VM target: not stripped, with the debug
+/// information gdb and `cargo xtask symbolize` read. (Not built here.)
+pub fn debug_elf(app: &str, release: bool) -> PathBuf {
     let target_dir =
         std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| workspace().join("target"));
-    Ok(target_dir.join(TARGET).join(if release { "release" } else { "debug" }).join(app))
+    target_dir.join(TARGET).join(if release { "release" } else { "debug" }).join(app)
 }
 
 /// OVMF's code (Debian's `ovmf` package), for [`Vm::ovmf_vars`].
@@ -157,6 +178,8 @@ pub struct Vm {
     /// Use OVMF (UEFI) as firmware, with this writable copy of its
     /// variable store; `None` keeps QEMU's default, SeaBIOS.
     pub ovmf_vars: Option<PathBuf>,
+    /// Start with the CPU stopped and QEMU's GDB stub on 127.0.0.1:PORT.
+    pub gdb: Option<u16>,
 }
 
 impl Vm {
@@ -178,6 +201,7 @@ impl Vm {
             cdrom: None,
             boot_from_disk: false,
             ovmf_vars: None,
+            gdb: None,
         }
     }
 
@@ -192,6 +216,9 @@ impl Vm {
         c.args(["-M", machine, "-accel", "tcg", "-m", &format!("{}M", self.memory_mib)]);
         c.args(["-nodefaults", "-no-reboot", "-display", "none", "-serial", "stdio"]);
         c.args(["-device", "isa-debug-exit,iobase=0xf4,iosize=4"]);
+        if let Some(port) = self.gdb {
+            c.args(["-gdb", &format!("tcp:127.0.0.1:{port}"), "-S"]);
+        }
         let pci = self.machine != Machine::Microvm;
         if let Some(vars) = &self.ovmf_vars {
             c.args(["-drive", &format!("if=pflash,format=raw,unit=0,readonly=on,file={OVMF_CODE}")]);

@@ -3,6 +3,13 @@
 //! QEMU command first. Exits with the app's exit code. `--initrd FILE`
 //! hands FILE to the image as its boot module.
 //!
+//! `--gdb [PORT]` starts the VM stopped, with QEMU's GDB stub on
+//! 127.0.0.1 (PORT, or a free one), and prints the gdb command to attach.
+//! Backtraces on the console are followed by their symbolized form.
+//!
+//! `cargo xtask symbolize [--elf FILE | APP] [LOGFILE|-]`: a saved console
+//! log (or stdin) with its backtraces named from the unstripped ELF.
+//!
 //! `cargo xtask xen-run APP`: the same image as a Xen PVH guest on the nested
 //! Xen test host (tests/xen/; needs root the first time, to build it).
 //!
@@ -22,8 +29,10 @@ use xtask::deploy::{Boot, Libvirt};
 use xtask::{app_exit_code, build_image, render, Forward, Machine, Vm};
 
 const USAGE: &str = "usage: cargo xtask run APP [--machine microvm|pc|q35] [--memory MIB] \
-[--forward PROTO:HOST:PORT-:PORT]... [--disk FILE] [--initrd FILE] [--no-rng] [--debug] [-- BOOT ARGUMENTS...]
+[--forward PROTO:HOST:PORT-:PORT]... [--disk FILE] [--initrd FILE] [--no-rng] [--debug] [--gdb [PORT]]
+                   [-- BOOT ARGUMENTS...]
        cargo xtask build APP [--debug]
+       cargo xtask symbolize [--debug] APP|--elf FILE [LOGFILE|-]
        cargo xtask image APP|--elf FILE -o FILE [--format raw|qcow2|iso|gce|containerdisk] [--content DIR]
                    [--size SIZE] [--grub-timeout SECONDS] [-- BOOT ARGUMENTS...]
        cargo xtask bench-vm [RUNS]
@@ -69,6 +78,9 @@ fn run(args: &[String]) -> Result<ExitCode, String> {
     if cmd == "image" {
         return image(rest);
     }
+    if cmd == "symbolize" {
+        return symbolize(rest);
+    }
     if cmd == "libvirt" || cmd == "xl" {
         return deploy(cmd, rest);
     }
@@ -103,6 +115,7 @@ fn run(args: &[String]) -> Result<ExitCode, String> {
     let mut disk = None;
     let mut initrd = None;
     let mut rng = true;
+    let mut gdb = None;
     let mut boot_args = Vec::new();
     while let Some((flag, tail)) = rest.split_first() {
         let mut value = || flag_value(flag, tail, &mut rest);
@@ -120,12 +133,29 @@ fn run(args: &[String]) -> Result<ExitCode, String> {
                 release = false;
                 rest = tail;
             }
+            // An optional value: a number after --gdb is its port.
+            "--gdb" => match tail.first().filter(|v| v.starts_with(|c: char| c.is_ascii_digit())) {
+                Some(port) => {
+                    gdb = Some(port.parse::<u16>().ok().filter(|&p| p != 0).ok_or("bad --gdb port")?);
+                    rest = &tail[1..];
+                }
+                None => {
+                    gdb = Some(xtask::debug::free_port()?);
+                    rest = tail;
+                }
+            },
             "--" => {
                 boot_args = tail.to_vec();
                 rest = &[];
             }
             other => return Err(format!("unknown option {other}\n{USAGE}")),
         }
+    }
+    if app.starts_with('-') {
+        return Err(format!("{cmd}: the app comes first\n{USAGE}"));
+    }
+    if gdb.is_some() && cmd != "run" {
+        return Err("--gdb is an option of run".into());
     }
     let image = build_image(app, release)?;
     match cmd.as_str() {
@@ -143,11 +173,22 @@ fn run(args: &[String]) -> Result<ExitCode, String> {
             vm.initrd = initrd;
             vm.rng = rng;
             vm.cmdline = boot_args.join(" ");
-            let mut qemu = vm.command();
+            vm.gdb = gdb;
+            let qemu = vm.command();
             eprintln!("+ {}", render(&qemu));
-            let status = qemu.status().map_err(|e| format!("cannot run qemu-system-x86_64: {e}"))?;
+            let elf = xtask::debug_elf(app, release);
+            if let Some(port) = gdb {
+                eprintln!("xtask: the VM waits for a debugger on 127.0.0.1:{port}; attach with:");
+                eprintln!("{}", xtask::debug::gdb_command(xtask::debug::debugger(), &elf, port));
+            }
+            let status = xtask::debug::run_symbolized(qemu, &elf)?;
             match app_exit_code(status) {
                 Some(code) => Ok(ExitCode::from(code.clamp(0, 255) as u8)),
+                // `kill` in gdb ends QEMU with status 0.
+                None if gdb.is_some() && status.success() => {
+                    eprintln!("xtask: QEMU ended from the debugger");
+                    Ok(ExitCode::SUCCESS)
+                }
                 None => Err(format!("QEMU ended without an exit code from the app ({status})")),
             }
         }
@@ -171,6 +212,51 @@ fn app_or_elf(args: &[String]) -> Result<(&String, Option<PathBuf>, &[String]), 
     }
     let (file, rest) = rest.split_first().ok_or("--elf needs a file")?;
     Ok((app, Some(PathBuf::from(file)), rest))
+}
+
+/// `cargo xtask symbolize [--debug] APP|--elf FILE [LOGFILE|-]`: the log
+/// with each backtrace followed by its named frames. Exit status 1 if the
+/// log holds no backtrace.
+fn symbolize(args: &[String]) -> Result<ExitCode, String> {
+    let (release, args) = match args.split_first() {
+        Some((d, rest)) if d == "--debug" => (false, rest),
+        _ => (true, args),
+    };
+    let (app, elf, rest) = app_or_elf(args)?;
+    let elf = match elf {
+        Some(f) => f,
+        None if app.starts_with('-') => return Err(format!("symbolize: unknown option {app}\n{USAGE}")),
+        None => {
+            let f = xtask::debug_elf(app, release);
+            if !f.is_file() {
+                return Err(format!(
+                    "no image of {app} at {} (build it: cargo xtask build {app}; or pass --elf FILE)",
+                    f.display()
+                ));
+            }
+            f
+        }
+    };
+    let sym = xtask::symbolize::Symbolizer::new(&elf)?;
+    let (name, bytes) = match rest {
+        [] => ("stdin".to_string(), read_stdin()?),
+        [f] if f == "-" => ("stdin".to_string(), read_stdin()?),
+        [f] => (f.clone(), std::fs::read(f).map_err(|e| format!("{f}: {e}"))?),
+        _ => return Err(format!("symbolize takes one log file\n{USAGE}")),
+    };
+    let log = String::from_utf8_lossy(&bytes);
+    let traces = xtask::symbolize::annotate(&log, &sym, &mut std::io::stdout().lock())?;
+    if traces == 0 {
+        eprintln!("xtask: {name}: no backtrace (no line starting 'morgana: backtrace (')");
+        return Ok(ExitCode::from(1));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn read_stdin() -> Result<Vec<u8>, String> {
+    let mut bytes = Vec::new();
+    std::io::Read::read_to_end(&mut std::io::stdin(), &mut bytes).map_err(|e| format!("reading stdin: {e}"))?;
+    Ok(bytes)
 }
 
 /// Guest memory UEFI firmware (OVMF) needs to boot.

@@ -227,7 +227,7 @@ pub fn sections(log: &str) -> std::collections::BTreeMap<String, String> {
 
 /// Stripped size of a file in bytes.
 fn stripped_len(image: &Path) -> Result<u64, String> {
-    let out = image.with_extension("stripped");
+    let out = image.with_extension("size-check");
     let status = Command::new("strip").arg("-o").arg(&out).arg(image).status().map_err(|e| e.to_string())?;
     if !status.success() {
         return Err(format!("strip {} failed", image.display()));

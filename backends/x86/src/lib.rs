@@ -27,6 +27,7 @@ extern crate alloc;
 #[cfg(target_os = "none")]
 pub mod acpi;
 mod acpi_tables;
+mod backtrace;
 #[cfg(target_os = "none")]
 pub mod boot;
 pub mod boot_info;

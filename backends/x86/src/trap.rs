@@ -269,6 +269,7 @@ extern "C" fn morgana_x86_trap(frame: &mut TrapFrame) {
                 frame.rdi,
                 frame.rsi,
             );
+            print_backtrace(Some(frame.rip), frame.rbp);
             crate::exit::exit(crate::FATAL_EXIT);
         }
         irq::TIMER_VECTOR => irq::timer_interrupt(),
@@ -276,6 +277,28 @@ extern "C" fn morgana_x86_trap(frame: &mut TrapFrame) {
         irq::SPURIOUS_VECTOR => {}
         v => irq::device_interrupt(v),
     }
+}
+
+/// Prints the faulting RIP (if any) and the return addresses of the frame
+/// chain from `rbp`, one per line, for `cargo xtask symbolize`.
+fn print_backtrace(rip: Option<u64>, rbp: u64) {
+    let main = crate::paging::guard_page() + 4096;
+    let ist = (&raw const IST_STACKS) as u64;
+    let stacks = [main..main + crate::boot::STACK_SIZE as u64, ist..ist + 3 * IST_STACK as u64];
+    let _ = writeln!(RawWriter, "morgana: backtrace (cargo xtask symbolize names the frames):");
+    let mut n = 0;
+    if let Some(pc) = rip {
+        let _ = writeln!(RawWriter, "  #0 {pc:#018x} (pc)");
+        n = 1;
+    }
+    // SAFETY: `walk` reads only 8-byte aligned words inside `stacks`, which
+    // are mapped, writable statics (the main stack without its guard page).
+    let read = |addr: u64| unsafe { core::ptr::read_volatile(addr as *const u64) };
+    let end = crate::backtrace::walk(rbp, &stacks, read, |ret| {
+        let _ = writeln!(RawWriter, "  #{n} {ret:#018x}");
+        n += 1;
+    });
+    let _ = writeln!(RawWriter, "morgana: backtrace ends: {end}");
 }
 
 static PANICKING: core::sync::atomic::AtomicBool = core::sync::atomic::AtomicBool::new(false);
@@ -288,5 +311,10 @@ fn panic(info: &core::panic::PanicInfo<'_>) -> ! {
         crate::exit::exit(crate::FATAL_EXIT);
     }
     let _ = writeln!(RawWriter, "\nmorgana: panic: {info}");
+    let rbp: u64;
+    // SAFETY: reads RBP, this function's frame pointer (images are built
+    // with frame pointers); no memory is touched.
+    unsafe { core::arch::asm!("mov {}, rbp", out(reg) rbp, options(nomem, nostack, preserves_flags)) };
+    print_backtrace(None, rbp);
     crate::exit::exit(crate::FATAL_EXIT)
 }

@@ -119,7 +119,7 @@ fn run_in(dir: &Path, elf: &Path, runs: usize) -> Result<(), String> {
     println!("| file (DNS image, 1 zone of content) | apparent size (bytes) | MiB | allocated on disk (MiB) |");
     println!("|---|---|---|---|");
     for (what, f) in [
-        ("ELF image (release, not stripped)", elf.to_path_buf()),
+        ("ELF image (release, stripped)", elf.to_path_buf()),
         ("raw GPT disk", raw),
         ("qcow2", qcow2),
         ("ISO (grub-mkrescue)", iso),
