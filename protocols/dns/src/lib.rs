@@ -9,6 +9,7 @@
 //! * [`zone`]: RFC 1035 master files and the checks a zone must pass;
 //! * [`answer`]: the RFC 1034 §4.3.2 algorithm over a set of zones;
 //! * [`rrl`]: response rate limiting for UDP, in fixed memory;
+//! * [`tsig`]: TSIG transaction signatures (RFC 8945), HMAC-SHA256/512;
 //! * [`server`]: DNS over UDP and TCP (RFC 7766) and AXFR (RFC 5936) on the
 //!   framework's sockets.
 //!
@@ -26,6 +27,7 @@ pub mod name;
 pub mod rdata;
 pub mod rrl;
 pub mod server;
+pub mod tsig;
 pub mod wire;
 pub mod zone;
 
