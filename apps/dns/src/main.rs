@@ -18,9 +18,11 @@ use core::time::Duration;
 
 use morgana::kv::Kind;
 use morgana::log::{info, warn};
-use morgana::{ArgError, Args, Content, Context, Entropy, Env, KeyValue, ListenAddr};
+use morgana::{ArgError, Args, Clock, Content, Context, Entropy, Env, KeyValue, ListenAddr};
 use morgana_dns::rrl;
-use morgana_dns::server::{self, Network};
+use morgana_dns::server;
+use morgana_dns::tsig::Key;
+use morgana_dns::xfr::{Access, Allow, WallClock};
 use morgana_dns::{Catalog, Name, Zone};
 
 include!(concat!(env!("OUT_DIR"), "/zones.rs"));
@@ -37,6 +39,17 @@ impl FromStr for Listen {
         }
         let addr: SocketAddr = s.parse().map_err(|_| String::from("expected ADDR:PORT, [V6ADDR]:PORT or :PORT"))?;
         Ok(Listen(addr.into()))
+    }
+}
+
+/// `--tsig-key NAME=ALGORITHM:BASE64`.
+#[derive(Debug, Clone)]
+struct TsigKey(Key);
+
+impl FromStr for TsigKey {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        Key::parse(s).map(TsigKey)
     }
 }
 
@@ -75,8 +88,18 @@ fn config(args: &mut Args) -> Result<Config, ArgError> {
         listen.push(default.parse().map_err(|e: String| ArgError::Conflict(e))?);
     }
     let zones = args.values("zone", "ORIGIN=PATH: serve a zone file (hosted only; repeatable)")?;
-    let axfr_allow: Vec<Network> =
-        args.values("axfr-allow", "address or network allowed to transfer zones (repeatable; none by default)")?;
+    let allow: Vec<Allow> = args.values(
+        "axfr-allow",
+        "address, network or key=KEYNAME allowed to transfer zones (repeatable; none by default)",
+    )?;
+    let keys: Vec<TsigKey> =
+        args.values("tsig-key", "NAME=ALGORITHM:BASE64: a TSIG key, hmac-sha256 or hmac-sha512 (repeatable)")?;
+    let keys: Vec<Key> = keys.into_iter().map(|k| k.0).collect();
+    if let Some(dup) = keys.iter().enumerate().find(|(i, k)| keys[..*i].iter().any(|o| o.name == k.name)) {
+        return Err(ArgError::Conflict(format!("--tsig-key {} given twice", dup.1.name)));
+    }
+    let axfr = Access { allow, keys, clock: WallClock::default() };
+    axfr.check().map_err(ArgError::Conflict)?;
     let d = server::Config::default();
     let idle: Option<u64> = args.value("tcp-idle", "seconds before an idle TCP connection is closed (default 10)")?;
     let max: Option<usize> =
@@ -98,7 +121,7 @@ fn config(args: &mut Args) -> Result<Config, ArgError> {
     let server = server::Config {
         tcp_idle: idle.map(Duration::from_secs).unwrap_or(d.tcp_idle),
         tcp_max_connections: max.unwrap_or(d.tcp_max_connections),
-        axfr_allow,
+        axfr,
         rrl: rrl::Config {
             rate: rate.unwrap_or(d.rrl.rate),
             slip: slip.unwrap_or(d.rrl.slip),
@@ -193,7 +216,10 @@ fn limiter(env: &mut Env, cfg: &rrl::Config) -> Option<Rc<RefCell<rrl::Limiter>>
 
 async fn serve(mut env: Env, cfg: Config) -> morgana::Result {
     let catalog = Rc::new(load(&mut env, &cfg).await?);
-    let server_cfg = Rc::new(cfg.server.clone());
+    let mut server_cfg = cfg.server.clone();
+    let clock = env.clock;
+    server_cfg.axfr.clock = WallClock::new(move || clock.wall().map(|w| w.0 / 1_000_000_000));
+    let server_cfg = Rc::new(server_cfg);
     let limiter = limiter(&mut env, &cfg.server.rrl);
     for l in &cfg.listen {
         let udp = env.net.udp_bind(l.0).context(format_args!("UDP {}", l.0))?;

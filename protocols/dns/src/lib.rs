@@ -10,11 +10,11 @@
 //! * [`answer`]: the RFC 1034 §4.3.2 algorithm over a set of zones;
 //! * [`rrl`]: response rate limiting for UDP, in fixed memory;
 //! * [`tsig`]: TSIG transaction signatures (RFC 8945), HMAC-SHA256/512;
-//! * [`server`]: DNS over UDP and TCP (RFC 7766) and AXFR (RFC 5936) on the
-//!   framework's sockets.
+//! * [`server`]: DNS over UDP and TCP (RFC 7766) on the framework's sockets;
+//! * [`xfr`]: AXFR (RFC 5936) out, to addresses or TSIG keys allowed.
 //!
 //! Not implemented: DNSSEC (no signatures are served; the DO bit is
-//! ignored), IXFR, NOTIFY, dynamic updates, NSID and other EDNS options
+//! ignored), TSIG on anything but AXFR, IXFR, NOTIFY, dynamic updates, NSID and other EDNS options
 //! (ignored in queries), classes other than IN.
 #![no_std]
 #![forbid(unsafe_code)]
@@ -29,6 +29,7 @@ pub mod rrl;
 pub mod server;
 pub mod tsig;
 pub mod wire;
+pub mod xfr;
 pub mod zone;
 
 pub use answer::{Catalog, Transport};

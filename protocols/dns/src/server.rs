@@ -18,7 +18,7 @@ use morgana_runtime::Handle;
 use crate::answer::{Catalog, Transport};
 use crate::rdata::type_name;
 use crate::rrl::{self, Limiter, Verdict};
-use crate::wire::{self, flags, parse_query, rcode, rtype, Section, Writer, CLASS_IN};
+use crate::wire::{parse_query, rtype, CLASS_IN};
 
 /// An address or network, `192.0.2.0/24` or `::1`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -82,8 +82,8 @@ pub struct Config {
     pub tcp_idle: Duration,
     /// Open TCP connections at most; more are closed at once.
     pub tcp_max_connections: usize,
-    /// Clients allowed to transfer zones (none by default).
-    pub axfr_allow: Vec<Network>,
+    /// Who may transfer zones (nobody by default), and the TSIG keys.
+    pub axfr: crate::xfr::Access,
     /// Response rate limiting of UDP (TCP is never limited).
     pub rrl: rrl::Config,
 }
@@ -93,7 +93,7 @@ impl Default for Config {
         Config {
             tcp_idle: Duration::from_secs(10),
             tcp_max_connections: 128,
-            axfr_allow: Vec::new(),
+            axfr: crate::xfr::Access::default(),
             rrl: rrl::Config::default(),
         }
     }
@@ -214,7 +214,7 @@ async fn read_exact(stream: &mut TcpStream, buf: &mut [u8]) -> Result<bool, Erro
     Ok(true)
 }
 
-async fn send(stream: &mut TcpStream, msg: &[u8]) -> Result<(), Error> {
+pub(crate) async fn send(stream: &mut TcpStream, msg: &[u8]) -> Result<(), Error> {
     if msg.len() > u16::MAX as usize {
         return Err(Error::TooLarge); // cannot be framed
     }
@@ -264,9 +264,7 @@ async fn connection(
         let query = &buf[..len];
         if let Ok(q) = parse_query(query) {
             if q.qtype == rtype::AXFR && q.edns.is_none_or(|e| e.version == 0) && q.qclass == CLASS_IN {
-                let allowed = config.axfr_allow.iter().any(|n| n.contains(peer.ip()));
-                log::info!("{peer}: AXFR {} {}", q.qname, if allowed { "allowed" } else { "refused" });
-                axfr(&mut stream, &q, catalog, allowed).await?;
+                crate::xfr::serve(&mut stream, peer, query, &q, catalog, &config.axfr).await?;
                 continue;
             }
         }
@@ -282,48 +280,6 @@ async fn connection(
             }
         }
     }
-}
-
-/// Largest AXFR message we build (well under the 64 KiB limit).
-const AXFR_MESSAGE: usize = 16 * 1024;
-
-async fn axfr(stream: &mut TcpStream, q: &wire::Query, catalog: &Catalog, allowed: bool) -> Result<(), Error> {
-    let question = Some((q.qname_raw.as_slice(), q.qtype, q.qclass));
-    let zone = catalog.find_zone(&q.qname).filter(|z| z.origin == q.qname);
-    let refuse = |code: u16| {
-        let mut w = Writer::new(q.id, flags::QR, question);
-        w.set_rcode(code);
-        if q.edns.is_some() {
-            w.opt(crate::answer::MAX_UDP as u16, 0, false);
-        }
-        w.finish()
-    };
-    let Some(zone) = zone else { return send(stream, &refuse(rcode::NOTAUTH)).await };
-    if !allowed {
-        return send(stream, &refuse(rcode::REFUSED)).await;
-    }
-    let soa = zone.nodes.get(&zone.origin).and_then(|n| n.get(rtype::SOA));
-    let records = zone.records().chain(soa.map(|s| (&zone.origin, s)));
-    let mut w = Writer::new(q.id, flags::QR | flags::AA, question);
-    for (owner, set) in records {
-        for rdata in &set.rdatas {
-            let mark = w.mark();
-            let at = w.begin_record(Section::Answer, owner.wire(), set.rtype, CLASS_IN, set.ttl);
-            rdata.write(&mut w);
-            w.end_record(at);
-            let had_records = mark.2[Section::Answer as usize] > 0;
-            if w.len() > AXFR_MESSAGE && had_records {
-                // Full: send what came before and start the next message.
-                w.truncate(mark);
-                let full = core::mem::replace(&mut w, Writer::new(q.id, flags::QR | flags::AA, None));
-                send(stream, &full.finish()).await?;
-                let at = w.begin_record(Section::Answer, owner.wire(), set.rtype, CLASS_IN, set.ttl);
-                rdata.write(&mut w);
-                w.end_record(at);
-            }
-        }
-    }
-    send(stream, &w.finish()).await
 }
 
 #[cfg(test)]

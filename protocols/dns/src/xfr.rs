@@ -1,0 +1,225 @@
+//! Zone transfers out (AXFR, RFC 5936) and who may have them: addresses
+//! (`--axfr-allow 192.0.2.0/24`) or TSIG keys (`--axfr-allow key=NAME`,
+//! RFC 8945). A signed request must verify, whatever its address: a bad one
+//! gets NOTAUTH with the TSIG error, never a transfer. Answers to a signed
+//! request are signed, every message of the stream.
+
+use alloc::rc::Rc;
+use alloc::string::String;
+use alloc::vec::Vec;
+use core::net::SocketAddr;
+use core::str::FromStr;
+
+use morgana_net::{Error, TcpStream};
+
+use crate::answer::Catalog;
+use crate::name::Name;
+use crate::server::{send, Network};
+use crate::tsig::{self, Key, Tsig};
+use crate::wire::{self, flags, rcode, rtype, Section, Writer, CLASS_IN};
+
+/// One `--axfr-allow` rule.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Allow {
+    /// Clients in this network, signed or not.
+    Network(Network),
+    /// Requests signed with this key, from anywhere.
+    Key(Name),
+}
+
+impl FromStr for Allow {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.strip_prefix("key=") {
+            Some(k) => {
+                Name::parse(k, Some(&Name::root())).map(Allow::Key).map_err(|e| alloc::format!("key '{k}': {e}"))
+            }
+            None => s.parse().map(Allow::Network),
+        }
+    }
+}
+
+/// Wall-clock seconds since the Unix epoch, for TSIG times; `None` when the
+/// machine has no wall clock (signed requests then get BADTIME).
+#[derive(Clone)]
+pub struct WallClock(Rc<dyn Fn() -> Option<u64>>);
+
+impl WallClock {
+    /// A clock reading `now`.
+    pub fn new(now: impl Fn() -> Option<u64> + 'static) -> WallClock {
+        WallClock(Rc::new(now))
+    }
+
+    fn now(&self) -> Option<u64> {
+        (self.0)()
+    }
+}
+
+impl Default for WallClock {
+    fn default() -> WallClock {
+        WallClock::new(|| None)
+    }
+}
+
+impl core::fmt::Debug for WallClock {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str("WallClock")
+    }
+}
+
+/// Who may transfer zones, and the keys they may sign with.
+#[derive(Debug, Clone, Default)]
+pub struct Access {
+    /// The rules; none: no transfers.
+    pub allow: Vec<Allow>,
+    /// Known TSIG keys.
+    pub keys: Vec<Key>,
+    /// Time for checking signatures.
+    pub clock: WallClock,
+}
+
+impl Access {
+    /// Checks that every `key=NAME` rule names a known key.
+    pub fn check(&self) -> Result<(), String> {
+        for rule in &self.allow {
+            if let Allow::Key(name) = rule {
+                if !self.keys.iter().any(|k| k.name == *name) {
+                    return Err(alloc::format!("--axfr-allow key={name}: no --tsig-key of that name"));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// How an answer is signed: the key and the MAC of what came before.
+struct Signer<'a> {
+    key: &'a Key,
+    prior: Vec<u8>,
+    first: bool,
+    now: u64,
+}
+
+impl Signer<'_> {
+    fn seal(&mut self, mut msg: Vec<u8>) -> Vec<u8> {
+        self.prior = if self.first {
+            tsig::sign(&mut msg, self.key, Some(&self.prior), self.now, 0, &[])
+        } else {
+            tsig::sign_continuation(&mut msg, self.key, &self.prior, self.now)
+        };
+        self.first = false;
+        msg
+    }
+}
+
+/// An error answer to `q` (no records).
+fn refusal(q: &wire::Query, code: u16) -> Vec<u8> {
+    let mut w = Writer::new(q.id, flags::QR, Some((q.qname_raw.as_slice(), q.qtype, q.qclass)));
+    w.set_rcode(code);
+    if q.edns.is_some() {
+        w.opt(crate::answer::MAX_UDP as u16, 0, false);
+    }
+    w.finish()
+}
+
+/// Answers the AXFR request `query` (parsed as `q`) from `peer`.
+pub(crate) async fn serve(
+    stream: &mut TcpStream,
+    peer: SocketAddr,
+    query: &[u8],
+    q: &wire::Query,
+    catalog: &Catalog,
+    access: &Access,
+) -> Result<(), Error> {
+    let signed: Option<Tsig> = match tsig::find(query) {
+        Ok(t) => t,
+        Err(why) => {
+            log::info!("{peer}: AXFR {}: refused, bad TSIG record: {why}", q.qname);
+            return send(stream, &refusal(q, rcode::FORMERR)).await;
+        }
+    };
+    let mut signer = None;
+    if let Some(t) = &signed {
+        let now = access.clock.now();
+        let checked = match now {
+            Some(now) => tsig::verify(query, t, &access.keys, None, now),
+            None => Err(tsig::Refused { error: tsig::error::BADTIME, key: None }),
+        };
+        match checked {
+            Ok(i) => {
+                signer = Some(Signer { key: &access.keys[i], prior: t.mac.clone(), first: true, now: now.unwrap_or(0) })
+            }
+            Err(refused) => {
+                log::info!("{peer}: AXFR {}: refused, key {}: {refused}", q.qname, t.key);
+                let mut answer = refusal(q, rcode::NOTAUTH);
+                let now = now.unwrap_or(0);
+                match refused.key {
+                    // BADTIME and BADTRUNC answers are signed (§5.2.3, 5.2.2.1).
+                    Some(i) if refused.error != tsig::error::BADSIG => {
+                        let other =
+                            if refused.error == tsig::error::BADTIME { &tsig::time_other(now)[..] } else { &[] };
+                        tsig::sign(&mut answer, &access.keys[i], Some(&t.mac), now, refused.error, other);
+                    }
+                    _ => tsig::append_unsigned(&mut answer, t, now, refused.error),
+                }
+                return send(stream, &answer).await;
+            }
+        }
+    }
+    let allowed = access.allow.iter().any(|rule| match rule {
+        Allow::Network(n) => n.contains(peer.ip()),
+        Allow::Key(name) => signer.as_ref().is_some_and(|s| s.key.name == *name),
+    });
+    let how = signer.as_ref().map_or(String::new(), |s| alloc::format!(" (key {})", s.key.name));
+    log::info!("{peer}: AXFR {}{how} {}", q.qname, if allowed { "allowed" } else { "refused" });
+    let mut seal = |msg: Vec<u8>| match signer.as_mut() {
+        Some(s) => s.seal(msg),
+        None => msg,
+    };
+    let zone = catalog.find_zone(&q.qname).filter(|z| z.origin == q.qname);
+    let Some(zone) = zone else { return send(stream, &seal(refusal(q, rcode::NOTAUTH))).await };
+    if !allowed {
+        return send(stream, &seal(refusal(q, rcode::REFUSED))).await;
+    }
+    let question = Some((q.qname_raw.as_slice(), q.qtype, q.qclass));
+    let soa = zone.nodes.get(&zone.origin).and_then(|n| n.get(rtype::SOA));
+    let records = zone.records().chain(soa.map(|s| (&zone.origin, s)));
+    let mut w = Writer::new(q.id, flags::QR | flags::AA, question);
+    for (owner, set) in records {
+        for rdata in &set.rdatas {
+            let mark = w.mark();
+            let at = w.begin_record(Section::Answer, owner.wire(), set.rtype, CLASS_IN, set.ttl);
+            rdata.write(&mut w);
+            w.end_record(at);
+            let had_records = mark.2[Section::Answer as usize] > 0;
+            if w.len() > MESSAGE && had_records {
+                // Full: send what came before and start the next message.
+                w.truncate(mark);
+                let full = core::mem::replace(&mut w, Writer::new(q.id, flags::QR | flags::AA, None));
+                send(stream, &seal(full.finish())).await?;
+                let at = w.begin_record(Section::Answer, owner.wire(), set.rtype, CLASS_IN, set.ttl);
+                rdata.write(&mut w);
+                w.end_record(at);
+            }
+        }
+    }
+    send(stream, &seal(w.finish())).await
+}
+
+/// Largest AXFR message we build (well under the 64 KiB limit).
+const MESSAGE: usize = 16 * 1024;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rules_parse() {
+        assert_eq!("key=transfer".parse::<Allow>(), Ok(Allow::Key(Name::parse("transfer.", None).unwrap())));
+        assert!(matches!("192.0.2.0/24".parse::<Allow>(), Ok(Allow::Network(_))));
+        assert!("key=".parse::<Allow>().is_err());
+        assert!("banana".parse::<Allow>().is_err());
+        let access = Access { allow: alloc::vec!["key=nope".parse().unwrap()], ..Access::default() };
+        assert!(access.check().unwrap_err().contains("no --tsig-key"));
+    }
+}
