@@ -49,7 +49,7 @@ pub use morgana_kv as kv;
 pub use morgana_kv::KeyValue;
 pub use morgana_net as net;
 pub use morgana_net::{ListenAddr, Slot, Slots, Stack, TcpListener, TcpStream, UdpSocket};
-pub use morgana_runtime::{ArgError, Args, Elapsed, Handle, JoinHandle};
+pub use morgana_runtime::{metrics, ArgError, Args, Elapsed, Handle, JoinHandle};
 pub use {embedded_io_async as io, log};
 
 /// The backend the build selected: the hosted one on Linux.
