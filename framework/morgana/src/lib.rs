@@ -37,6 +37,7 @@ extern crate alloc;
 mod boot;
 mod content;
 mod error;
+mod scrape;
 
 use core::ops::Deref;
 
