@@ -63,7 +63,7 @@ pub(crate) async fn serve(mut listener: TcpListener, net: Stack, rt: Handle) {
                 log::debug!("metrics: {peer}: {e}");
                 return;
             }
-            let _ = stream.close().await;
+            finish(stream, &rt2).await;
         });
     }
 }
@@ -110,6 +110,32 @@ async fn answer(stream: &mut TcpStream, net: &Stack, rt: &Handle) -> Result<(), 
     stream.write_all(body.as_bytes()).await?;
     stream.flush().await
 }
+
+/// Closes after the answer. What the client sent beyond the head (an
+/// oversized head, a body) is read and dropped for a short while first:
+/// closing with it unread would reset the connection, and the client could
+/// lose the answer.
+async fn finish(mut stream: TcpStream, rt: &Handle) {
+    if stream.shutdown_write().is_err() {
+        return;
+    }
+    let mut sink = [0u8; 512];
+    let mut left = DRAIN_BYTES;
+    let drain = async {
+        while left > 0 {
+            match stream.read(&mut sink).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => left = left.saturating_sub(n),
+            }
+        }
+    };
+    let _ = rt.timeout(DRAIN_TIME, drain).await;
+}
+
+/// At most this much is read and dropped after the answer...
+const DRAIN_BYTES: usize = 64 * 1024;
+/// ...for at most this long.
+const DRAIN_TIME: Duration = Duration::from_secs(1);
 
 /// Where the head ends (after its blank line), if it has.
 fn head_end(buf: &[u8]) -> Option<usize> {
