@@ -175,6 +175,7 @@ fn route(head: &[u8], net: &Stack) -> (u16, String) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use alloc::string::ToString;
 
     #[test]
     fn heads_end_at_their_blank_line() {
