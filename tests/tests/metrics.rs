@@ -259,6 +259,23 @@ fn hostile_clients() -> Result {
     check(p.is_running(), "server alive")
 }
 
+/// The listener is bound before the sandbox goes on, and serving it needs
+/// no call the sandbox refuses.
+fn sandboxed() -> Result {
+    let (port, mport) = (free_port(), free_port());
+    let args =
+        ["--sandbox".into(), "--listen".into(), format!("127.0.0.1:{port}"), format!("--metrics=127.0.0.1:{mport}")];
+    let mut p = start("dns", &args);
+    check(p.output().iter().any(|l| l.contains("sandbox on")), "the sandbox is on")?;
+    check(dig(port, "www.example.com", true)? == "NOERROR", "DNS over TCP")?;
+    let m = scrape(mport)?;
+    check(get(&m, "morgana_dns_queries_total{transport=\"tcp\"}")? == 1.0, "1 TCP query counted")?;
+    let (answer, _) = raw(mport, b"POST /metrics HTTP/1.1\r\nContent-Length: 3\r\n\r\nabc", Duration::from_secs(10))?;
+    check(answer.starts_with("HTTP/1.1 405 "), "405 under the sandbox")?;
+    scrape(mport)?;
+    check(p.is_running(), "not killed by the sandbox")
+}
+
 /// The DNS image under QEMU (TCG), DNS and metrics ports forwarded.
 fn dns_vm() -> Result {
     let image = xtask::build_image("dns", true)?;
@@ -303,6 +320,7 @@ fn main() {
         trial("dns_hosted_counts_are_exact", &[&dig, &curl], dns_hosted),
         trial("web_hosted_counts_are_exact", &[&curl], web_hosted),
         trial("metrics_listener_survives_hostile_clients", &[&dig, &curl], hostile_clients),
+        trial("metrics_under_the_sandbox", &[&dig, &curl], sandboxed),
         trial("dns_vm_counts_are_exact", &[&dig, &curl, &qemu], dns_vm),
     ];
     libtest_mimic::run(&args, tests).exit();
