@@ -259,6 +259,22 @@ fn hostile_clients() -> Result {
     check(p.is_running(), "server alive")
 }
 
+/// A bad address is a usage error (2); a port in use fails the start (1).
+fn bad_flags() -> Result {
+    let out = Command::new(app_binary("dns")).args(["--metrics", "9100"]).output()?;
+    let err = String::from_utf8_lossy(&out.stderr);
+    check(
+        out.status.code() == Some(2) && err.contains("invalid value '9100' for --metrics"),
+        &format!("exit 2: {err}"),
+    )?;
+    let taken = std::net::TcpListener::bind("127.0.0.1:0")?;
+    let addr = taken.local_addr()?;
+    let out =
+        Command::new(app_binary("dns")).args(["--listen", "127.0.0.1:0", "--metrics", &addr.to_string()]).output()?;
+    let err = String::from_utf8_lossy(&out.stderr);
+    check(out.status.code() == Some(1) && err.contains(&format!("metrics listener {addr}")), &format!("exit 1: {err}"))
+}
+
 /// The listener is bound before the sandbox goes on, and serving it needs
 /// no call the sandbox refuses.
 fn sandboxed() -> Result {
@@ -320,6 +336,7 @@ fn main() {
         trial("dns_hosted_counts_are_exact", &[&dig, &curl], dns_hosted),
         trial("web_hosted_counts_are_exact", &[&curl], web_hosted),
         trial("metrics_listener_survives_hostile_clients", &[&dig, &curl], hostile_clients),
+        trial("bad_metrics_flags_are_refused", &[], bad_flags),
         trial("metrics_under_the_sandbox", &[&dig, &curl], sandboxed),
         trial("dns_vm_counts_are_exact", &[&dig, &curl, &qemu], dns_vm),
     ];
