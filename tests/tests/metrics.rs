@@ -221,8 +221,8 @@ fn raw(port: u16, request: &[u8], limit: Duration) -> Result<(String, Duration)>
 fn hostile_clients() -> Result {
     let (port, mport) = (free_port(), free_port());
     let mut p = start("dns", &["--listen".into(), format!("127.0.0.1:{port}"), format!("--metrics=127.0.0.1:{mport}")]);
-    // A partial request, held: the others are served meanwhile, and it gets
-    // a 408 once the 5 s head timeout passes.
+    // A partial request, held: the others are served meanwhile, and it
+    // ends (408, or shed for a newcomer).
     let slow =
         std::thread::spawn(move || raw(mport, b"GET /metr", Duration::from_secs(15)).map_err(|e| format!("{e:?}")));
     // More silent connections than the listener serves at once (4): the
@@ -253,6 +253,10 @@ fn hostile_clients() -> Result {
     check(answer.is_empty() || answer.starts_with("HTTP/1.1 408 "), &format!("408 or shed, got {answer:?}"))?;
     check(took < Duration::from_secs(8), &format!("the partial request ended after {took:?}"))?;
     drop(silent);
+    // Alone, a partial request gets its 408 once the 5 s head timeout passes.
+    let (answer, took) = raw(mport, b"GET /metrics HTTP/1.1\r\nHo", Duration::from_secs(15))?;
+    check(answer.starts_with("HTTP/1.1 408 "), &format!("408 for a stalled head, got {answer:?}"))?;
+    check(took >= Duration::from_secs(4) && took < Duration::from_secs(8), &format!("408 after {took:?}"))?;
     // Still serving: metrics and DNS.
     scrape(mport)?;
     check(dig(port, "www.example.com", false)? == "NOERROR", "DNS still answers")?;
