@@ -19,7 +19,8 @@ use morgana::kv::{Kind, KvError};
 use morgana::log::{debug, info};
 use morgana::Entropy;
 use morgana::{
-    ArgError, Args, ClockDevice, Content, Context, Env, Handle, KeyValue, ListenAddr, Slots, TcpListener, TcpStream,
+    net::SlotMetrics, ArgError, Args, ClockDevice, Content, Context, Env, Handle, KeyValue, ListenAddr, Slots,
+    TcpListener, TcpStream,
 };
 use morgana_http::{serve_connection, Site};
 use morgana_tls::TlsAcceptor;
@@ -164,6 +165,9 @@ async fn add_content(site: &mut Site, content: &mut Content) -> Result<(), KvErr
 /// a TLS handshake (measured hosted), more while a request is answered.
 const CONNECTION_COST: usize = 24 * 1024;
 
+/// Every listener's connections, for the metrics endpoint.
+static CONNECTIONS: SlotMetrics = SlotMetrics::new();
+
 /// Shared by every connection of one listener.
 struct Server {
     site: Rc<Site>,
@@ -195,6 +199,7 @@ async fn accept_loop(mut listener: TcpListener, server: Rc<Server>, tls: Option<
             }
             match stream.try_write(BUSY) {
                 Ok(n) if n == BUSY.len() => {
+                    morgana_http::metrics::response(503);
                     let _ = stream.shutdown_write();
                 }
                 _ => stream.abort(),
@@ -269,7 +274,9 @@ async fn serve(mut env: Env, cfg: Config) -> morgana::Result {
     let site = Rc::new(load_site(&mut env, &cfg).await?);
     // At the cap, the connection that has waited longest for its client
     // (idle keep-alive, slow request head or TLS handshake) makes way.
-    let slots = Slots::new(cfg.max_connections, env.rt.clone()).with_cost(CONNECTION_COST);
+    let slots = Slots::new(cfg.max_connections, env.rt.clone()).with_cost(CONNECTION_COST).with_metrics(&CONNECTIONS);
+    morgana_http::metrics::register();
+    morgana::metrics::register("web", |enc| CONNECTIONS.write(enc, "morgana_web", "HTTP and HTTPS"));
     let tls = if cfg.https.is_empty() { None } else { Some(acceptor(&env, &cfg)?) };
     let listeners = cfg.http.iter().map(|l| (l, None)).chain(cfg.https.iter().map(|l| (l, tls.clone())));
     for (l, tls) in listeners {

@@ -14,6 +14,7 @@ use std::task::{Context, Poll};
 use mio::net::{TcpListener as MioListener, TcpStream as MioStream, UdpSocket as MioUdp};
 use morgana_net::driver::{Accepted, StackDriver, TcpListenerDriver, TcpStreamDriver, UdpSocketDriver};
 use morgana_net::{Error, ListenAddr};
+use morgana_runtime::metrics::{Counter, Encoder, Gauge};
 use socket2::{Domain, Protocol, SockRef, Socket, Type};
 
 use crate::reactor::{Deferred, Direction, Reactor, Registration, WritableHook};
@@ -81,6 +82,10 @@ fn no_new_sockets() -> Result<(), Error> {
     Ok(())
 }
 
+/// TCP connections accepted from the host, and held by the app now.
+static TCP_ACCEPTED: Counter = Counter::new();
+static TCP_OPEN: Gauge = Gauge::new();
+
 /// The host-socket stack.
 pub struct HostStack {
     reactor: Rc<Reactor>,
@@ -106,6 +111,13 @@ impl StackDriver for HostStack {
         Poll::Ready(())
     }
 
+    // The host kernel owns the frames and the handshakes; what the process
+    // sees is its connections.
+    fn write_metrics(&self, enc: &mut Encoder<'_>) {
+        enc.gauge("morgana_tcp_connections_open", "TCP connections the app holds now.", TCP_OPEN.get());
+        enc.counter("morgana_tcp_connections_accepted_total", "TCP connections handed to the app.", TCP_ACCEPTED.get());
+    }
+
     fn tcp_listen(&self, addr: ListenAddr) -> Result<Box<dyn TcpListenerDriver>, Error> {
         no_new_sockets()?;
         let socket = bound_socket(addr, Type::STREAM, Protocol::TCP).map_err(net_error)?;
@@ -124,6 +136,7 @@ impl StackDriver for HostStack {
         }
         let mut stream = MioStream::connect(remote).map_err(net_error)?;
         let reg = self.reactor.register(&mut stream).map_err(net_error)?;
+        TCP_OPEN.inc();
         Ok(Box::new(HostTcp { stream, reg, connected: false }))
     }
 
@@ -168,6 +181,8 @@ impl TcpListenerDriver for HostListener {
                 Ok(r) => r,
                 Err(e) => return Poll::Ready(Err(net_error(e))),
             };
+            TCP_ACCEPTED.inc();
+            TCP_OPEN.inc();
             let s: Box<dyn TcpStreamDriver> = Box::new(HostTcp { stream, reg, connected: true });
             return Poll::Ready(Ok((s, unmap(peer))));
         }
@@ -254,6 +269,7 @@ impl TcpStreamDriver for HostTcp {
 
 impl Drop for HostTcp {
     fn drop(&mut self) {
+        TCP_OPEN.dec();
         self.reg.deregister(&mut self.stream);
     }
 }

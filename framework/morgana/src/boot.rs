@@ -25,12 +25,14 @@ fn log_level(args: &mut Args) -> core::result::Result<LevelFilter, ArgError> {
     }
 }
 
-/// The framework's memory flags.
+/// The framework's memory and metrics flags.
 struct MemoryFlags {
     /// `--memory MIB`: the heap budget of a hosted process.
     budget: Option<usize>,
     /// `--memory-report SECS`: log heap use this often.
     report: Option<u64>,
+    /// `--metrics ADDR:PORT`: serve the counters there.
+    metrics: Option<morgana_net::ListenAddr>,
 }
 
 fn memory_flags(args: &mut Args) -> core::result::Result<MemoryFlags, ArgError> {
@@ -46,7 +48,16 @@ fn memory_flags(args: &mut Args) -> core::result::Result<MemoryFlags, ArgError> 
         return Err(ArgError::Invalid { flag: "memory", value: "0".into(), reason: "must be at least 1 MiB".into() });
     }
     let report: Option<u64> = args.value("memory-report", "log heap use every SECS seconds (default: never)")?;
-    Ok(MemoryFlags { budget: budget.map(|m| m.saturating_mul(1024 * 1024)), report: report.filter(|&s| s > 0) })
+    let metrics: Option<crate::scrape::Addr> = args.value(
+        "metrics",
+        "serve counters at http://ADDR:PORT/metrics in the Prometheus text format (ADDR:PORT or :PORT); \
+         listen on a management address, not the public one (default: off)",
+    )?;
+    Ok(MemoryFlags {
+        budget: budget.map(|m| m.saturating_mul(1024 * 1024)),
+        report: report.filter(|&s| s > 0),
+        metrics: metrics.map(|a| a.0),
+    })
 }
 
 /// Logs heap use every `every`.
@@ -169,6 +180,16 @@ where
         content,
         console: devices.console,
     };
+    // Bound before the app runs, so it exists before a sandbox goes on.
+    if let Some(addr) = memory.metrics {
+        match env.net.tcp_listen(addr) {
+            Ok(l) => {
+                log::info!("metrics at http://{addr}/metrics");
+                env.rt.spawn(crate::scrape::serve(l, env.net.clone(), env.rt.clone()));
+            }
+            Err(e) => fail(&program, &format!("metrics listener {addr}: {e}")),
+        }
+    }
     let net = env.net.clone();
     let rt = env.rt.clone();
     let main = ReportReady { inner: Box::pin(serve(env, app)), on_ready: Some((net, rt)), program: program.clone() };

@@ -37,6 +37,7 @@ extern crate alloc;
 mod boot;
 mod content;
 mod error;
+mod scrape;
 
 use core::ops::Deref;
 
@@ -49,7 +50,7 @@ pub use morgana_kv as kv;
 pub use morgana_kv::KeyValue;
 pub use morgana_net as net;
 pub use morgana_net::{ListenAddr, Slot, Slots, Stack, TcpListener, TcpStream, UdpSocket};
-pub use morgana_runtime::{ArgError, Args, Elapsed, Handle, JoinHandle};
+pub use morgana_runtime::{metrics, ArgError, Args, Elapsed, Handle, JoinHandle};
 pub use {embedded_io_async as io, log};
 
 /// The backend the build selected: the hosted one on Linux.

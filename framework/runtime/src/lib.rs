@@ -8,6 +8,8 @@
 //! * [`logger`]: the `log` facade routed to the console.
 //! * [`memory`]: heap accounting, so peers' requests are refused before an
 //!   allocation could fail.
+//! * [`metrics`]: counters and gauges, written in the Prometheus text format
+//!   when scraped.
 #![no_std]
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
@@ -18,6 +20,7 @@ pub mod args;
 mod executor;
 pub mod logger;
 pub mod memory;
+pub mod metrics;
 mod time;
 
 pub use args::{ArgError, Args};

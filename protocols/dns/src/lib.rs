@@ -23,6 +23,7 @@
 extern crate alloc;
 
 pub mod answer;
+mod metrics;
 pub mod name;
 pub mod rdata;
 pub mod rrl;

@@ -16,6 +16,7 @@ use morgana_net::{Error, Slots, TcpListener, TcpStream, UdpSocket};
 use morgana_runtime::Handle;
 
 use crate::answer::{Catalog, Transport};
+use crate::metrics::{self, Via};
 use crate::rdata::type_name;
 use crate::rrl::{self, Limiter, Verdict};
 use crate::wire::{parse_query, rtype, CLASS_IN};
@@ -129,6 +130,7 @@ pub fn udp_limiter(config: &rrl::Config, seed: [u8; 16]) -> Option<Rc<RefCell<Li
 /// Answers queries on `socket` forever, through `limiter` if there is one
 /// (time from `rt`'s clock).
 pub async fn serve_udp(mut socket: UdpSocket, catalog: Rc<Catalog>, limiter: Option<Rc<RefCell<Limiter>>>, rt: Handle) {
+    metrics::register();
     let mut buf = vec![0u8; 4096];
     loop {
         let (n, peer) = match socket.recv_from(&mut buf).await {
@@ -141,6 +143,10 @@ pub async fn serve_udp(mut socket: UdpSocket, catalog: Rc<Catalog>, limiter: Opt
         let query = &buf[..n];
         let parsed = parse_query(query);
         let mut response = catalog.respond(&parsed, Transport::Udp);
+        metrics::query(Via::Udp);
+        if let Some(r) = &response {
+            metrics::response(Via::Udp, r);
+        }
         let mut verdict = Verdict::Send;
         if let (Some(r), Some(limiter)) = (response.as_mut(), &limiter) {
             let (kind, name) = rrl::classify(parsed.as_ref().ok(), r, &catalog);
@@ -149,6 +155,9 @@ pub async fn serve_udp(mut socket: UdpSocket, catalog: Rc<Catalog>, limiter: Opt
             verdict = limiter.check(now_ms, peer.ip(), kind, &name);
             if verdict == Verdict::Slip {
                 rrl::slip(r);
+            }
+            if verdict != Verdict::Send {
+                metrics::limited(verdict == Verdict::Slip);
             }
             let report = if verdict == Verdict::Send { None } else { limiter.report(now_ms) };
             if let Some((dropped, slipped)) = report {
@@ -178,7 +187,9 @@ const TCP_CONNECTION_COST: usize = 8 * 1024;
 pub async fn serve_tcp(mut listener: TcpListener, catalog: Rc<Catalog>, config: Rc<Config>, rt: Handle) {
     // At the cap the client that has waited longest (idle, or a query
     // trickling in) makes way for the newcomer.
-    let slots = Slots::new(config.tcp_max_connections, rt.clone()).with_cost(TCP_CONNECTION_COST);
+    metrics::register();
+    let slots =
+        Slots::new(config.tcp_max_connections, rt.clone()).with_cost(TCP_CONNECTION_COST).with_metrics(&metrics::TCP);
     loop {
         let (mut stream, peer) = match listener.accept().await {
             Ok(x) => x,
@@ -262,6 +273,7 @@ async fn connection(
             Ok(Err(e)) => return Err(e),
         };
         let query = &buf[..len];
+        metrics::query(Via::Tcp);
         if let Ok(q) = parse_query(query) {
             if q.qtype == rtype::AXFR && q.edns.is_none_or(|e| e.version == 0) && q.qclass == CLASS_IN {
                 crate::xfr::serve(&mut stream, peer, query, &q, catalog, &config.axfr).await?;
@@ -269,6 +281,9 @@ async fn connection(
             }
         }
         let response = catalog.answer(query, Transport::Tcp);
+        if let Some(r) = &response {
+            metrics::response(Via::Tcp, r);
+        }
         if log::log_enabled!(log::Level::Debug) {
             log::debug!("{}", describe(peer, "tcp", query, response.as_deref(), Verdict::Send));
         }

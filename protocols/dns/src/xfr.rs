@@ -135,6 +135,7 @@ pub(crate) async fn serve(
         Ok(t) => t,
         Err(why) => {
             log::info!("{peer}: AXFR {}: refused, bad TSIG record: {why}", q.qname);
+            crate::metrics::axfr(false);
             return send(stream, &refusal(q, rcode::FORMERR)).await;
         }
     };
@@ -151,6 +152,7 @@ pub(crate) async fn serve(
             }
             Err(refused) => {
                 log::info!("{peer}: AXFR {}: refused, key {}: {refused}", q.qname, t.key);
+                crate::metrics::axfr(false);
                 let mut answer = refusal(q, rcode::NOTAUTH);
                 let now = now.unwrap_or(0);
                 match refused.key {
@@ -172,6 +174,7 @@ pub(crate) async fn serve(
     });
     let how = signer.as_ref().map_or(String::new(), |s| alloc::format!(" (key {})", s.key.name));
     log::info!("{peer}: AXFR {}{how} {}", q.qname, if allowed { "allowed" } else { "refused" });
+    crate::metrics::axfr(allowed);
     let mut seal = |msg: Vec<u8>| match signer.as_mut() {
         Some(s) => s.seal(msg),
         None => msg,

@@ -4,6 +4,7 @@
 //! * [`site`]: the files served, with content types, ETags and
 //!   precompressed `.gz` variants;
 //! * [`date`]: HTTP dates;
+//! * [`metrics`]: responses by status code;
 //! * [`server`]: one connection: request parsing (httparse), limits and
 //!   timeouts, GET/HEAD, keep-alive and pipelining, conditional requests,
 //!   single ranges, error responses.
@@ -19,6 +20,7 @@
 extern crate alloc;
 
 pub mod date;
+pub mod metrics;
 pub mod server;
 pub mod site;
 

@@ -435,6 +435,7 @@ where
             Err(_) => return Ok((Outcome::Error, served)),
         }
         served += 1;
+        crate::metrics::response(reply.status);
         if close {
             let outcome = if reply.status >= 400 { Outcome::Error } else { Outcome::Done };
             return Ok((outcome, served));

@@ -78,6 +78,12 @@ impl Stack {
         self.driver.addresses()
     }
 
+    /// Writes the stack's counters in the Prometheus text format (frames and
+    /// bytes of its device, TCP connections), for a metrics endpoint.
+    pub fn write_metrics(&self, enc: &mut morgana_runtime::metrics::Encoder<'_>) {
+        self.driver.write_metrics(enc)
+    }
+
     /// Waits until the stack has an address (at once for static addresses and
     /// host sockets; after the DHCP lease otherwise).
     pub async fn wait_configured(&self) {

@@ -13,6 +13,8 @@ use alloc::vec::Vec;
 use core::net::{IpAddr, SocketAddr};
 use core::task::{Context, Poll};
 
+use morgana_runtime::metrics::Encoder;
+
 use crate::{Error, ListenAddr};
 
 /// A network stack.
@@ -34,6 +36,9 @@ pub trait StackDriver {
 
     /// Opens a UDP socket.
     fn udp_bind(&self, addr: ListenAddr) -> Result<Box<dyn UdpSocketDriver>, Error>;
+
+    /// Writes the stack's (and its device's) counters, when scraped.
+    fn write_metrics(&self, _enc: &mut Encoder<'_>) {}
 }
 
 /// An accepted connection and the peer's address.

@@ -21,4 +21,4 @@ pub mod slots;
 
 pub use api::{ListenAddr, Stack, TcpListener, TcpStream, UdpSocket};
 pub use error::Error;
-pub use slots::{Slot, Slots};
+pub use slots::{Slot, SlotMetrics, Slots};

@@ -30,8 +30,47 @@ use core::task::{Poll, Waker};
 use core::time::Duration;
 
 use morgana_devices::Instant;
+use morgana_runtime::metrics::{Counter, Encoder, Gauge};
 use morgana_runtime::Handle;
 use slab::Slab;
+
+/// A server's connection counters, shared by all its [`Slots`] (one per
+/// listener): a `static` given to [`Slots::with_metrics`].
+#[derive(Debug, Default)]
+pub struct SlotMetrics {
+    /// Connections given a slot.
+    pub admitted: Counter,
+    /// Connections refused a slot (everyone busy, or memory did not come
+    /// back in time).
+    pub refused: Counter,
+    /// Connections shed to make room.
+    pub shed: Counter,
+    /// Connections holding a slot now.
+    pub open: Gauge,
+}
+
+impl SlotMetrics {
+    /// All zero.
+    pub const fn new() -> SlotMetrics {
+        SlotMetrics { admitted: Counter::new(), refused: Counter::new(), shed: Counter::new(), open: Gauge::new() }
+    }
+
+    /// Writes `{prefix}_connections_open` and the `_admitted_total`,
+    /// `_refused_total` and `_shed_total` counters; `what` names the
+    /// connections in the help text ("DNS-over-TCP").
+    pub fn write(&self, enc: &mut Encoder<'_>, prefix: &str, what: &str) {
+        use alloc::format;
+        enc.gauge(&format!("{prefix}_connections_open"), &format!("{what} connections open now."), self.open.get());
+        let counters = [
+            ("admitted", "given a slot", &self.admitted),
+            ("refused", "refused at the cap (every connection busy, or memory short)", &self.refused),
+            ("shed", "reset to make room for a newcomer (the one that waited longest for its client)", &self.shed),
+        ];
+        for (name, help, c) in counters {
+            enc.counter(&format!("{prefix}_connections_{name}_total"), &format!("{what} connections {help}."), c.get());
+        }
+    }
+}
 
 struct Entry {
     waiting_since: Instant,
@@ -45,6 +84,7 @@ struct Table {
     cost: usize,
     entries: Slab<Entry>,
     shed: u64,
+    metrics: Option<&'static SlotMetrics>,
     /// Newcomers waiting for a shed connection to let go.
     admitting: Vec<Waker>,
 }
@@ -64,6 +104,9 @@ impl Table {
             w.wake();
         }
         self.shed += 1;
+        if let Some(m) = self.metrics {
+            m.shed.inc();
+        }
         true
     }
 }
@@ -87,6 +130,7 @@ impl Slots {
                 cost: 0,
                 entries: Slab::new(),
                 shed: 0,
+                metrics: None,
                 admitting: Vec::new(),
             })),
             rt,
@@ -97,6 +141,13 @@ impl Slots {
     /// newcomer memory cannot spare that for makes room too.
     pub fn with_cost(self, bytes: usize) -> Slots {
         self.table.borrow_mut().cost = bytes;
+        self
+    }
+
+    /// Counts admissions, refusals, sheds and open connections in
+    /// `metrics`.
+    pub fn with_metrics(self, metrics: &'static SlotMetrics) -> Slots {
+        self.table.borrow_mut().metrics = Some(metrics);
         self
     }
 
@@ -129,7 +180,17 @@ impl Slots {
             let id = t.entries.insert(Entry { waiting_since: now, writing: false, shed: false, waker: None });
             Poll::Ready(Some(Slot { table: self.table.clone(), id, rt: self.rt.clone() }))
         });
-        self.rt.timeout(ADMIT_WAIT, admitting).await.ok().flatten()
+        let slot = self.rt.timeout(ADMIT_WAIT, admitting).await.ok().flatten();
+        if let Some(m) = self.table.borrow().metrics {
+            match slot {
+                Some(_) => {
+                    m.admitted.inc();
+                    m.open.inc();
+                }
+                None => m.refused.inc(),
+            }
+        }
+        slot
     }
 
     /// Connections holding a slot (shed ones until their task lets go).
@@ -190,6 +251,9 @@ impl Drop for Slot {
     fn drop(&mut self) {
         let mut t = self.table.borrow_mut();
         t.entries.remove(self.id);
+        if let Some(m) = t.metrics {
+            m.open.dec();
+        }
         for w in t.admitting.drain(..) {
             w.wake();
         }
@@ -258,6 +322,29 @@ mod tests {
         assert!(admit(&slots).is_none());
         drop(writing);
         assert_eq!(slots.open(), 3);
+    }
+
+    #[test]
+    fn metrics_count_admissions_refusals_sheds_and_open_slots() {
+        static M: SlotMetrics = SlotMetrics::new();
+        let clock = Rc::new(Manual::default());
+        let exec = Executor::new(clock.clone());
+        let slots = Slots::new(2, exec.handle()).with_metrics(&M);
+        let a = admit(&slots).unwrap();
+        clock.0.set(1_000);
+        let b = admit(&slots).unwrap();
+        let _busy = b.writing();
+        let c = admit(&slots).unwrap(); // a is shed
+        let _busy_c = c.writing();
+        assert!(a.is_shed());
+        drop(a);
+        let _busy_b = b.writing();
+        assert!(admit(&slots).is_none(), "both busy: refused");
+        assert_eq!((M.admitted.get(), M.shed.get(), M.refused.get(), M.open.get()), (3, 1, 1, 2));
+        let mut out = alloc::string::String::new();
+        M.write(&mut Encoder::new(&mut out), "morgana_t", "Test");
+        assert!(out.contains("\nmorgana_t_connections_open 2\n"), "{out}");
+        assert!(out.contains("\nmorgana_t_connections_refused_total 1\n"), "{out}");
     }
 
     #[test]

@@ -52,6 +52,8 @@ pub struct TcpDefenceStats {
     pub syn_cookies_sent: u64,
     /// Handshakes completed from a cookie.
     pub syn_cookies_completed: u64,
+    /// Connections handed to the app.
+    pub accepted: u64,
     /// Connections completed while the accept queue was full, reset.
     pub accept_queue_overflow: u64,
     /// Established connections reset because memory was short.

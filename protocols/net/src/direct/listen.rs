@@ -178,6 +178,7 @@ impl<D: Net + 'static> TcpListenerDriver for DirectListener<D> {
             // Room in the accept queue again: listen once more if needed.
             service_listeners(listeners, sockets, tcp);
             i.wake_runner();
+            i.tcp.stats.accepted += 1;
             let stream = DirectTcp::new(self.inner.clone(), h, i.graves.clone());
             return Poll::Ready(Ok((Box::new(stream), peer.into())));
         }

@@ -17,6 +17,7 @@ mod device;
 mod dhcp;
 mod isn;
 mod listen;
+mod metrics;
 mod poll;
 mod ports;
 mod stack;

@@ -21,6 +21,10 @@ impl<D: Net + 'static> StackDriver for DirectStack<D> {
         "direct (smoltcp)"
     }
 
+    fn write_metrics(&self, enc: &mut morgana_runtime::metrics::Encoder<'_>) {
+        self.encode_metrics(enc)
+    }
+
     fn addresses(&self) -> Vec<(IpAddr, u8)> {
         let i = self.inner.borrow();
         i.iface.ip_addrs().iter().map(|c| (c.address().into(), c.prefix_len())).collect()
