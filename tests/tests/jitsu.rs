@@ -99,8 +99,23 @@ impl Jitsu {
 
     /// `dig` in the namespace, in the background.
     fn dig_spawn(&self, server: &str, name: &str) -> Dig {
+        self.dig_with(server, name, "+notcp")
+    }
+
+    fn dig_with(&self, server: &str, name: &str, option: &str) -> Dig {
         let child = Command::new("ip")
-            .args(["netns", "exec", &self.ns.name, "dig", &format!("@{server}"), "+tries=1", "+time=20", name, "A"])
+            .args([
+                "netns",
+                "exec",
+                &self.ns.name,
+                "dig",
+                &format!("@{server}"),
+                "+tries=1",
+                "+time=20",
+                option,
+                name,
+                "A",
+            ])
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
@@ -237,7 +252,7 @@ fn boots_on_query() -> Result {
 }
 
 /// An idle unikernel is stopped (QEMU gone, TAP deleted); the next query
-/// boots it again.
+/// (over TCP this time) boots it again.
 fn idle_stop() -> Result {
     let (dns, _) = images();
     let j = Jitsu::start("jitsu-idle", &[unikernel("www", dns, "10.78.0.10", ""), "--idle-stop=2".into()]);
@@ -247,7 +262,8 @@ fn idle_stop() -> Result {
     // seconds after boot.
     j.wait_until(25, "idle VM stopped", || j.qemus().is_empty() && j.taps().is_empty())?;
     ensure(j.logged("stopping www.jitsu.test.: idle") == 1, "idle stop logged")?;
-    ensure(j.dig(JITSU, "www.jitsu.test").address()? == "10.78.0.10", "second boot")?;
+    let tcp = Answer::of(j.dig_with(JITSU, "www.jitsu.test", "+tcp"));
+    ensure(tcp.address()? == "10.78.0.10" && tcp.output.contains("(TCP)"), "second boot, by a query over TCP")?;
     ensure(j.qemus().len() == 1 && j.logged("booting www.jitsu.test.") == 2, "booted again")
 }
 

@@ -9,7 +9,7 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use morgana::log::{debug, info, warn};
-use morgana::{Handle, TcpListener, TcpStream, UdpSocket};
+use morgana::{Handle, Slots, TcpListener, TcpStream, UdpSocket};
 use morgana_dns::answer::MAX_UDP;
 use morgana_dns::rrl::{self, Limiter, Verdict};
 use morgana_dns::wire::{flags, parse_query, rcode, rtype, Query, Writer, CLASS_ANY, CLASS_IN};
@@ -21,6 +21,9 @@ use crate::registry::{Outcome, Registry};
 const POLL: Duration = Duration::from_millis(10);
 /// A TCP connection with no complete query for this long is closed.
 const TCP_IDLE: Duration = Duration::from_secs(10);
+/// Open TCP connections at most (the DNS app's default); at the cap the
+/// one that has waited longest for its client makes way.
+const TCP_MAX: usize = 128;
 
 /// What to do with a query.
 enum Next {
@@ -175,14 +178,21 @@ fn limited(
 
 /// Accepts DNS-over-TCP connections forever, one task each.
 pub async fn serve_tcp(mut listener: TcpListener, catalog: Rc<Catalog>, reg: Rc<RefCell<Registry>>, rt: Handle) {
+    let slots = Slots::new(TCP_MAX, rt.clone());
     loop {
-        let (stream, peer) = match listener.accept().await {
+        let (mut stream, peer) = match listener.accept().await {
             Ok(x) => x,
             Err(e) => {
                 warn!("TCP accept: {e}");
                 continue;
             }
         };
+        let Some(slot) = slots.admit().await else {
+            debug!("{peer}: all {TCP_MAX} TCP connections busy, closing");
+            stream.abort();
+            continue;
+        };
+        stream.attach(slot);
         let (catalog, reg, rt2) = (catalog.clone(), reg.clone(), rt.clone());
         rt.spawn(async move {
             if let Err(e) = connection(stream, &catalog, &reg, &rt2).await {

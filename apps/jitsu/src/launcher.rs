@@ -45,6 +45,8 @@ struct Shared {
 pub struct Launch {
     pub tap: String,
     shared: Arc<Mutex<Shared>>,
+    /// The thread creating the TAP device and starting QEMU.
+    thread: JoinHandle<()>,
 }
 
 fn lock(m: &Mutex<Shared>) -> MutexGuard<'_, Shared> {
@@ -100,15 +102,14 @@ impl Launch {
     /// Creates `tap` on `bridge` and starts QEMU on it, on a thread.
     pub fn start(spec: &Spec, tap: String, bridge: &str, gateway: Option<Ipv4Addr>) -> Launch {
         let shared = Arc::new(Mutex::new(Shared::default()));
-        let launch = Launch { tap: tap.clone(), shared: shared.clone() };
         let mut cmd = qemu_command(spec, &tap, gateway);
-        let (bridge, name) = (bridge.to_string(), spec.name.to_string());
-        std::thread::spawn(move || {
-            if let Err(e) = launch_thread(&shared, &mut cmd, &tap, &bridge, &name) {
-                lock(&shared).error = Some(e);
+        let (bridge, name, tap2, shared2) = (bridge.to_string(), spec.name.to_string(), tap.clone(), shared.clone());
+        let thread = std::thread::spawn(move || {
+            if let Err(e) = launch_thread(&shared2, &mut cmd, &tap2, &bridge, &name) {
+                lock(&shared2).error = Some(e);
             }
         });
-        launch
+        Launch { tap, shared, thread }
     }
 
     /// Where the launch is; `Ended` once QEMU has exited.
@@ -141,19 +142,20 @@ impl Launch {
     /// Kills QEMU and deletes the TAP device, on a thread (join it to know
     /// both are gone).
     pub fn stop(self) -> JoinHandle<()> {
-        let (child, tap_created) = {
-            let mut s = lock(&self.shared);
-            s.cancelled = true;
-            (s.child.take(), std::mem::take(&mut s.tap_created))
-        };
-        let tap = self.tap;
+        lock(&self.shared).cancelled = true;
         std::thread::spawn(move || {
+            // Once the launching thread is done, nothing more is started.
+            let _ = self.thread.join();
+            let (child, tap_created) = {
+                let mut s = lock(&self.shared);
+                (s.child.take(), std::mem::take(&mut s.tap_created))
+            };
             if let Some(mut child) = child {
                 let _ = child.kill();
                 let _ = child.wait();
             }
             if tap_created {
-                if let Err(e) = ip(&["link", "del", &tap]) {
+                if let Err(e) = ip(&["link", "del", &self.tap]) {
                     morgana::log::warn!("{e}");
                 }
             }
@@ -179,12 +181,11 @@ fn launch_thread(
     ip(&["tuntap", "add", "dev", tap, "mode", "tap"])?;
     let up = ip(&["link", "set", tap, "master", bridge]).and_then(|_| ip(&["link", "set", tap, "up"]));
     let mut s = lock(shared);
-    if s.cancelled || up.is_err() {
-        drop(s);
-        let _ = ip(&["link", "del", tap]);
-        return up;
+    s.tap_created = true; // deleted by `stop`
+    up?;
+    if s.cancelled {
+        return Ok(());
     }
-    s.tap_created = true;
     // Its own process group: a Ctrl-C at a terminal reaches Jitsu, which
     // stops its VMs itself, and not QEMU behind its back.
     std::os::unix::process::CommandExt::process_group(cmd, 0);
