@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 use std::rc::Rc;
 use std::time::Duration;
 
-use morgana::log::{debug, info, warn};
+use morgana::log::{self as log, debug, info, warn};
 use morgana::{Handle, Slots, TcpListener, TcpStream, UdpSocket};
 use morgana_dns::answer::MAX_UDP;
 use morgana_dns::rrl::{self, Limiter, Verdict};
@@ -109,6 +109,9 @@ pub async fn serve_udp(
             Ok(Ok((n, peer))) => {
                 let query = &buf[..n];
                 let parsed = parse_query(query);
+                if let (Ok(q), true) = (parsed.as_ref(), log::log_enabled!(log::Level::Debug)) {
+                    debug!("{peer} udp {} type {}", q.qname, q.qtype);
+                }
                 match next(&reg, parsed.as_ref().ok()) {
                     Next::Answer => {
                         replies.extend(catalog.respond(&parsed, Transport::Udp).map(|r| (peer, r, query.to_vec())))
@@ -142,8 +145,9 @@ pub async fn serve_udp(
             if limited(&mut reply, &query, peer, &catalog, limiter.as_deref(), &rt) {
                 continue;
             }
-            if let Err(e) = socket.send_to(&reply, peer).await {
-                debug!("UDP reply to {peer}: {e}");
+            match socket.send_to(&reply, peer).await {
+                Ok(()) => debug!("{peer} udp: rcode {}, {} bytes", reply.get(3).map_or(0, |b| b & 0xf), reply.len()),
+                Err(e) => debug!("{peer} udp: reply not sent: {e}"),
             }
         }
     }

@@ -21,8 +21,13 @@ enum State {
 struct Unit {
     spec: Spec,
     state: State,
-    /// The last query for it, start, or traffic on its TAP device.
+    /// The last query for it, start, or traffic on its TAP device: what
+    /// idle means.
     last_used: Instant,
+    /// The last query for it or start: what `--max-running` orders by
+    /// (traffic would count the guests' own start-up chatter, which the
+    /// bridge floods to every TAP device).
+    last_query: Instant,
     /// TAP byte count when last sampled.
     traffic: u64,
     /// Boots started.
@@ -61,7 +66,7 @@ impl Registry {
         let now = Instant::now();
         let units = specs
             .into_iter()
-            .map(|spec| Unit { spec, state: State::Stopped, last_used: now, traffic: 0, attempts: 0 })
+            .map(|spec| Unit { spec, state: State::Stopped, last_used: now, last_query: now, traffic: 0, attempts: 0 })
             .collect();
         Registry { units, limits, taps: 0, stopping: Vec::new() }
     }
@@ -77,6 +82,7 @@ impl Registry {
         self.refresh(i);
         let now = Instant::now();
         self.units[i].last_used = now;
+        self.units[i].last_query = now;
         match self.units[i].state {
             State::Running(_) => return Ok(None),
             State::Booting(..) => return Ok(Some(self.units[i].attempts)),
@@ -86,14 +92,14 @@ impl Registry {
         if active >= self.limits.max_running {
             let lru = (0..self.units.len())
                 .filter(|&j| matches!(self.units[j].state, State::Running(_)))
-                .min_by_key(|&j| self.units[j].last_used);
+                .min_by_key(|&j| self.units[j].last_query);
             let Some(j) = lru else {
                 let why = format!("all {} --max-running places are booting", self.limits.max_running);
                 warn!("{}: not booted: {why}", self.units[i].spec.name);
                 return Err(why);
             };
             info!(
-                "stopping {} (least recently used) to make way for {} (--max-running {})",
+                "stopping {} (least recently queried) to make way for {} (--max-running {})",
                 self.units[j].spec.name, self.units[i].spec.name, self.limits.max_running
             );
             self.stop(j);
@@ -122,7 +128,7 @@ impl Registry {
         let u = &mut self.units[i];
         match u.state {
             State::Running(_) => {
-                u.last_used = Instant::now();
+                (u.last_used, u.last_query) = (Instant::now(), Instant::now());
                 Outcome::Up
             }
             State::Booting(..) if u.attempts == attempt => Outcome::Pending,
@@ -150,7 +156,7 @@ impl Registry {
                 info!("{} is up at {} ({} ms after the query)", u.spec.name, u.spec.ip, since.elapsed().as_millis());
                 if let State::Booting(l, _) = std::mem::replace(&mut u.state, State::Stopped) {
                     u.traffic = l.traffic().unwrap_or(0);
-                    u.last_used = Instant::now();
+                    (u.last_used, u.last_query) = (Instant::now(), Instant::now());
                     u.state = State::Running(l);
                 }
             }
