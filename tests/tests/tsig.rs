@@ -130,6 +130,78 @@ fn bad_and_missing_signatures_are_refused() -> Result {
     check(records(&out) == RECORDS + 4, "an unsigned request from an allowed address", &out)
 }
 
+/// Signed answers to ordinary queries, over UDP and TCP; a bad MAC gets
+/// NOTAUTH with BADSIG.
+fn signed_queries_get_signed_answers() -> Result {
+    let s = start(&[])?;
+    for transport in ["+notcp", "+tcp"] {
+        let key = format!("hmac-sha256:transfer-key:{SECRET}");
+        let out = output(Command::new("dig").args([
+            "@127.0.0.1",
+            "-p",
+            &s.port.to_string(),
+            "+tries=1",
+            transport,
+            "-y",
+            &key,
+            "host7.big.test",
+            "A",
+        ]))?;
+        let signed = out.contains("status: NOERROR") && out.contains("10.0.0.7") && out.contains("TSIG PSEUDOSECTION");
+        check(signed && !out.contains("could not be validated"), "a signed query's answer", &out)?;
+    }
+    let bad = output(Command::new("dig").args([
+        "@127.0.0.1",
+        "-p",
+        &s.port.to_string(),
+        "+tries=1",
+        "-y",
+        "hmac-sha256:transfer-key:c2VjcmV0LWJ1dC13cm9uZw==",
+        "host7.big.test",
+        "A",
+    ]))?;
+    check(bad.contains("status: NOTAUTH") && bad.contains("BADSIG") && !bad.contains("10.0.0.7"), "a bad MAC", &bad)
+}
+
+/// NSD as a secondary of Morgana: it transfers the zone with TSIG and
+/// serves it.
+fn nsd_transfers_from_morgana() -> Result {
+    let s = start(&["key=transfer-key"])?;
+    let port = free_port();
+    let dir = s.dir.join("nsd");
+    std::fs::create_dir_all(&dir)?;
+    let conf = format!(
+        "server:\n  ip-address: 127.0.0.1@{port}\n  server-count: 1\n  username: \"\"\n  chroot: \"\"\n  zonesdir: \"{d}\"\n  database: \"\"\n  zonelistfile: \"{d}/zone.list\"\n  xfrdfile: \"{d}/xfrd.state\"\n  xfrdir: \"{d}\"\n  pidfile: \"{d}/nsd.pid\"\n  verbosity: 2\nremote-control:\n  control-enable: no\nkey:\n  name: \"transfer-key\"\n  algorithm: hmac-sha256\n  secret: \"{SECRET}\"\nzone:\n  name: \"big.test\"\n  zonefile: \"big.test.secondary\"\n  request-xfr: AXFR 127.0.0.1@{m} transfer-key\n  allow-notify: 127.0.0.1 transfer-key\n",
+        d = dir.display(),
+        m = s.port
+    );
+    std::fs::write(dir.join("nsd.conf"), conf)?;
+    let mut cmd = Command::new("nsd");
+    cmd.arg("-d").arg("-c").arg(dir.join("nsd.conf"));
+    let _nsd = Running::start(cmd);
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let out = output(Command::new("dig").args([
+            "@127.0.0.1",
+            "-p",
+            &port.to_string(),
+            "+tries=1",
+            "+time=1",
+            "+short",
+            "host2999.big.test",
+            "A",
+        ]))?;
+        if out.trim() == "10.0.11.183" {
+            eprintln!("  NSD serves the zone it transferred with TSIG");
+            return Ok(());
+        }
+        if std::time::Instant::now() > deadline {
+            return Err(format!("NSD did not serve the transferred zone within 20 s: {out}").into());
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
 fn bad_key_flags_are_refused() -> Result {
     for (args, needle) in [
         (vec!["--tsig-key", "k=hmac-md5:AAAA"], "hmac-md5 is refused"),
@@ -152,10 +224,13 @@ fn main() {
     let args = Arguments::from_args();
     let dig = Prereq::program("dig", "-v", "bind9-dnsutils");
     let kdig = Prereq::program("kdig", "-V", "knot-dnsutils");
+    let nsd = Prereq::program("nsd", "-v", "nsd");
     let tests = vec![
         prereq::trial("signed_axfr_verified_by_dig_and_kdig", &[&dig, &kdig], signed_axfr_verified_by_dig_and_kdig),
         prereq::trial("bad_and_missing_signatures_are_refused", &[&dig], bad_and_missing_signatures_are_refused),
         prereq::trial("bad_key_flags_are_refused", &[], bad_key_flags_are_refused),
+        prereq::trial("signed_queries_get_signed_answers", &[&dig], signed_queries_get_signed_answers),
+        prereq::trial("nsd_transfers_from_morgana", &[&dig, &nsd], nsd_transfers_from_morgana),
     ];
     libtest_mimic::run(&args, tests).exit();
 }

@@ -224,7 +224,7 @@ async fn serve(mut env: Env, cfg: Config) -> morgana::Result {
     for l in &cfg.listen {
         let udp = env.net.udp_bind(l.0).context(format_args!("UDP {}", l.0))?;
         let tcp = env.net.tcp_listen(l.0).context(format_args!("TCP {}", l.0))?;
-        env.spawn(server::serve_udp(udp, catalog.clone(), limiter.clone(), env.rt.clone()));
+        env.spawn(server::serve_udp(udp, catalog.clone(), limiter.clone(), server_cfg.clone(), env.rt.clone()));
         env.spawn(server::serve_tcp(tcp, catalog.clone(), server_cfg.clone(), env.rt.clone()));
         info!("serving DNS on {} (UDP and TCP)", l.0);
     }

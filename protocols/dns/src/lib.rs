@@ -14,7 +14,7 @@
 //! * [`xfr`]: AXFR (RFC 5936) out, to addresses or TSIG keys allowed.
 //!
 //! Not implemented: DNSSEC (no signatures are served; the DO bit is
-//! ignored), TSIG on anything but AXFR, IXFR, NOTIFY, dynamic updates, NSID and other EDNS options
+//! ignored), IXFR, NOTIFY, dynamic updates, NSID and other EDNS options
 //! (ignored in queries), classes other than IN.
 #![no_std]
 #![forbid(unsafe_code)]

@@ -15,7 +15,7 @@ use core::time::Duration;
 use morgana_net::{Error, Slots, TcpListener, TcpStream, UdpSocket};
 use morgana_runtime::Handle;
 
-use crate::answer::{Catalog, Transport};
+use crate::answer::{Catalog, Transport, MAX_UDP};
 use crate::metrics::{self, Via};
 use crate::rdata::type_name;
 use crate::rrl::{self, Limiter, Verdict};
@@ -128,8 +128,15 @@ pub fn udp_limiter(config: &rrl::Config, seed: [u8; 16]) -> Option<Rc<RefCell<Li
 }
 
 /// Answers queries on `socket` forever, through `limiter` if there is one
-/// (time from `rt`'s clock).
-pub async fn serve_udp(mut socket: UdpSocket, catalog: Rc<Catalog>, limiter: Option<Rc<RefCell<Limiter>>>, rt: Handle) {
+/// (time from `rt`'s clock); answers to signed queries are signed with
+/// `config`'s TSIG keys.
+pub async fn serve_udp(
+    mut socket: UdpSocket,
+    catalog: Rc<Catalog>,
+    limiter: Option<Rc<RefCell<Limiter>>>,
+    config: Rc<Config>,
+    rt: Handle,
+) {
     metrics::register();
     let mut buf = vec![0u8; 4096];
     loop {
@@ -172,6 +179,9 @@ pub async fn serve_udp(mut socket: UdpSocket, catalog: Rc<Catalog>, limiter: Opt
             log::debug!("{}", describe(peer, "udp", query, response.as_deref(), verdict));
         }
         if let (Some(r), false) = (response, verdict == Verdict::Drop) {
+            let limit =
+                parsed.as_ref().ok().and_then(|q| q.edns).map_or(512, |e| (e.udp_size as usize).clamp(512, MAX_UDP));
+            let r = crate::xfr::sign_response(query, r, &config.axfr, Some(limit));
             if let Err(e) = socket.send_to(&r, peer).await {
                 log::debug!("UDP reply to {peer}: {e}");
             }
@@ -288,7 +298,7 @@ async fn connection(
             log::debug!("{}", describe(peer, "tcp", query, response.as_deref(), Verdict::Send));
         }
         match response {
-            Some(r) => send(&mut stream, &r).await?,
+            Some(r) => send(&mut stream, &crate::xfr::sign_response(query, r, &config.axfr, None)).await?,
             None => {
                 stream.abort();
                 return Ok(());

@@ -122,6 +122,58 @@ fn refusal(q: &wire::Query, code: u16) -> Vec<u8> {
     w.finish()
 }
 
+/// NOTAUTH with the TSIG error `refused`: signed for BADTIME and BADTRUNC
+/// (RFC 8945 §5.2.3, §5.2.2.1), unsigned with an empty MAC otherwise.
+fn tsig_refusal(q: &wire::Query, t: &Tsig, refused: tsig::Refused, access: &Access, now: u64) -> Vec<u8> {
+    let mut answer = refusal(q, rcode::NOTAUTH);
+    match refused.key {
+        Some(i) if refused.error != tsig::error::BADSIG => {
+            let other = if refused.error == tsig::error::BADTIME { &tsig::time_other(now)[..] } else { &[] };
+            tsig::sign(&mut answer, &access.keys[i], Some(&t.mac), now, refused.error, other);
+        }
+        _ => tsig::append_unsigned(&mut answer, t, now, refused.error),
+    }
+    answer
+}
+
+/// Signs `response` to `query` if the query was signed (RFC 8945 §5.3):
+/// with the query's key when it verifies, or replaced by NOTAUTH with the
+/// TSIG error when it does not. Over UDP (`udp_limit` set) a signed answer
+/// too large becomes a signed empty answer with TC, so the client retries
+/// over TCP. Costs nothing without keys.
+pub fn sign_response(query: &[u8], response: Vec<u8>, access: &Access, udp_limit: Option<usize>) -> Vec<u8> {
+    if access.keys.is_empty() {
+        return response;
+    }
+    let (Ok(Some(t)), Ok(q)) = (tsig::find(query), wire::parse_query(query)) else { return response };
+    let now = access.clock.now();
+    let checked = match now {
+        Some(now) => tsig::verify(query, &t, &access.keys, None, now),
+        None => Err(tsig::Refused { error: tsig::error::BADTIME, key: None }),
+    };
+    let now_or_0 = now.unwrap_or(0);
+    let key = match checked {
+        Ok(i) => &access.keys[i],
+        Err(refused) => {
+            log::info!("{} {}: key {}: {refused}", q.qname, crate::rdata::type_name(q.qtype), t.key);
+            return tsig_refusal(&q, &t, refused, access, now_or_0);
+        }
+    };
+    let mut signed = response.clone();
+    tsig::sign(&mut signed, key, Some(&t.mac), now_or_0, 0, &[]);
+    if udp_limit.is_some_and(|limit| signed.len() > limit) {
+        let mut w =
+            Writer::new(q.id, flags::QR | flags::AA | flags::TC, Some((q.qname_raw.as_slice(), q.qtype, q.qclass)));
+        w.set_rcode(u16::from(response.get(3).map_or(0, |b| b & 0xf)));
+        if q.edns.is_some() {
+            w.opt(crate::answer::MAX_UDP as u16, 0, false);
+        }
+        signed = w.finish();
+        tsig::sign(&mut signed, key, Some(&t.mac), now_or_0, 0, &[]);
+    }
+    signed
+}
+
 /// Answers the AXFR request `query` (parsed as `q`) from `peer`.
 pub(crate) async fn serve(
     stream: &mut TcpStream,
@@ -153,18 +205,7 @@ pub(crate) async fn serve(
             Err(refused) => {
                 log::info!("{peer}: AXFR {}: refused, key {}: {refused}", q.qname, t.key);
                 crate::metrics::axfr(false);
-                let mut answer = refusal(q, rcode::NOTAUTH);
-                let now = now.unwrap_or(0);
-                match refused.key {
-                    // BADTIME and BADTRUNC answers are signed (§5.2.3, 5.2.2.1).
-                    Some(i) if refused.error != tsig::error::BADSIG => {
-                        let other =
-                            if refused.error == tsig::error::BADTIME { &tsig::time_other(now)[..] } else { &[] };
-                        tsig::sign(&mut answer, &access.keys[i], Some(&t.mac), now, refused.error, other);
-                    }
-                    _ => tsig::append_unsigned(&mut answer, t, now, refused.error),
-                }
-                return send(stream, &answer).await;
+                return send(stream, &tsig_refusal(q, t, refused, access, now.unwrap_or(0))).await;
             }
         }
     }
