@@ -87,6 +87,13 @@ fn config(args: &mut Args) -> Result<Config, ArgError> {
         }
         (true, Some(l)) => Some(l.0.port),
     };
+    let hsts: Option<u64> = args.value(
+        "hsts",
+        "send Strict-Transport-Security with this max-age in seconds on HTTPS responses (default: none)",
+    )?;
+    if hsts.is_some() && https.is_empty() {
+        return Err(ArgError::Conflict("--hsts needs an HTTPS listener".into()));
+    }
     let site_dir = args.value("site", "serve this directory instead of the embedded site (hosted only)")?;
     let max_connections = args
         .value("max-connections", "open connections at most; at the cap the longest waiting makes way (default 512)")?
@@ -103,6 +110,7 @@ fn config(args: &mut Args) -> Result<Config, ArgError> {
             d.idle_timeout,
         ),
         redirect_https,
+        hsts,
         ..d
     };
     if site_dir.is_some() && !morgana::HOSTED {
@@ -287,6 +295,8 @@ async fn serve(mut env: Env, cfg: Config) -> morgana::Result {
             cfg: morgana_http::Config {
                 // Only plain HTTP redirects to HTTPS.
                 redirect_https: if tls.is_some() { None } else { cfg.http_cfg.redirect_https },
+                // HSTS over plain HTTP means nothing (RFC 6797 §7.2).
+                hsts: if tls.is_some() { cfg.http_cfg.hsts } else { None },
                 ..cfg.http_cfg.clone()
             },
             rt: env.rt.clone(),

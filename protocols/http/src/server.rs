@@ -34,6 +34,9 @@ pub struct Config {
     pub max_body: usize,
     /// Answer every request with a redirect to HTTPS on this port.
     pub redirect_https: Option<u16>,
+    /// Send `Strict-Transport-Security: max-age=N` with every response
+    /// (RFC 6797; set it on HTTPS connections only).
+    pub hsts: Option<u64>,
 }
 
 impl Default for Config {
@@ -47,6 +50,7 @@ impl Default for Config {
             max_headers: 64,
             max_body: 64 * 1024,
             redirect_https: None,
+            hsts: None,
         }
     }
 }
@@ -421,6 +425,9 @@ where
         let close = reply.close;
         let mut head = format!("HTTP/1.1 {} {}\r\n", reply.status, reason(reply.status));
         head.push_str(&reply.headers);
+        if let Some(max_age) = cfg.hsts {
+            let _ = write!(head, "Strict-Transport-Security: max-age={max_age}\r\n");
+        }
         head.push_str(if close { "Connection: close\r\n\r\n" } else { "\r\n" });
         let body = if reply.head_only { &[][..] } else { reply.body };
         let send = async {

@@ -141,6 +141,9 @@ impl TlsAcceptor {
             .with_single_cert(chain, key)
             .map_err(|e| TlsError::Config(e.to_string()))?;
         config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+        // The server's order of cipher suites wins over the client's, as
+        // operators expect (the provider lists AES-GCM before ChaCha20).
+        config.ignore_client_order = true;
         Ok(TlsAcceptor { config: Arc::new(config) })
     }
 

@@ -256,6 +256,7 @@ fn main() {
         t("curl_http_and_https_hosted", hosted_curl, &[&curl, &ossl]),
         t("redirect_https", redirect_https, &[&curl, &ossl]),
         t("tls_versions_alpn_and_refusals", tls::tls_versions_and_refusals, &[&ossl]),
+        t("server_cipher_order_and_hsts", tls::server_cipher_order_and_hsts, &[&ossl, &curl]),
         t("hostile_requests_table", hostile::hostile_requests, &[]),
         t("slowloris_is_cut_off", hostile::slowloris, &[]),
         t("connection_cap", hostile::connection_cap, &[]),

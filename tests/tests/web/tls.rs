@@ -77,3 +77,44 @@ pub(super) fn tls_versions_and_refusals() -> Result {
     check(t13.contains("Verify return code: 0 (ok)"), "TLS still works", &t13)?;
     check(w.p.is_running(), "server alive", "")
 }
+
+/// The server's cipher-suite order wins whatever the client lists first
+/// (testssl.sh's "server cipher order"), in TLS 1.2 and 1.3; `--hsts`
+/// sends Strict-Transport-Security over HTTPS only.
+pub(super) fn server_cipher_order_and_hsts() -> Result {
+    let pki = Pki::new("order")?;
+    let w = start_web(Some(&pki), &["--hsts", "31536000"])?;
+    let ca = pki.path("ca.pem");
+    for (version, flag, suites) in [
+        ("-tls1_2", "-cipher", ["ECDHE-ECDSA-CHACHA20-POLY1305", "ECDHE-ECDSA-AES128-GCM-SHA256"]),
+        ("-tls1_3", "-ciphersuites", ["TLS_CHACHA20_POLY1305_SHA256", "TLS_AES_128_GCM_SHA256"]),
+    ] {
+        let mut chosen = Vec::new();
+        for list in [format!("{}:{}", suites[0], suites[1]), format!("{}:{}", suites[1], suites[0])] {
+            let out = s_client(w.https, &[version, flag, &list, "-CAfile", &ca])?;
+            let cipher = out.lines().find_map(|l| l.split("Cipher is ").nth(1)).unwrap_or("").trim().to_string();
+            check(!cipher.is_empty() && cipher != "(NONE)", "a handshake", &out)?;
+            chosen.push(cipher);
+        }
+        check(chosen[0] == chosen[1], &format!("{version}: the client's order chose"), &format!("{chosen:?}"))?;
+        eprintln!("  {version}: {} whichever the client lists first", chosen[0]);
+    }
+    let resolve = format!("localhost:{}:127.0.0.1", w.https);
+    let https = curl(&[
+        "-D",
+        "-",
+        "-o",
+        "/dev/null",
+        "--cacert",
+        &ca,
+        "--resolve",
+        &resolve,
+        &format!("https://localhost:{}/", w.https),
+    ])?;
+    check(https.contains("Strict-Transport-Security: max-age=31536000\r\n"), "HSTS over HTTPS", &https)?;
+    let http = curl(&["-D", "-", "-o", "/dev/null", &format!("http://127.0.0.1:{}/", w.http)])?;
+    check(http.contains("200 OK") && !http.contains("Strict-Transport-Security"), "no HSTS over HTTP", &http)?;
+    // --hsts without an HTTPS listener is refused.
+    let out = Command::new(app_binary("web")).args(["--no-https", "--hsts", "60"]).output()?;
+    check(out.status.code() == Some(2), "--hsts without HTTPS", &String::from_utf8_lossy(&out.stderr))
+}
