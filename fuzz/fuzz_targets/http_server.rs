@@ -215,6 +215,7 @@ fuzz_target!(|data: &[u8]| {
             2 => Some(8443),
             _ => None,
         },
+        hsts: (cfg_byte & 16 != 0).then_some(31_536_000),
     };
     let stalls_writes = cfg_byte & 4 != 0;
     let clock = FuzzClock { time: time.clone(), wall: cfg_byte & 8 != 0 };
