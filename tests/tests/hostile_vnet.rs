@@ -325,9 +325,9 @@ fn frames_from_a_in_10_s(a_config: Config, b_config: Config) -> (usize, usize) {
 }
 
 /// With `--ipv6=off` the stack sends no IPv6 frame at all (no router
-/// solicitation, no MLD report, no neighbour discovery, no SLAAC from an
-/// advertisement) while IPv4 TCP and UDP work; by default (SLAAC) the same
-/// run shows IPv6 frames, so the watcher would see them.
+/// solicitation, no neighbour discovery, no SLAAC from an advertisement)
+/// while IPv4 TCP and UDP work; by default (SLAAC) the same run shows IPv6
+/// frames, so the watcher would see them.
 #[test]
 fn with_ipv6_off_no_ipv6_frame_goes_out() {
     let off = |v4, last| Config { ipv6: Ipv6Mode::Off, ..config(v4, last) };

@@ -138,9 +138,8 @@ impl<D: Net + 'static> DirectStack<D> {
         let mut iface = Interface::new(ic, &mut Adapter { device: &mut device, cx: &mut cx }, now);
         let mut sockets = SocketSet::new(Vec::new());
         iface.update_ip_addrs(|addrs| {
-            // With IPv6 off, not even the link-local address: smoltcp joins
-            // its solicited-node group (and reports that by MLD) for every
-            // IPv6 address it has.
+            // With IPv6 off, not even the link-local address: with no IPv6
+            // address smoltcp has no source to send anything IPv6 from.
             if config.ipv6 != Ipv6Mode::Off {
                 let _ = addrs.push(IpCidr::Ipv6(Ipv6Cidr::new(link_local(mac), 64)));
             }

@@ -85,9 +85,9 @@ impl<D: Net> Inner<D> {
         let ipv6_off = config.ipv6 == Ipv6Mode::Off;
         let Some((rx, tx)) = device.receive(cx) else { return false };
         rx.consume(|frame| {
-            // With IPv6 off, IPv6 frames never reach smoltcp: it answers
-            // some (an MLD query, an echo to all-nodes) even without an
-            // address of its own.
+            // With IPv6 off, IPv6 frames never reach smoltcp, so nothing
+            // IPv6 is answered or learned (a neighbour from a router
+            // advertisement, say), whatever smoltcp would make of it.
             if ipv6_off && frame.get(12..14) == Some(&[0x86, 0xdd][..]) {
                 return;
             }
