@@ -25,7 +25,7 @@ use std::time::Duration;
 
 use libfuzzer_sys::fuzz_target;
 use morgana_devices::{Instant, LinkState, Net, NetCounters, NetStats, RxToken, TxToken};
-use morgana_net::direct::{self, Cidr, Config, Ipv4Mode};
+use morgana_net::direct::{self, Cidr, Config, Ipv4Mode, Ipv6Mode};
 use morgana_net::TcpStream;
 use morgana_runtime::{Executor, Handle, Platform};
 use smoltcp::wire::{
@@ -236,7 +236,12 @@ fn config(byte: u8) -> Config {
         2 => (Ipv4Mode::Off, None),
         _ => (Ipv4Mode::Static(v4), None),
     };
-    let ipv6 = (byte & 4 == 0).then_some(Cidr { addr: Ipv6Addr::new(0xfd00, 0, 0, 0, 0, 0, 0, 2), prefix: 64 });
+    let ipv6 = match byte & 12 {
+        0 | 8 => Ipv6Mode::Static(Cidr { addr: Ipv6Addr::new(0xfd00, 0, 0, 0, 0, 0, 0, 2), prefix: 64 }),
+        // Both off is refused by the flags.
+        12 if ipv4 != Ipv4Mode::Off => Ipv6Mode::Off,
+        _ => Ipv6Mode::Slaac,
+    };
     Config {
         ipv4,
         ipv4_gateway,

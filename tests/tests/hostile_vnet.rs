@@ -9,7 +9,7 @@ use std::task::{Context, Waker};
 use std::time::Duration;
 
 use morgana_devices::{Net, RxToken, TxToken};
-use morgana_net::direct::{self, Cidr, Config, Ipv4Mode};
+use morgana_net::direct::{self, Cidr, Config, Ipv4Mode, Ipv6Mode};
 use morgana_runtime::{Executor, Handle};
 use morgana_tests::frames::Tcp4;
 use morgana_tests::vtime::VirtualTime;
@@ -24,7 +24,7 @@ const ATTACKER_MAC: [u8; 6] = [2, 0, 0, 0, 0, 9];
 fn config(v4: Ipv4Addr, last: u16) -> Config {
     Config {
         ipv4: Ipv4Mode::Static(Cidr { addr: v4, prefix: 24 }),
-        ipv6: Some(Cidr { addr: Ipv6Addr::new(0xfd00, 0, 0, 0, 0, 0, 0, last), prefix: 64 }),
+        ipv6: Ipv6Mode::Static(Cidr { addr: Ipv6Addr::new(0xfd00, 0, 0, 0, 0, 0, 0, last), prefix: 64 }),
         ..Config::default()
     }
 }
@@ -225,7 +225,7 @@ fn router_advertisements_that_panicked_smoltcp_are_ignored() {
     let rt = exec.handle();
     let link = Switch::new(Faults::default());
     // No static IPv6 address: SLAAC is on, as by default.
-    let slaac = Config { ipv6: None, ..config(A4, 1) };
+    let slaac = Config { ipv6: Ipv6Mode::Slaac, ..config(A4, 1) };
     let (a, server) = direct::start(link.port(A_MAC), slaac, [11; 32], &rt);
     let (b, _) = direct::start(link.port([2, 0, 0, 0, 0, 2]), config(B4, 2), [22; 32], &rt);
     let mut attacker = link.port(ATTACKER_MAC);
@@ -256,7 +256,7 @@ fn an_advertised_prefix_is_taken_up_without_waiting_for_another_frame() {
     let exec = Executor::new(Rc::new(VirtualTime::default()));
     let rt = exec.handle();
     let link = Switch::new(Faults::default());
-    let slaac = Config { ipv6: None, ..config(A4, 1) };
+    let slaac = Config { ipv6: Ipv6Mode::Slaac, ..config(A4, 1) };
     let (_a, server) = direct::start(link.port(A_MAC), slaac, [11; 32], &rt);
     let mut router = link.port(ATTACKER_MAC);
     exec.block_on(async move {
@@ -272,6 +272,73 @@ fn an_advertised_prefix_is_taken_up_without_waiting_for_another_frame() {
     });
 }
 
+/// Frames `config` (on stack A, with B beside it) sends in 10 s during
+/// which B exchanges TCP and UDP with A over IPv4 and a peer sends a
+/// router advertisement: (IPv6 frames from A, IPv4 frames from A).
+fn frames_from_a_in_10_s(a_config: Config, b_config: Config) -> (usize, usize) {
+    use morgana_tests::frames::router_advertisement;
+    let exec = Executor::new(Rc::new(VirtualTime::default()));
+    let rt = exec.handle();
+    let link = Switch::new(Faults::default());
+    let mut watcher = link.port(ATTACKER_MAC);
+    let ipv6_off = a_config.ipv6 == Ipv6Mode::Off;
+    let (a, server) = direct::start(link.port(A_MAC), a_config, [11; 32], &rt);
+    let (b, _) = direct::start(link.port([2, 0, 0, 0, 0, 2]), b_config, [22; 32], &rt);
+    exec.block_on(async move {
+        echo_server(&rt, a.clone());
+        let mut ua = a.udp_bind(5000).unwrap();
+        let mut ub = b.udp_bind(6000).unwrap();
+        let (mut v6, mut v4) = (0, 0);
+        let mut prefix = [0u8; 16];
+        prefix[..2].copy_from_slice(&[0x20, 0x01]);
+        for tenth in 0..100 {
+            if tenth == 20 {
+                send(&mut watcher, &router_advertisement(ATTACKER_MAC, prefix, 64));
+            }
+            if tenth % 10 == 5 {
+                assert_eq!(probe(rt.clone(), b.clone(), Duration::from_secs(1)).await, Ok(()), "TCP at {tenth}/10 s");
+                ub.send_to(b"hello", SocketAddr::new(A4.into(), 5000)).await.unwrap();
+                let mut buf = [0u8; 16];
+                let (n, from) = ua.recv_from(&mut buf).await.unwrap();
+                assert_eq!((&buf[..n], from), (&b"hello"[..], SocketAddr::new(B4.into(), 6000)));
+                ua.send_to(b"back", from).await.unwrap();
+                let (n, _) = ub.recv_from(&mut buf).await.unwrap();
+                assert_eq!(&buf[..n], b"back");
+            }
+            rt.sleep(Duration::from_millis(100)).await;
+            for f in drain(&mut watcher) {
+                if f[6..12] == A_MAC {
+                    match [f[12], f[13]] {
+                        [0x86, 0xdd] => v6 += 1,
+                        [0x08, 0x00] => v4 += 1,
+                        _ => {}
+                    }
+                }
+            }
+        }
+        let addrs = morgana_net::driver::StackDriver::addresses(&server);
+        if ipv6_off {
+            assert!(addrs.iter().all(|(a, _)| a.is_ipv4()), "an IPv6 address with IPv6 off: {addrs:?}");
+        }
+        (v6, v4)
+    })
+}
+
+/// With `--ipv6=off` the stack sends no IPv6 frame at all (no router
+/// solicitation, no neighbour discovery, no SLAAC from an advertisement)
+/// while IPv4 TCP and UDP work; by default (SLAAC) the same run shows IPv6
+/// frames, so the watcher would see them.
+#[test]
+fn with_ipv6_off_no_ipv6_frame_goes_out() {
+    let off = |v4, last| Config { ipv6: Ipv6Mode::Off, ..config(v4, last) };
+    let (v6, v4) = frames_from_a_in_10_s(off(A4, 1), off(B4, 2));
+    assert_eq!(v6, 0, "IPv6 frames from a stack with IPv6 off");
+    assert!(v4 >= 40, "only {v4} IPv4 frames: did the exchanges run?");
+    let slaac = |v4, last| Config { ipv6: Ipv6Mode::Slaac, ..config(v4, last) };
+    let (v6, _) = frames_from_a_in_10_s(slaac(A4, 1), slaac(B4, 2));
+    assert!(v6 > 0, "no IPv6 frame from a stack doing SLAAC");
+}
+
 /// With SLAAC on and no router answering its solicitations, an idle stack
 /// sleeps: the fuzzer found it polling every 200 µs for good once the last
 /// router solicitation had gone (smoltcp kept that deadline, in the past).
@@ -281,7 +348,7 @@ fn an_idle_stack_without_a_router_sleeps() {
     let exec = Executor::new(clock.clone());
     let rt = exec.handle();
     let link = Switch::new(Faults::default());
-    let slaac = Config { ipv6: None, ..config(A4, 1) };
+    let slaac = Config { ipv6: Ipv6Mode::Slaac, ..config(A4, 1) };
     let (_a, _server) = direct::start(link.port(A_MAC), slaac, [11; 32], &rt);
     exec.block_on(async move { rt.sleep(Duration::from_secs(120)).await });
     assert!(clock.waits() < 200, "{} wakeups in 120 s of an idle stack", clock.waits());

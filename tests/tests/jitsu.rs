@@ -50,10 +50,6 @@ impl Jitsu {
     /// `--unikernel` flags and limits) and waits until it serves.
     fn start(tag: &str, args: &[String]) -> Jitsu {
         let ns = Namespace::create(tag);
-        // No IPv6 on the host side: its autoconfiguration chatter would
-        // count as traffic on the TAP devices.
-        ns.exec_ok(&["sysctl", "-qw", "net.ipv6.conf.all.disable_ipv6=1"]);
-        ns.exec_ok(&["sysctl", "-qw", "net.ipv6.conf.default.disable_ipv6=1"]);
         ns.exec_ok(&["ip", "link", "add", "jbr0", "type", "bridge"]);
         ns.exec_ok(&["ip", "addr", "add", "10.78.0.1/24", "dev", "jbr0"]);
         ns.exec_ok(&["ip", "link", "set", "jbr0", "up"]);
@@ -261,8 +257,6 @@ fn idle_stop() -> Result {
     let j = Jitsu::start("jitsu-idle", &[unikernel("www", dns, "10.78.0.10", ""), "--idle-stop=2".into()]);
     ensure(j.dig(JITSU, "www.jitsu.test").address()? == "10.78.0.10", "first boot")?;
     ensure(j.qemus().len() == 1, "running")?;
-    // The guest's own IPv6 autoconfiguration counts as traffic for a few
-    // seconds after boot.
     j.wait_until(25, "idle VM stopped", || j.qemus().is_empty() && j.taps().is_empty())?;
     ensure(j.logged("stopping www.jitsu.test.: idle") == 1, "idle stop logged")?;
     let tcp = Answer::of(j.dig_with(JITSU, "www.jitsu.test", "+tcp"));

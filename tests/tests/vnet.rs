@@ -7,7 +7,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::rc::Rc;
 use std::time::Duration;
 
-use morgana_net::direct::{self, Cidr, Config, Ipv4Mode};
+use morgana_net::direct::{self, Cidr, Config, Ipv4Mode, Ipv6Mode};
 use morgana_net::{Error, Stack};
 use morgana_runtime::{Executor, Handle};
 use morgana_tests::client::pattern;
@@ -22,7 +22,7 @@ const B6: Ipv6Addr = Ipv6Addr::new(0xfd00, 0, 0, 0, 0, 0, 0, 2);
 fn config(v4: Ipv4Addr, v6: Ipv6Addr) -> Config {
     Config {
         ipv4: Ipv4Mode::Static(Cidr { addr: v4, prefix: 24 }),
-        ipv6: Some(Cidr { addr: v6, prefix: 64 }),
+        ipv6: Ipv6Mode::Static(Cidr { addr: v6, prefix: 64 }),
         ..Config::default()
     }
 }

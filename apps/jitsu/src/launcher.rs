@@ -86,16 +86,27 @@ pub fn qemu_command(spec: &Spec, tap: &str, gateway: Option<Ipv4Addr>) -> Comman
     if let Some(content) = &spec.content {
         c.arg("-initrd").arg(content);
     }
+    c.args(["-append", &boot_args(spec, gateway)]);
+    c
+}
+
+/// The guest's boot arguments: its address, and no IPv6 unless `args=`
+/// asks for some (any `--ipv6` flag): the guest's router solicitations
+/// and MLD reports would reach every TAP on the bridge and count as
+/// traffic against the idle timer.
+fn boot_args(spec: &Spec, gateway: Option<Ipv4Addr>) -> String {
     let mut append = format!("--ipv4={}/{}", spec.ip, spec.prefix);
     if let Some(gw) = gateway {
         append += &format!(" --ipv4-gateway={gw}");
+    }
+    if !spec.args.split_whitespace().any(|w| w.starts_with("--ipv6")) {
+        append += " --ipv6=off";
     }
     if !spec.args.is_empty() {
         append += " ";
         append += &spec.args;
     }
-    c.args(["-append", &append]);
-    c
+    append
 }
 
 impl Launch {
@@ -217,5 +228,36 @@ fn read_console(shared: &Mutex<Shared>, stream: Box<dyn Read + Send>, name: &str
             s.console.pop_front();
         }
         s.console.push_back(line);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use morgana_dns::Name;
+
+    fn spec(args: &str) -> Spec {
+        Spec {
+            name: Name::parse("www.example.", None).unwrap(),
+            image: "dns.elf".into(),
+            ip: Ipv4Addr::new(10, 78, 0, 10),
+            prefix: 24,
+            mem_mib: 64,
+            content: None,
+            args: args.into(),
+        }
+    }
+
+    #[test]
+    fn guests_get_no_ipv6_unless_their_args_ask() {
+        let gw = Some(Ipv4Addr::new(10, 78, 0, 1));
+        assert_eq!(boot_args(&spec(""), gw), "--ipv4=10.78.0.10/24 --ipv4-gateway=10.78.0.1 --ipv6=off");
+        assert_eq!(boot_args(&spec("--log=debug"), None), "--ipv4=10.78.0.10/24 --ipv6=off --log=debug");
+        assert_eq!(boot_args(&spec("--ipv6=slaac"), None), "--ipv4=10.78.0.10/24 --ipv6=slaac");
+        assert_eq!(boot_args(&spec("--ipv6 fd00::2/64"), None), "--ipv4=10.78.0.10/24 --ipv6 fd00::2/64");
+        assert_eq!(
+            boot_args(&spec("--log=info --ipv6-gateway=fe80::1"), None),
+            "--ipv4=10.78.0.10/24 --log=info --ipv6-gateway=fe80::1"
+        );
     }
 }

@@ -59,6 +59,31 @@ impl FromStr for Ipv4Mode {
     }
 }
 
+/// How the stack gets its IPv6 addresses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ipv6Mode {
+    /// A link-local address from the MAC address, and global ones by SLAAC
+    /// (the default).
+    Slaac,
+    /// A link-local address from the MAC address and this static one; no
+    /// SLAAC.
+    Static(Cidr<Ipv6Addr>),
+    /// No IPv6: no address, no router solicitation, no neighbour discovery
+    /// or MLD; IPv6 frames that arrive are dropped.
+    Off,
+}
+
+impl FromStr for Ipv6Mode {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "slaac" => Ok(Ipv6Mode::Slaac),
+            "off" => Ok(Ipv6Mode::Off),
+            _ => s.parse().map(Ipv6Mode::Static).map_err(|e| format!("{e} (or 'slaac' or 'off')")),
+        }
+    }
+}
+
 /// Configuration of a [`super::DirectStack`].
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -66,9 +91,9 @@ pub struct Config {
     pub ipv4: Ipv4Mode,
     /// IPv4 default gateway (with a static address).
     pub ipv4_gateway: Option<Ipv4Addr>,
-    /// A static global IPv6 address. A link-local address is always derived
-    /// from the MAC address; without a static one, SLAAC runs.
-    pub ipv6: Option<Cidr<Ipv6Addr>>,
+    /// IPv6 address source. Unless IPv6 is off, a link-local address is
+    /// derived from the MAC address too.
+    pub ipv6: Ipv6Mode,
     /// IPv6 default gateway.
     pub ipv6_gateway: Option<Ipv6Addr>,
     /// Largest receive and transmit buffer of one TCP connection, in bytes
@@ -88,7 +113,7 @@ impl Default for Config {
         Config {
             ipv4: Ipv4Mode::Dhcp,
             ipv4_gateway: None,
-            ipv6: None,
+            ipv6: Ipv6Mode::Slaac,
             ipv6_gateway: None,
             tcp_buffer: 64 * 1024,
             backlog: 64,
@@ -105,7 +130,7 @@ impl Config {
         let cfg = Config {
             ipv4: args.value("ipv4", "IPv4 address: ADDR/LEN, dhcp (default) or off")?.unwrap_or(d.ipv4),
             ipv4_gateway: args.value("ipv4-gateway", "IPv4 default gateway")?,
-            ipv6: args.value("ipv6", "static IPv6 address ADDR/LEN (default: SLAAC)")?,
+            ipv6: args.value("ipv6", "IPv6 address: ADDR/LEN, slaac (default) or off")?.unwrap_or(d.ipv6),
             ipv6_gateway: args.value("ipv6-gateway", "IPv6 default gateway")?,
             tcp_buffer: args
                 .value("tcp-buffer", "largest TCP buffer per connection and direction, bytes")?
@@ -123,6 +148,12 @@ impl Config {
     fn check(&self) -> Result<(), ArgError> {
         if self.ipv4_gateway.is_some() && !matches!(self.ipv4, Ipv4Mode::Static(_)) {
             return Err(ArgError::Conflict("--ipv4-gateway needs a static --ipv4=ADDR/LEN".into()));
+        }
+        if self.ipv6_gateway.is_some() && self.ipv6 == Ipv6Mode::Off {
+            return Err(ArgError::Conflict("--ipv6-gateway makes no sense with --ipv6=off".into()));
+        }
+        if self.ipv4 == Ipv4Mode::Off && self.ipv6 == Ipv6Mode::Off {
+            return Err(ArgError::Conflict("--ipv4=off and --ipv6=off together leave the stack no address".into()));
         }
         if !(1024..=16 * 1024 * 1024).contains(&self.tcp_buffer) {
             return Err(ArgError::Conflict("--tcp-buffer must be between 1024 and 16777216".into()));
@@ -151,8 +182,37 @@ mod tests {
         let c = Config::from_args(&mut a).unwrap();
         assert_eq!(c.ipv4, Ipv4Mode::Static(Cidr { addr: Ipv4Addr::new(10, 0, 0, 2), prefix: 24 }));
         assert_eq!(c.ipv4_gateway, Some(Ipv4Addr::new(10, 0, 0, 1)));
-        assert_eq!(c.ipv6.unwrap().prefix, 64);
+        assert_eq!(c.ipv6, Ipv6Mode::Static(Cidr { addr: Ipv6Addr::new(0xfd00, 0, 0, 0, 0, 0, 0, 2), prefix: 64 }));
         a.finish().unwrap();
+    }
+
+    #[test]
+    fn ipv6_slaac_by_default_or_off() {
+        assert_eq!(Config::from_args(&mut Args::from_words([""; 0])).unwrap().ipv6, Ipv6Mode::Slaac);
+        assert_eq!(Config::from_args(&mut Args::from_words(["--ipv6=slaac"])).unwrap().ipv6, Ipv6Mode::Slaac);
+        let mut a = Args::from_words(["--ipv6=off", "--ipv4=10.0.0.2/24"]);
+        let c = Config::from_args(&mut a).unwrap();
+        assert_eq!((c.ipv6, c.ipv6_gateway), (Ipv6Mode::Off, None));
+        a.finish().unwrap();
+        assert_eq!(Config::from_args(&mut Args::from_words(["--ipv6", "off"])).unwrap().ipv4, Ipv4Mode::Dhcp);
+        let e = Config::from_args(&mut Args::from_words(["--ipv6=of"])).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "invalid value 'of' for --ipv6: expected ADDRESS/PREFIX-LENGTH (or 'slaac' or 'off')"
+        );
+    }
+
+    #[test]
+    fn ipv6_off_conflicts() {
+        let e = Config::from_args(&mut Args::from_words(["--ipv6=off", "--ipv6-gateway=fe80::1"])).unwrap_err();
+        assert!(matches!(e, ArgError::Conflict(_)), "{e:?}");
+        assert_eq!(e.to_string(), "--ipv6-gateway makes no sense with --ipv6=off");
+        let e = Config::from_args(&mut Args::from_words(["--ipv4=off", "--ipv6=off"])).unwrap_err();
+        assert!(matches!(e, ArgError::Conflict(_)), "{e:?}");
+        assert_eq!(e.to_string(), "--ipv4=off and --ipv6=off together leave the stack no address");
+        // Either alone is fine, and a gateway with static or SLAAC IPv6 too.
+        assert!(Config::from_args(&mut Args::from_words(["--ipv4=off"])).is_ok());
+        assert!(Config::from_args(&mut Args::from_words(["--ipv6-gateway=fe80::1"])).is_ok());
     }
 
     #[test]

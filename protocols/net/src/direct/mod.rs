@@ -42,7 +42,7 @@ use smoltcp::iface::{Interface, SocketHandle, SocketSet};
 use smoltcp::socket::dhcpv4;
 use smoltcp::wire::{EthernetAddress, HardwareAddress, IpCidr, Ipv4Cidr, Ipv6Cidr};
 
-pub use config::{Cidr, Config, Ipv4Mode};
+pub use config::{Cidr, Config, Ipv4Mode, Ipv6Mode};
 pub use conn::TcpDefenceStats;
 use conn::TcpShared;
 use device::Adapter;
@@ -131,18 +131,22 @@ impl<D: Net + 'static> DirectStack<D> {
         let isn_secret: [u8; 16] = isn_secret.try_into().unwrap_or_default();
         let seed = u64::from_le_bytes(rest[..8].try_into().unwrap_or_default());
         ic.random_seed = seed;
-        ic.slaac = config.ipv6.is_none();
+        ic.slaac = config.ipv6 == Ipv6Mode::Slaac;
         let now = smol_now(rt.now());
         let waker = Waker::noop();
         let mut cx = Context::from_waker(waker);
         let mut iface = Interface::new(ic, &mut Adapter { device: &mut device, cx: &mut cx }, now);
         let mut sockets = SocketSet::new(Vec::new());
         iface.update_ip_addrs(|addrs| {
-            let _ = addrs.push(IpCidr::Ipv6(Ipv6Cidr::new(link_local(mac), 64)));
+            // With IPv6 off, not even the link-local address: with no IPv6
+            // address smoltcp has no source to send anything IPv6 from.
+            if config.ipv6 != Ipv6Mode::Off {
+                let _ = addrs.push(IpCidr::Ipv6(Ipv6Cidr::new(link_local(mac), 64)));
+            }
             if let Ipv4Mode::Static(c) = config.ipv4 {
                 let _ = addrs.push(IpCidr::Ipv4(Ipv4Cidr::new(c.addr, c.prefix)));
             }
-            if let Some(c) = config.ipv6 {
+            if let Ipv6Mode::Static(c) = config.ipv6 {
                 let _ = addrs.push(IpCidr::Ipv6(Ipv6Cidr::new(c.addr, c.prefix)));
             }
         });

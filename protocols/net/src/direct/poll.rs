@@ -12,7 +12,7 @@ use super::device::{Adapter, OneFrame};
 use super::isn;
 use super::listen::{listener_on, service_listeners};
 use super::syn::{Local, Verdict};
-use super::{from_smol, smol_now, Inner, INGRESS_BATCH};
+use super::{from_smol, smol_now, Inner, Ipv6Mode, INGRESS_BATCH};
 
 impl<D: Net> Inner<D> {
     /// Polls the interface; returns when it next wants to be polled.
@@ -80,10 +80,17 @@ impl<D: Net> Inner<D> {
     /// Takes one frame from the device: a handshake for the SYN queue, or
     /// smoltcp's. Returns false if there was none.
     fn ingress_one(&mut self, cx: &mut Context<'_>, ts: smoltcp::time::Instant) -> bool {
-        let Inner { device, iface, sockets, listeners, syn, tcp, .. } = self;
+        let Inner { device, iface, sockets, listeners, syn, tcp, config, .. } = self;
         let (mac, mtu) = (device.mac_address(), device.mtu());
+        let ipv6_off = config.ipv6 == Ipv6Mode::Off;
         let Some((rx, tx)) = device.receive(cx) else { return false };
         rx.consume(|frame| {
+            // With IPv6 off, IPv6 frames never reach smoltcp, so nothing
+            // IPv6 is answered or learned (a neighbour from a router
+            // advertisement, say), whatever smoltcp would make of it.
+            if ipv6_off && frame.get(12..14) == Some(&[0x86, 0xdd][..]) {
+                return;
+            }
             let verdict = {
                 let iface = &*iface;
                 let listeners = &*listeners;
