@@ -12,7 +12,6 @@ use alloc::rc::Rc;
 use alloc::string::{String, ToString};
 use alloc::vec::Vec;
 use core::cell::RefCell;
-use core::net::SocketAddr;
 use core::str::FromStr;
 use core::time::Duration;
 
@@ -34,11 +33,7 @@ struct Listen(ListenAddr);
 impl FromStr for Listen {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
-        if let Some(port) = s.strip_prefix(':') {
-            return port.parse().map(|p: u16| Listen(p.into())).map_err(|_| format!("'{port}' is not a port"));
-        }
-        let addr: SocketAddr = s.parse().map_err(|_| String::from("expected ADDR:PORT, [V6ADDR]:PORT or :PORT"))?;
-        Ok(Listen(addr.into()))
+        s.parse().map(Listen)
     }
 }
 

@@ -16,11 +16,7 @@ pub struct Listen(pub ListenAddr);
 impl FromStr for Listen {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
-        if let Some(port) = s.strip_prefix(':') {
-            return port.parse().map(|p: u16| Listen(p.into())).map_err(|_| format!("'{port}' is not a port"));
-        }
-        let addr: SocketAddr = s.parse().map_err(|_| String::from("expected ADDR:PORT, [V6ADDR]:PORT or :PORT"))?;
-        Ok(Listen(addr.into()))
+        s.parse().map(Listen)
     }
 }
 

@@ -10,7 +10,6 @@
 
 use alloc::format;
 use alloc::string::String;
-use core::net::SocketAddr;
 use core::str::FromStr;
 use core::time::Duration;
 
@@ -32,11 +31,7 @@ pub(crate) struct Addr(pub(crate) ListenAddr);
 impl FromStr for Addr {
     type Err = String;
     fn from_str(s: &str) -> Result<Addr, String> {
-        if let Some(port) = s.strip_prefix(':') {
-            return port.parse().map(|p: u16| Addr(p.into())).map_err(|_| format!("'{port}' is not a port"));
-        }
-        let a: SocketAddr = s.parse().map_err(|_| String::from("expected ADDR:PORT, [V6ADDR]:PORT or :PORT"))?;
-        Ok(Addr(a.into()))
+        s.parse().map(Addr)
     }
 }
 

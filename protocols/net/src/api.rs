@@ -25,6 +25,19 @@ pub struct ListenAddr {
     pub port: u16,
 }
 
+/// `ADDR:PORT`, `[V6ADDR]:PORT`, or `:PORT` for all addresses (the form
+/// apps' `--listen`-style flags take).
+impl core::str::FromStr for ListenAddr {
+    type Err = alloc::string::String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        if let Some(port) = s.strip_prefix(':') {
+            return port.parse().map(|p: u16| p.into()).map_err(|_| alloc::format!("'{port}' is not a port"));
+        }
+        let addr: SocketAddr = s.parse().map_err(|_| "expected ADDR:PORT, [V6ADDR]:PORT or :PORT")?;
+        Ok(addr.into())
+    }
+}
+
 impl From<u16> for ListenAddr {
     fn from(port: u16) -> Self {
         ListenAddr { ip: None, port }
