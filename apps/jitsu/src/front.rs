@@ -19,6 +19,11 @@ use crate::registry::{Outcome, Registry};
 
 /// How often a waiting query looks at its boot.
 const POLL: Duration = Duration::from_millis(10);
+
+/// UDP queries parked while unikernels boot, at most; beyond that a query
+/// for a booting name is dropped (its client retries), so a flood cannot
+/// grow the list without bound.
+const MAX_WAITING: usize = 1024;
 /// A TCP connection with no complete query for this long is closed.
 const TCP_IDLE: Duration = Duration::from_secs(10);
 /// Open TCP connections at most (the DNS app's default); at the cap the
@@ -117,9 +122,10 @@ pub async fn serve_udp(
                         replies.extend(catalog.respond(&parsed, Transport::Udp).map(|r| (peer, r, query.to_vec())))
                     }
                     Next::Fail => replies.extend(parsed.as_ref().ok().map(|q| (peer, servfail(q), query.to_vec()))),
-                    Next::Wait { unit, attempt } => {
+                    Next::Wait { unit, attempt } if waiting.len() < MAX_WAITING => {
                         waiting.push(Waiting { peer, query: query.to_vec(), unit, attempt })
                     }
+                    Next::Wait { .. } => debug!("{peer} udp: {MAX_WAITING} queries already wait for boots; dropped"),
                 }
             }
             Ok(Err(e)) => warn!("UDP receive: {e}"),
