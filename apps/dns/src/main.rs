@@ -19,6 +19,8 @@ use morgana::kv::Kind;
 use morgana::log::{info, warn};
 use morgana::{ArgError, Args, Clock, Content, Context, Entropy, Env, KeyValue, ListenAddr};
 use morgana_dns::rrl;
+use morgana_dns::secondary::{self, Follower, Secondary};
+use morgana_dns::served::Served;
 use morgana_dns::server;
 use morgana_dns::tsig::Key;
 use morgana_dns::xfr::{Access, Allow, WallClock};
@@ -70,6 +72,7 @@ impl FromStr for ZoneFile {
 struct Config {
     listen: Vec<Listen>,
     zones: Vec<ZoneFile>,
+    secondaries: Vec<Secondary>,
     server: server::Config,
 }
 
@@ -92,6 +95,18 @@ fn config(args: &mut Args) -> Result<Config, ArgError> {
     let keys: Vec<Key> = keys.into_iter().map(|k| k.0).collect();
     if let Some(dup) = keys.iter().enumerate().find(|(i, k)| keys[..*i].iter().any(|o| o.name == k.name)) {
         return Err(ArgError::Conflict(format!("--tsig-key {} given twice", dup.1.name)));
+    }
+    let secondaries: Vec<Secondary> = args.values(
+        "secondary",
+        "ORIGIN=ADDR[:PORT][,key=KEYNAME]: follow the zone's primary by SOA refresh, NOTIFY, IXFR and AXFR (repeatable)",
+    )?;
+    for (i, s) in secondaries.iter().enumerate() {
+        if secondaries[..i].iter().any(|o| o.origin == s.origin) {
+            return Err(ArgError::Conflict(format!("--secondary {} given twice", s.origin)));
+        }
+        if let Some(k) = s.key.as_ref().filter(|k| !keys.iter().any(|key| key.name == **k)) {
+            return Err(ArgError::Conflict(format!("--secondary {}: no --tsig-key named {k}", s.origin)));
+        }
     }
     let axfr = Access { allow, keys, clock: WallClock::default() };
     axfr.check().map_err(ArgError::Conflict)?;
@@ -123,7 +138,7 @@ fn config(args: &mut Args) -> Result<Config, ArgError> {
             size: size.unwrap_or(d.rrl.size),
         },
     };
-    Ok(Config { listen, zones, server })
+    Ok(Config { listen, zones, secondaries, server })
 }
 
 async fn load(env: &mut Env, cfg: &Config) -> morgana::Result<Catalog> {
@@ -145,7 +160,10 @@ async fn load(env: &mut Env, cfg: &Config) -> morgana::Result<Catalog> {
         info!("zone {}: {} records, serial {} ({})", zone.origin, zone.records, zone.soa.1.serial, z.path);
         zones.push(zone);
     }
-    if zones.is_empty() {
+    if let Some(s) = cfg.secondaries.iter().find(|s| zones.iter().any(|z| z.origin == s.origin)) {
+        return Err(format!("zone {} is both loaded and a --secondary", s.origin).into());
+    }
+    if zones.is_empty() && cfg.secondaries.is_empty() {
         return Err("no zones to serve".into());
     }
     Ok(Catalog::new(zones))
@@ -210,22 +228,32 @@ fn limiter(env: &mut Env, cfg: &rrl::Config) -> Option<Rc<RefCell<rrl::Limiter>>
 }
 
 async fn serve(mut env: Env, cfg: Config) -> morgana::Result {
-    let catalog = Rc::new(load(&mut env, &cfg).await?);
+    let catalog = load(&mut env, &cfg).await?;
+    let followers: Vec<Rc<Follower>> = cfg.secondaries.iter().cloned().map(|s| Rc::new(Follower::new(s))).collect();
+    let served = Rc::new(Served::new(catalog, followers));
     let mut server_cfg = cfg.server.clone();
     let clock = env.clock;
     server_cfg.axfr.clock = WallClock::new(move || clock.wall().map(|w| w.0 / 1_000_000_000));
     let server_cfg = Rc::new(server_cfg);
+    let access = Rc::new(server_cfg.axfr.clone());
+    for f in served.followers() {
+        let key = f.config.key.as_ref().map_or(String::new(), |k| format!(", key {k}"));
+        info!("zone {}: secondary of {}{key}; SERVFAIL until the first transfer", f.config.origin, f.config.primary);
+        let follow = secondary::follow(f.clone(), served.clone(), env.net.clone(), access.clone(), env.rt.clone());
+        env.spawn(follow);
+    }
     let limiter = limiter(&mut env, &cfg.server.rrl);
     for l in &cfg.listen {
         let udp = env.net.udp_bind(l.0).context(format_args!("UDP {}", l.0))?;
         let tcp = env.net.tcp_listen(l.0).context(format_args!("TCP {}", l.0))?;
-        env.spawn(server::serve_udp(udp, catalog.clone(), limiter.clone(), server_cfg.clone(), env.rt.clone()));
-        env.spawn(server::serve_tcp(tcp, catalog.clone(), server_cfg.clone(), env.rt.clone()));
+        env.spawn(server::serve_udp(udp, served.clone(), limiter.clone(), server_cfg.clone(), env.rt.clone()));
+        env.spawn(server::serve_tcp(tcp, served.clone(), server_cfg.clone(), env.rt.clone()));
         info!("serving DNS on {} (UDP and TCP)", l.0);
     }
     // A hint for the developer running it as a process; a VM's address is
     // its own (and often forwarded), so no guess is printed there.
-    if let (true, Some(l), Some(zone)) = (morgana::HOSTED, cfg.listen.first(), catalog.zones().last()) {
+    if let (true, Some(l), Some(zone)) = (morgana::HOSTED, cfg.listen.first(), served.catalog().zones().last().cloned())
+    {
         let at = l.0.ip.map(|ip| format!("{ip}")).unwrap_or_else(|| String::from("127.0.0.1"));
         info!("try: dig @{at} -p {} www.{}", l.0.port, zone.origin);
     }

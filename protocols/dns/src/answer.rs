@@ -8,6 +8,7 @@
 //! section; a response whose required sections do not fit the UDP limit is
 //! sent with TC set and no records.
 
+use alloc::rc::Rc;
 use alloc::vec::Vec;
 
 use crate::name::{self, Name};
@@ -34,7 +35,10 @@ pub enum Transport {
 #[derive(Debug, Clone, Default)]
 pub struct Catalog {
     /// Zones, the most specific origin first (longest match wins).
-    zones: Vec<Zone>,
+    zones: Vec<Rc<Zone>>,
+    /// Origins we are authoritative for without data to serve (a secondary
+    /// zone not yet transferred, or expired): SERVFAIL.
+    unavailable: Vec<Name>,
 }
 
 /// One record of a response, borrowed from the zone and the query.
@@ -75,7 +79,13 @@ fn push_rrset<'a>(out: &mut Vec<Rr<'a>>, owner: &'a [u8], set: &'a RRset) {
 
 impl Catalog {
     /// A catalog of `zones`. Two zones with the same origin: the last wins.
-    pub fn new(mut zones: Vec<Zone>) -> Catalog {
+    pub fn new(zones: Vec<Zone>) -> Catalog {
+        Catalog::with(zones.into_iter().map(Rc::new).collect(), Vec::new())
+    }
+
+    /// A catalog of shared `zones` (the last of two with the same origin
+    /// wins), and of `unavailable` origins, answered with SERVFAIL.
+    pub fn with(mut zones: Vec<Rc<Zone>>, unavailable: Vec<Name>) -> Catalog {
         zones.reverse();
         let mut seen: Vec<Name> = Vec::new();
         zones.retain(|z| {
@@ -84,17 +94,30 @@ impl Catalog {
             !dup
         });
         zones.sort_by_key(|z| core::cmp::Reverse(z.origin.wire().len()));
-        Catalog { zones }
+        Catalog { zones, unavailable }
     }
 
     /// The zones.
-    pub fn zones(&self) -> &[Zone] {
+    pub fn zones(&self) -> &[Rc<Zone>] {
         &self.zones
+    }
+
+    /// The origins without data to serve.
+    pub fn unavailable(&self) -> &[Name] {
+        &self.unavailable
+    }
+
+    /// Whether `name` is in an unavailable zone more specific than any
+    /// zone with data.
+    fn is_unavailable(&self, name: &[u8]) -> bool {
+        let best =
+            self.zones.iter().find(|z| name::is_within(name, z.origin.wire())).map_or(0, |z| z.origin.wire().len());
+        self.unavailable.iter().any(|o| name::is_within(name, o.wire()) && o.wire().len() > best)
     }
 
     /// The zone with the longest origin that contains `name`.
     pub fn find_zone(&self, name: &Name) -> Option<&Zone> {
-        self.zones.iter().find(|z| name.is_within(&z.origin))
+        self.zones.iter().find(|z| name.is_within(&z.origin)).map(|z| &**z)
     }
 
     /// The zone that answers `qtype` at `name`: the longest match, except
@@ -166,6 +189,10 @@ impl Catalog {
         if q.qtype == rtype::AXFR || q.qtype == rtype::IXFR {
             // Zone transfers go over TCP through the server's AXFR path.
             w.set_rcode(rcode::NOTIMP);
+            return finish(w, 0);
+        }
+        if self.is_unavailable(q.qname.wire()) {
+            w.set_rcode(rcode::SERVFAIL);
             return finish(w, 0);
         }
         let Some(zone) = self.zone_for(q.qname.wire(), q.qtype) else {

@@ -23,10 +23,13 @@
 extern crate alloc;
 
 pub mod answer;
+pub mod message;
 mod metrics;
 pub mod name;
 pub mod rdata;
 pub mod rrl;
+pub mod secondary;
+pub mod served;
 pub mod server;
 pub mod tsig;
 pub mod wire;

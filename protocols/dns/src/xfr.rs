@@ -50,7 +50,8 @@ impl WallClock {
         WallClock(Rc::new(now))
     }
 
-    fn now(&self) -> Option<u64> {
+    /// Seconds since the Unix epoch, if the clock knows.
+    pub fn now(&self) -> Option<u64> {
         (self.0)()
     }
 }
@@ -125,7 +126,13 @@ fn refusal(q: &wire::Query, code: u16) -> Vec<u8> {
 /// NOTAUTH with the TSIG error `refused`: signed for BADTIME and BADTRUNC
 /// (RFC 8945 §5.2.3, §5.2.2.1), unsigned with an empty MAC otherwise.
 fn tsig_refusal(q: &wire::Query, t: &Tsig, refused: tsig::Refused, access: &Access, now: u64) -> Vec<u8> {
-    let mut answer = refusal(q, rcode::NOTAUTH);
+    tsig_error(refusal(q, rcode::NOTAUTH), t, refused, access, now)
+}
+
+/// Adds the TSIG record of an answer refused for `refused` (§5.2) to
+/// `answer`, which should be a NOTAUTH answer to the request signed with
+/// `t`.
+pub(crate) fn tsig_error(mut answer: Vec<u8>, t: &Tsig, refused: tsig::Refused, access: &Access, now: u64) -> Vec<u8> {
     match refused.key {
         Some(i) if refused.error != tsig::error::BADSIG => {
             let other = if refused.error == tsig::error::BADTIME { &tsig::time_other(now)[..] } else { &[] };

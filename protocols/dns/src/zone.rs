@@ -423,6 +423,20 @@ impl Zone {
         Zone::build(origin, records, file)
     }
 
+    /// Checks records from a zone transfer (owner, type, TTL, data) like a
+    /// zone file; `source` names them in errors.
+    pub fn from_records(
+        origin: &Name,
+        records: impl IntoIterator<Item = (Name, u16, u32, Rdata)>,
+        source: &str,
+    ) -> Result<Zone, ZoneError> {
+        let records = records
+            .into_iter()
+            .map(|(owner, rtype, ttl, rdata)| Parsed { owner, rtype, ttl, rdata, file: source.into(), line: 0 })
+            .collect();
+        Zone::build(origin, records, source)
+    }
+
     /// Every record, the apex SOA first, for zone transfers.
     pub fn records(&self) -> impl Iterator<Item = (&Name, &RRset)> {
         let apex =

@@ -1,0 +1,66 @@
+//! What the server answers from right now: a [`Catalog`] that is replaced
+//! whole (never edited in place) when a secondary zone is transferred or
+//! expires, so a query in flight keeps the version it started with.
+
+use alloc::rc::Rc;
+use alloc::vec::Vec;
+use core::cell::RefCell;
+
+use crate::answer::Catalog;
+use crate::name::Name;
+use crate::secondary::Follower;
+use crate::zone::Zone;
+
+/// The catalog being served, and the secondary zones that change it.
+pub struct Served {
+    catalog: RefCell<Rc<Catalog>>,
+    followers: Vec<Rc<Follower>>,
+}
+
+impl Served {
+    /// Serves `catalog`, plus the zones of `followers` (answered with
+    /// SERVFAIL until their first transfer).
+    pub fn new(catalog: Catalog, followers: Vec<Rc<Follower>>) -> Served {
+        let mut unavailable: Vec<Name> = catalog.unavailable().to_vec();
+        unavailable.extend(followers.iter().map(|f| f.config.origin.clone()));
+        let catalog = Catalog::with(catalog.zones().to_vec(), unavailable);
+        Served { catalog: RefCell::new(Rc::new(catalog)), followers }
+    }
+
+    /// The catalog now; a later change does not affect it.
+    pub fn catalog(&self) -> Rc<Catalog> {
+        self.catalog.borrow().clone()
+    }
+
+    /// The secondary zones.
+    pub fn followers(&self) -> &[Rc<Follower>] {
+        &self.followers
+    }
+
+    /// The zone with origin `origin`, if it has data.
+    pub fn zone(&self, origin: &Name) -> Option<Rc<Zone>> {
+        self.catalog.borrow().zones().iter().find(|z| z.origin == *origin).cloned()
+    }
+
+    /// Serves `zone` in place of the zone with its origin (if any).
+    pub fn install(&self, zone: Zone) {
+        let origin = zone.origin.clone();
+        self.replace(&origin, Some(Rc::new(zone)));
+    }
+
+    /// Stops serving data for `origin`: SERVFAIL from now on.
+    pub fn expire(&self, origin: &Name) {
+        self.replace(origin, None);
+    }
+
+    fn replace(&self, origin: &Name, zone: Option<Rc<Zone>>) {
+        let old = self.catalog();
+        let mut zones: Vec<Rc<Zone>> = old.zones().iter().filter(|z| z.origin != *origin).cloned().collect();
+        let mut unavailable: Vec<Name> = old.unavailable().iter().filter(|o| *o != origin).cloned().collect();
+        match zone {
+            Some(z) => zones.push(z),
+            None => unavailable.push(origin.clone()),
+        }
+        *self.catalog.borrow_mut() = Rc::new(Catalog::with(zones, unavailable));
+    }
+}

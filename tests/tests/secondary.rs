@@ -1,0 +1,323 @@
+//! Morgana's DNS app as a secondary of real primaries on loopback, with
+//! TSIG: Knot (`knotd`) and BIND (`named`). The first transfer, a zone
+//! edit followed by NOTIFY (the time until Morgana answers the new serial
+//! is measured), IXFR for a small change, AXFR when the primary sends no
+//! IXFR, a wrong key on either side, a transfer that fails the zone checks,
+//! and the primary gone past the SOA's expire time (SERVFAIL).
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use libtest_mimic::{Arguments, Failed};
+use morgana_tests::prereq::{self, Prereq};
+use morgana_tests::process::{app_binary, free_port, Running};
+
+type Result<T = ()> = std::result::Result<T, Failed>;
+
+const SECRET: &str = "bW9yZ2FuYS1zZWNvbmRhcnktdGVzdC1rZXktMzItYnl0ZXM=";
+const WRONG: &str = "d3Jvbmctc2VjcmV0LXdyb25nLXNlY3JldC13cm9uZy0zMg==";
+
+/// SOA timers (refresh, retry, expire) long enough that only a NOTIFY
+/// brings a new version within a test.
+const SLOW: &str = "600 60 3600";
+/// SOA timers that show within a test: refresh 1 s, retry 1 s, expire 3 s.
+const FAST: &str = "1 1 3";
+
+/// The zone at `serial` with SOA `timers`; `extra` lines are appended.
+fn zone(serial: u32, timers: &str, www: &str, extra: &str) -> String {
+    format!(
+        "$ORIGIN example.test.\n$TTL 300\n@ IN SOA ns1 hostmaster {serial} {timers} 60\n@ IN NS ns1\nns1 IN A 192.0.2.1\nwww IN A {www}\nmail IN MX 10 mx.elsewhere.test.\n{}",
+        (0..200).map(|i| format!("h{i} IN TXT \"host number {i}\"\n")).collect::<String>() + extra
+    )
+}
+
+fn temp_dir(tag: &str) -> Result<PathBuf> {
+    let dir = std::env::temp_dir().join(format!("morgana-secondary-{tag}-{}-{}", std::process::id(), free_port()));
+    std::fs::create_dir_all(&dir)?;
+    Ok(dir)
+}
+
+enum Kind {
+    Knot,
+    Bind { ixfr: bool },
+}
+
+/// A primary server with the zone `example.test`, and the Morgana
+/// secondary it notifies at `notify`.
+struct Primary {
+    kind: Kind,
+    proc: Running,
+    port: u16,
+    dir: PathBuf,
+}
+
+impl Drop for Primary {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+impl Primary {
+    fn start(kind: Kind, notify: u16) -> Result<Primary> {
+        let port = free_port();
+        let dir = temp_dir(match kind {
+            Kind::Knot => "knot",
+            Kind::Bind { .. } => "bind",
+        })?;
+        std::fs::write(dir.join("example.test.zone"), zone(1, SLOW, "192.0.2.10", ""))?;
+        let d = dir.display();
+        let mut cmd = match kind {
+            Kind::Knot => {
+                std::fs::create_dir_all(dir.join("db"))?;
+                let conf = format!(
+                    "server:\n  listen: 127.0.0.1@{port}\n  rundir: {d}\nlog:\n  - target: stderr\n    any: info\ndatabase:\n  storage: {d}/db\nkey:\n  - id: xfr-key\n    algorithm: hmac-sha256\n    secret: {SECRET}\nremote:\n  - id: morgana\n    address: 127.0.0.1@{notify}\n    key: xfr-key\nacl:\n  - id: xfr\n    key: xfr-key\n    action: transfer\nzone:\n  - domain: example.test\n    storage: {d}\n    file: example.test.zone\n    zonefile-sync: -1\n    zonefile-load: difference\n    journal-content: changes\n    notify: morgana\n    acl: xfr\n"
+                );
+                std::fs::write(dir.join("knot.conf"), conf)?;
+                let mut c = Command::new("knotd");
+                c.arg("-c").arg(dir.join("knot.conf"));
+                c
+            }
+            Kind::Bind { ixfr } => {
+                let provide = if ixfr { "yes" } else { "no" };
+                let conf = format!(
+                    "options {{\n  directory \"{d}\";\n  pid-file \"{d}/named.pid\";\n  session-keyfile \"{d}/session.key\";\n  managed-keys-directory \"{d}\";\n  listen-on port {port} {{ 127.0.0.1; }};\n  listen-on-v6 {{ none; }};\n  recursion no;\n  dnssec-validation no;\n  notify explicit;\n  notify-delay 0;\n  also-notify {{ 127.0.0.1 port {notify} key \"xfr-key\"; }};\n  ixfr-from-differences yes;\n}};\ncontrols {{ }};\nkey \"xfr-key\" {{ algorithm hmac-sha256; secret \"{SECRET}\"; }};\nserver 127.0.0.1 {{ provide-ixfr {provide}; }};\nzone \"example.test\" {{ type primary; file \"{d}/example.test.zone\"; allow-transfer {{ key \"xfr-key\"; }}; }};\n"
+                );
+                std::fs::write(dir.join("named.conf"), conf)?;
+                let mut c = Command::new("named");
+                c.arg("-g").arg("-c").arg(dir.join("named.conf"));
+                c
+            }
+        };
+        cmd.current_dir(&dir);
+        let mut proc = Running::start(cmd);
+        let ready = match kind {
+            Kind::Knot => "server started",
+            Kind::Bind { .. } => "running",
+        };
+        proc.wait_for(ready, Duration::from_secs(20));
+        Ok(Primary { kind, proc, port, dir })
+    }
+
+    /// Writes the zone at `serial` and has the primary load it (which
+    /// sends NOTIFY). Returns when it was told.
+    fn edit(&mut self, serial: u32, timers: &str, www: &str, extra: &str) -> Result<Instant> {
+        std::fs::write(self.dir.join("example.test.zone"), zone(serial, timers, www, extra))?;
+        let at = Instant::now();
+        match self.kind {
+            Kind::Knot => {
+                let out = Command::new("knotc")
+                    .arg("-c")
+                    .arg(self.dir.join("knot.conf"))
+                    .args(["zone-reload", "example.test"])
+                    .output()?;
+                if !out.status.success() {
+                    return Err(format!("knotc zone-reload: {}", String::from_utf8_lossy(&out.stderr)).into());
+                }
+            }
+            Kind::Bind { .. } => {
+                let status = Command::new("kill").args(["-HUP", &self.proc.pid().to_string()]).status()?;
+                if !status.success() {
+                    return Err("kill -HUP named failed".into());
+                }
+            }
+        }
+        Ok(at)
+    }
+
+    fn log(&self) -> String {
+        self.proc.output().join("\n")
+    }
+}
+
+/// Morgana's DNS app following `example.test` from `primary` with `secret`.
+fn secondary(port: u16, primary: u16, secret: &str) -> Running {
+    let mut cmd = Command::new(app_binary("dns"));
+    cmd.args(["--listen", &format!("127.0.0.1:{port}")])
+        .args(["--tsig-key", &format!("xfr-key=hmac-sha256:{secret}")])
+        .args(["--secondary", &format!("example.test=127.0.0.1:{primary},key=xfr-key")]);
+    let mut p = Running::start(cmd);
+    p.wait_for("serving DNS on", Duration::from_secs(30));
+    p
+}
+
+fn dig(port: u16, args: &[&str]) -> Result<String> {
+    let out = Command::new("dig")
+        .args(["@127.0.0.1", "-p", &port.to_string(), "+tries=1", "+time=2"])
+        .args(args)
+        .output()
+        .map_err(|e| format!("dig: {e}"))?;
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// The SOA serial Morgana answers, if it answers one.
+fn serial(port: u16) -> Result<Option<u32>> {
+    let out = dig(port, &["+short", "example.test", "SOA"])?;
+    Ok(out.split_whitespace().nth(2).and_then(|s| s.parse().ok()))
+}
+
+/// Waits until Morgana answers `serial`; returns when it did.
+fn wait_serial(port: u16, want: u32, within: Duration) -> Result<Instant> {
+    let deadline = Instant::now() + within;
+    loop {
+        let got = serial(port)?;
+        if got == Some(want) {
+            return Ok(Instant::now());
+        }
+        if Instant::now() > deadline {
+            return Err(format!("serial {want} not served within {within:?} (last: {got:?})").into());
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn check(ok: bool, what: &str, out: &str) -> Result {
+    if ok {
+        Ok(())
+    } else {
+        Err(format!("{what}:\n{out}").into())
+    }
+}
+
+/// Transfer, NOTIFY, IXFR, then SERVFAIL after expiry, with one primary.
+fn follows(kind: Kind, ixfr_log: &str) -> Result {
+    let port = free_port();
+    let mut primary = Primary::start(kind, port)?;
+    let m = secondary(port, primary.port, SECRET);
+    wait_serial(port, 1, Duration::from_secs(10))?;
+    let www = dig(port, &["+short", "www.example.test", "A"])?;
+    check(www.trim() == "192.0.2.10", "the first transfer's data", &www)?;
+    let morgana = || m.output().join("\n");
+    check(morgana().contains("serial 1 from") && morgana().contains("by AXFR"), "the first transfer", &morgana())?;
+    // One changed record: NOTIFY, then IXFR.
+    // (Refresh is 600 s: only the NOTIFY can bring it.)
+    let told = primary.edit(2, SLOW, "192.0.2.11", "")?;
+    let served = wait_serial(port, 2, Duration::from_secs(5))?;
+    eprintln!("  NOTIFY -> serial 2 served: {} ms after the primary was told to reload", (served - told).as_millis());
+    let www = dig(port, &["+short", "www.example.test", "A"])?;
+    check(www.trim() == "192.0.2.11", "the IXFR's data", &www)?;
+    let txt = dig(port, &["+short", "h199.example.test", "TXT"])?;
+    check(txt.trim() == "\"host number 199\"", "records the IXFR did not touch", &txt)?;
+    check(morgana().contains("serial 2 from") && morgana().contains("by IXFR"), "IXFR", &morgana())?;
+    check(primary.log().contains(ixfr_log), "the primary's log shows no IXFR", &primary.log())?;
+    check(morgana().contains("NOTIFY from the primary"), "no NOTIFY arrived", &morgana())?;
+    // Short timers, then the primary goes away: the zone expires (3 s
+    // after the last check) and answers SERVFAIL.
+    primary.edit(3, FAST, "192.0.2.11", "")?;
+    wait_serial(port, 3, Duration::from_secs(5))?;
+    std::thread::sleep(Duration::from_secs(2));
+    check(serial(port)? == Some(3), "refreshing with the primary up", &morgana())?;
+    drop(primary);
+    let gone = Instant::now();
+    loop {
+        let out = dig(port, &["example.test", "SOA"])?;
+        if out.contains("status: SERVFAIL") {
+            eprintln!("  SERVFAIL {} ms after the primary stopped (expire 3 s)", gone.elapsed().as_millis());
+            break;
+        }
+        check(gone.elapsed() < Duration::from_secs(10), "still answering 10 s after the primary stopped", &out)?;
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    check(gone.elapsed() >= Duration::from_secs(1), "expired too early", &morgana())?;
+    check(morgana().contains("expired"), "no log line about expiry", &morgana())
+}
+
+fn knot_primary_notify_ixfr_expire() -> Result {
+    follows(Kind::Knot, "IXFR, outgoing")
+}
+
+fn bind_primary_notify_ixfr_expire() -> Result {
+    follows(Kind::Bind { ixfr: true }, "transfer of 'example.test/IN': IXFR ended")
+}
+
+/// BIND told to send no IXFR answers with the whole zone: Morgana takes
+/// it as such.
+fn bind_without_ixfr_sends_whole_zone() -> Result {
+    let port = free_port();
+    let mut primary = Primary::start(Kind::Bind { ixfr: false }, port)?;
+    let m = secondary(port, primary.port, SECRET);
+    wait_serial(port, 1, Duration::from_secs(10))?;
+    primary.edit(2, SLOW, "192.0.2.12", "new IN A 192.0.2.99\n")?;
+    wait_serial(port, 2, Duration::from_secs(5))?;
+    let new = dig(port, &["+short", "new.example.test", "A"])?;
+    check(new.trim() == "192.0.2.99", "the added record", &new)?;
+    let log = m.output().join("\n");
+    check(log.contains("serial 2 from") && !log.contains("by IXFR"), "the second transfer was not a whole zone", &log)
+}
+
+/// A wrong secret: the primary refuses the transfer (its TSIG error is in
+/// Morgana's log) and the zone answers SERVFAIL; a NOTIFY signed with a
+/// wrong secret gets NOTAUTH/BADSIG, an unsigned one REFUSED.
+fn wrong_keys_are_refused() -> Result {
+    let port = free_port();
+    let primary = Primary::start(Kind::Knot, port)?;
+    let mut m = secondary(port, primary.port, WRONG);
+    m.wait_for("refresh from", Duration::from_secs(10));
+    let log = m.output().join("\n");
+    check(log.contains("BADSIG") || log.contains("BADKEY"), "the primary's TSIG error", &log)?;
+    let out = dig(port, &["example.test", "SOA"])?;
+    check(out.contains("status: SERVFAIL"), "a zone never transferred", &out)?;
+    // NOTIFY to Morgana, whose secret differs from the primary's.
+    let notify = |key: Option<&str>| -> Result<String> {
+        let mut args = vec!["+opcode=notify", "+norecurse", "example.test", "SOA"];
+        let k;
+        if let Some(key) = key {
+            k = format!("hmac-sha256:xfr-key:{key}");
+            args.extend(["-y", &k]);
+        }
+        dig(port, &args)
+    };
+    let bad = notify(Some(SECRET))?;
+    check(bad.contains("status: NOTAUTH") && bad.contains("BADSIG"), "a NOTIFY with a wrong secret", &bad)?;
+    let unsigned = notify(None)?;
+    check(unsigned.contains("status: REFUSED"), "an unsigned NOTIFY for a zone with a key", &unsigned)?;
+    let other = dig(port, &["+opcode=notify", "+norecurse", "example.com", "SOA"])?;
+    check(other.contains("status: NOTAUTH"), "a NOTIFY for a zone we do not follow", &other)
+}
+
+/// A new version that fails the zone checks (a delegation inside the zone
+/// with no glue) is not served: the old one stays.
+fn transfer_failing_checks_is_rejected() -> Result {
+    let port = free_port();
+    let mut primary = Primary::start(Kind::Knot, port)?;
+    let mut m = secondary(port, primary.port, SECRET);
+    wait_serial(port, 1, Duration::from_secs(10))?;
+    primary.edit(2, SLOW, "192.0.2.13", "sub IN NS ns.sub\n")?;
+    m.wait_for("fails its checks", Duration::from_secs(10));
+    check(serial(port)? == Some(1), "the old version is gone", &m.output().join("\n"))?;
+    let www = dig(port, &["+short", "www.example.test", "A"])?;
+    check(www.trim() == "192.0.2.10", "the old data is gone", &www)
+}
+
+/// Bad flags are refused at start.
+fn bad_secondary_flags_are_refused() -> Result {
+    for (args, needle) in [
+        (vec!["--secondary", "example.test"], "expected ORIGIN=ADDR:PORT"),
+        (vec!["--secondary", "example.test=nowhere"], "is not ADDR or ADDR:PORT"),
+        (vec!["--secondary", "example.test=127.0.0.1:53,key=nope"], "no --tsig-key named nope"),
+        (vec!["--secondary", "a.test=127.0.0.1", "--secondary", "a.test=127.0.0.2"], "given twice"),
+    ] {
+        let out = Command::new(app_binary("dns")).args(["--listen", "127.0.0.1:0"]).args(&args).output()?;
+        let err = String::from_utf8_lossy(&out.stderr);
+        if out.status.code() != Some(2) || !err.contains(needle) {
+            return Err(format!("{args:?}: status {:?}, stderr {err}", out.status.code()).into());
+        }
+    }
+    Ok(())
+}
+
+fn main() {
+    let args = Arguments::from_args();
+    let dig = Prereq::program("dig", "-v", "bind9-dnsutils");
+    let knot = Prereq::program("knotd", "-V", "knot");
+    let named = Prereq::program("named", "-v", "bind9");
+    let tests = vec![
+        prereq::trial("knot_primary_notify_ixfr_expire", &[&dig, &knot], knot_primary_notify_ixfr_expire),
+        prereq::trial("bind_primary_notify_ixfr_expire", &[&dig, &named], bind_primary_notify_ixfr_expire),
+        prereq::trial("bind_without_ixfr_sends_whole_zone", &[&dig, &named], bind_without_ixfr_sends_whole_zone),
+        prereq::trial("wrong_keys_are_refused", &[&dig, &knot], wrong_keys_are_refused),
+        prereq::trial("transfer_failing_checks_is_rejected", &[&dig, &knot], transfer_failing_checks_is_rejected),
+        prereq::trial("bad_secondary_flags_are_refused", &[], bad_secondary_flags_are_refused),
+    ];
+    libtest_mimic::run(&args, tests).exit();
+}
