@@ -132,10 +132,15 @@ impl Primary {
 
 /// Morgana's DNS app following `example.test` from `primary` with `secret`.
 fn secondary(port: u16, primary: u16, secret: &str) -> Running {
+    secondary_with(port, primary, secret, &[])
+}
+
+fn secondary_with(port: u16, primary: u16, secret: &str, args: &[String]) -> Running {
     let mut cmd = Command::new(app_binary("dns"));
     cmd.args(["--listen", &format!("127.0.0.1:{port}")])
         .args(["--tsig-key", &format!("xfr-key=hmac-sha256:{secret}")])
-        .args(["--secondary", &format!("example.test=127.0.0.1:{primary},key=xfr-key")]);
+        .args(["--secondary", &format!("example.test=127.0.0.1:{primary},key=xfr-key")])
+        .args(args);
     let mut p = Running::start(cmd);
     p.wait_for("serving DNS on", Duration::from_secs(30));
     p
@@ -289,6 +294,69 @@ fn transfer_failing_checks_is_rejected() -> Result {
     check(www.trim() == "192.0.2.10", "the old data is gone", &www)
 }
 
+/// NSD and Knot as secondaries of Morgana, itself a secondary of Knot:
+/// a change at the top reaches both through Morgana's NOTIFY and their
+/// TSIG-signed transfers from Morgana.
+fn nsd_and_knot_follow_morgana() -> Result {
+    let (port, nsd_port, knot_port) = (free_port(), free_port(), free_port());
+    let mut primary = Primary::start(Kind::Knot, port)?;
+    let extra: Vec<String> = [
+        "--axfr-allow".into(),
+        "key=xfr-key".into(),
+        "--notify".into(),
+        format!("127.0.0.1:{nsd_port},key=xfr-key"),
+        "--notify".into(),
+        format!("127.0.0.1:{knot_port},key=xfr-key"),
+    ]
+    .into();
+    let m = secondary_with(port, primary.port, SECRET, &extra);
+    wait_serial(port, 1, Duration::from_secs(10))?;
+    let dir = temp_dir("downstream")?;
+    let d = dir.display();
+    std::fs::write(
+        dir.join("nsd.conf"),
+        format!(
+            "server:\n  ip-address: 127.0.0.1@{nsd_port}\n  server-count: 1\n  username: \"\"\n  chroot: \"\"\n  zonesdir: \"{d}\"\n  database: \"\"\n  zonelistfile: \"{d}/zone.list\"\n  xfrdfile: \"{d}/xfrd.state\"\n  xfrdir: \"{d}\"\n  pidfile: \"{d}/nsd.pid\"\n  verbosity: 2\nremote-control:\n  control-enable: no\nkey:\n  name: \"xfr-key\"\n  algorithm: hmac-sha256\n  secret: \"{SECRET}\"\nzone:\n  name: \"example.test\"\n  zonefile: \"example.test.nsd\"\n  request-xfr: AXFR 127.0.0.1@{port} xfr-key\n  allow-notify: 127.0.0.1 xfr-key\n"
+        ),
+    )?;
+    let mut nsd = Command::new("nsd");
+    nsd.arg("-d").arg("-c").arg(dir.join("nsd.conf"));
+    let nsd = Running::start(nsd);
+    std::fs::create_dir_all(dir.join("knot"))?;
+    std::fs::write(
+        dir.join("knot2.conf"),
+        format!(
+            "server:\n  listen: 127.0.0.1@{knot_port}\n  rundir: {d}/knot\nlog:\n  - target: stderr\n    any: info\ndatabase:\n  storage: {d}/knot\nkey:\n  - id: xfr-key\n    algorithm: hmac-sha256\n    secret: {SECRET}\nremote:\n  - id: morgana\n    address: 127.0.0.1@{port}\n    key: xfr-key\nacl:\n  - id: notify\n    address: 127.0.0.1\n    key: xfr-key\n    action: notify\nzone:\n  - domain: example.test\n    storage: {d}/knot\n    master: morgana\n    acl: notify\n"
+        ),
+    )?;
+    let mut knot = Command::new("knotd");
+    knot.arg("-c").arg(dir.join("knot2.conf"));
+    let knot = Running::start(knot);
+    wait_serial(nsd_port, 1, Duration::from_secs(20))?;
+    wait_serial(knot_port, 1, Duration::from_secs(20))?;
+    // The change at the top: primary -> Morgana -> NSD and Knot.
+    let told = primary.edit(2, SLOW, "192.0.2.14", "")?;
+    let at_nsd = wait_serial(nsd_port, 2, Duration::from_secs(10))?;
+    let at_knot = wait_serial(knot_port, 2, Duration::from_secs(10))?;
+    eprintln!(
+        "  serial 2 at NSD {} ms, at Knot {} ms after the primary was told",
+        (at_nsd - told).as_millis(),
+        (at_knot - told).as_millis()
+    );
+    let www = dig(nsd_port, &["+short", "www.example.test", "A"])?;
+    check(www.trim() == "192.0.2.14", "NSD's data", &www)?;
+    let log = m.output().join("\n");
+    for p in [nsd_port, knot_port] {
+        let acked = format!("serial 2 to 127.0.0.1:{p}: acknowledged");
+        check(log.contains(&acked), "Morgana's NOTIFY was not acknowledged", &log)?;
+    }
+    // (NSD's and Knot's refresh timers are 600 s: only NOTIFY brings serial 2.)
+    let knot_log = knot.output().join("\n");
+    drop(nsd);
+    let _ = std::fs::remove_dir_all(&dir);
+    check(knot_log.contains("notify, incoming") && knot_log.contains("serial 2"), "Knot got no NOTIFY", &knot_log)
+}
+
 /// Bad flags are refused at start.
 fn bad_secondary_flags_are_refused() -> Result {
     for (args, needle) in [
@@ -311,12 +379,14 @@ fn main() {
     let dig = Prereq::program("dig", "-v", "bind9-dnsutils");
     let knot = Prereq::program("knotd", "-V", "knot");
     let named = Prereq::program("named", "-v", "bind9");
+    let nsd = Prereq::program("nsd", "-v", "nsd");
     let tests = vec![
         prereq::trial("knot_primary_notify_ixfr_expire", &[&dig, &knot], knot_primary_notify_ixfr_expire),
         prereq::trial("bind_primary_notify_ixfr_expire", &[&dig, &named], bind_primary_notify_ixfr_expire),
         prereq::trial("bind_without_ixfr_sends_whole_zone", &[&dig, &named], bind_without_ixfr_sends_whole_zone),
         prereq::trial("wrong_keys_are_refused", &[&dig, &knot], wrong_keys_are_refused),
         prereq::trial("transfer_failing_checks_is_rejected", &[&dig, &knot], transfer_failing_checks_is_rejected),
+        prereq::trial("nsd_and_knot_follow_morgana", &[&dig, &knot, &nsd], nsd_and_knot_follow_morgana),
         prereq::trial("bad_secondary_flags_are_refused", &[], bad_secondary_flags_are_refused),
     ];
     libtest_mimic::run(&args, tests).exit();

@@ -19,7 +19,7 @@ use morgana::kv::Kind;
 use morgana::log::{info, warn};
 use morgana::{ArgError, Args, Clock, Content, Context, Entropy, Env, KeyValue, ListenAddr};
 use morgana_dns::rrl;
-use morgana_dns::secondary::{self, Follower, Secondary};
+use morgana_dns::secondary::{self, Downstream, Follower, Secondary};
 use morgana_dns::served::Served;
 use morgana_dns::server;
 use morgana_dns::tsig::Key;
@@ -73,6 +73,7 @@ struct Config {
     listen: Vec<Listen>,
     zones: Vec<ZoneFile>,
     secondaries: Vec<Secondary>,
+    notify: Vec<Downstream>,
     server: server::Config,
 }
 
@@ -108,6 +109,15 @@ fn config(args: &mut Args) -> Result<Config, ArgError> {
             return Err(ArgError::Conflict(format!("--secondary {}: no --tsig-key named {k}", s.origin)));
         }
     }
+    let notify: Vec<Downstream> = args.values(
+        "notify",
+        "ADDR[:PORT][,key=KEYNAME]: send NOTIFY there when a secondary zone changes here (repeatable)",
+    )?;
+    if let Some((d, k)) =
+        notify.iter().find_map(|d| d.key.as_ref().filter(|k| !keys.iter().any(|key| key.name == **k)).map(|k| (d, k)))
+    {
+        return Err(ArgError::Conflict(format!("--notify {}: no --tsig-key named {k}", d.addr)));
+    }
     let axfr = Access { allow, keys, clock: WallClock::default() };
     axfr.check().map_err(ArgError::Conflict)?;
     let d = server::Config::default();
@@ -138,7 +148,7 @@ fn config(args: &mut Args) -> Result<Config, ArgError> {
             size: size.unwrap_or(d.rrl.size),
         },
     };
-    Ok(Config { listen, zones, secondaries, server })
+    Ok(Config { listen, zones, secondaries, notify, server })
 }
 
 async fn load(env: &mut Env, cfg: &Config) -> morgana::Result<Catalog> {
@@ -236,10 +246,12 @@ async fn serve(mut env: Env, cfg: Config) -> morgana::Result {
     server_cfg.axfr.clock = WallClock::new(move || clock.wall().map(|w| w.0 / 1_000_000_000));
     let server_cfg = Rc::new(server_cfg);
     let access = Rc::new(server_cfg.axfr.clone());
+    let downstream: Rc<[Downstream]> = cfg.notify.clone().into();
     for f in served.followers() {
         let key = f.config.key.as_ref().map_or(String::new(), |k| format!(", key {k}"));
         info!("zone {}: secondary of {}{key}; SERVFAIL until the first transfer", f.config.origin, f.config.primary);
-        let follow = secondary::follow(f.clone(), served.clone(), env.net.clone(), access.clone(), env.rt.clone());
+        let (net, rt) = (env.net.clone(), env.rt.clone());
+        let follow = secondary::follow(f.clone(), served.clone(), downstream.clone(), net, access.clone(), rt);
         env.spawn(follow);
     }
     let limiter = limiter(&mut env, &cfg.server.rrl);

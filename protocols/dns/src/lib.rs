@@ -11,10 +11,16 @@
 //! * [`rrl`]: response rate limiting for UDP, in fixed memory;
 //! * [`tsig`]: TSIG transaction signatures (RFC 8945), HMAC-SHA256/512;
 //! * [`server`]: DNS over UDP and TCP (RFC 7766) on the framework's sockets;
-//! * [`xfr`]: AXFR (RFC 5936) out, to addresses or TSIG keys allowed.
+//! * [`xfr`]: AXFR (RFC 5936) out, to addresses or TSIG keys allowed;
+//! * [`message`]: whole responses read back, names in data decompressed;
+//! * [`secondary`]: following a primary: AXFR and IXFR (RFC 1995) in,
+//!   SOA timers, NOTIFY (RFC 1996) in and out;
+//! * [`served`]: the catalog being served, replaced whole on a change.
 //!
 //! Not implemented: DNSSEC (no signatures are served; the DO bit is
-//! ignored), IXFR, NOTIFY, dynamic updates, NSID and other EDNS options
+//! ignored), IXFR out (an IXFR request gets FORMERR; secondaries fall back
+//! to AXFR), NOTIFY for zones loaded from files (only secondary zones
+//! change at run time), dynamic updates, NSID and other EDNS options
 //! (ignored in queries), classes other than IN.
 #![no_std]
 #![forbid(unsafe_code)]

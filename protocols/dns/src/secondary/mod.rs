@@ -55,23 +55,48 @@ impl FromStr for Secondary {
     fn from_str(s: &str) -> Result<Self, String> {
         let (origin, rest) = s.split_once('=').ok_or("expected ORIGIN=ADDR:PORT[,key=KEYNAME]")?;
         let origin = Name::parse(origin, Some(&Name::root())).map_err(|e| format!("bad origin '{origin}': {e}"))?;
-        let (addr, key) = match rest.split_once(',') {
-            None => (rest, None),
-            Some((addr, opt)) => {
-                let key =
-                    opt.strip_prefix("key=").ok_or_else(|| format!("unknown option '{opt}', expected key=KEYNAME"))?;
-                let key = Name::parse(key, Some(&Name::root())).map_err(|e| format!("bad key name '{key}': {e}"))?;
-                (addr, Some(key))
-            }
-        };
-        let primary = match addr.parse::<SocketAddr>() {
-            Ok(a) => a,
-            Err(_) => match addr.trim_start_matches('[').trim_end_matches(']').parse::<core::net::IpAddr>() {
-                Ok(ip) => SocketAddr::new(ip, 53),
-                Err(_) => return Err(format!("'{addr}' is not ADDR or ADDR:PORT")),
-            },
-        };
+        let (primary, key) = peer(rest)?;
         Ok(Secondary { origin, primary, key })
+    }
+}
+
+/// `ADDR[:PORT][,key=KEYNAME]`: a server (port 53 unless given) and the
+/// TSIG key for it.
+fn peer(s: &str) -> Result<(SocketAddr, Option<Name>), String> {
+    let (addr, key) = match s.split_once(',') {
+        None => (s, None),
+        Some((addr, opt)) => {
+            let key =
+                opt.strip_prefix("key=").ok_or_else(|| format!("unknown option '{opt}', expected key=KEYNAME"))?;
+            let key = Name::parse(key, Some(&Name::root())).map_err(|e| format!("bad key name '{key}': {e}"))?;
+            (addr, Some(key))
+        }
+    };
+    let addr = match addr.parse::<SocketAddr>() {
+        Ok(a) => a,
+        Err(_) => match addr.trim_start_matches('[').trim_end_matches(']').parse::<core::net::IpAddr>() {
+            Ok(ip) => SocketAddr::new(ip, 53),
+            Err(_) => return Err(format!("'{addr}' is not ADDR or ADDR:PORT")),
+        },
+    };
+    Ok((addr, key))
+}
+
+/// `ADDR[:PORT][,key=KEYNAME]`: a secondary server told by NOTIFY when a
+/// zone changes here.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Downstream {
+    /// Where NOTIFY goes (port 53 unless given).
+    pub addr: SocketAddr,
+    /// The TSIG key that signs it, if any.
+    pub key: Option<Name>,
+}
+
+impl FromStr for Downstream {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let (addr, key) = peer(s)?;
+        Ok(Downstream { addr, key })
     }
 }
 
@@ -146,9 +171,17 @@ fn secs(s: u32) -> Duration {
     Duration::from_secs(u64::from(s.max(1)))
 }
 
-/// Follows `f`'s primary forever, installing new versions in `served`:
-/// connects with `net`, signs with `access`'s keys and clock.
-pub async fn follow(f: Rc<Follower>, served: Rc<Served>, net: Stack, access: Rc<Access>, rt: Handle) {
+/// Follows `f`'s primary forever, installing new versions in `served`
+/// and telling `downstream` of each by NOTIFY: connects with `net`, signs
+/// with `access`'s keys and clock.
+pub async fn follow(
+    f: Rc<Follower>,
+    served: Rc<Served>,
+    downstream: Rc<[Downstream]>,
+    net: Stack,
+    access: Rc<Access>,
+    rt: Handle,
+) {
     let origin = f.config.origin.clone();
     let mut expires: Option<Instant> = None;
     let mut backoff = FIRST_RETRY;
@@ -170,6 +203,11 @@ pub async fn follow(f: Rc<Follower>, served: Rc<Served>, net: Stack, access: Rc<
                     zone.records
                 );
                 served.install(zone);
+                for d in downstream.iter() {
+                    let send =
+                        notify::send(origin.clone(), soa.clone(), d.clone(), net.clone(), access.clone(), rt.clone());
+                    rt.spawn(send);
+                }
                 Some(soa)
             }
             Err(e) => {
