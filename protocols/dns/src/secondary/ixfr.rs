@@ -226,3 +226,124 @@ impl Reader {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use alloc::string::ToString;
+
+    fn name(s: &str) -> Name {
+        Name::parse(s, None).unwrap()
+    }
+
+    fn soa(serial: u32) -> Record {
+        let soa = Soa {
+            mname: name("ns1.example."),
+            rname: name("hostmaster.example."),
+            serial,
+            refresh: 60,
+            retry: 10,
+            expire: 600,
+            minimum: 30,
+        };
+        Record { owner: name("example."), rtype: rtype::SOA, class: CLASS_IN, ttl: 300, rdata: Rdata::Soa(soa) }
+    }
+
+    fn a(owner: &str, last: u8) -> Record {
+        Record {
+            owner: name(owner),
+            rtype: rtype::A,
+            class: CLASS_IN,
+            ttl: 300,
+            rdata: Rdata::A([192, 0, 2, last].into()),
+        }
+    }
+
+    fn ns() -> Record {
+        Record {
+            owner: name("example."),
+            rtype: rtype::NS,
+            class: CLASS_IN,
+            ttl: 300,
+            rdata: Rdata::Name(name("ns1.example.")),
+        }
+    }
+
+    fn read(current: Option<&Zone>, records: Vec<Record>) -> Result<Outcome, String> {
+        let mut r = Reader::new(&name("example."), current, "test".to_string());
+        for rec in records {
+            r.push(rec)?;
+        }
+        r.finish()
+    }
+
+    fn whole(serial: u32, www: u8) -> Zone {
+        match read(None, alloc::vec![soa(serial), ns(), a("ns1.example.", 1), a("www.example.", www), soa(serial)]) {
+            Ok(Outcome::Whole(z)) => z,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn whole_zone() {
+        let z = whole(1, 10);
+        assert_eq!((z.soa.1.serial, z.records), (1, 4));
+    }
+
+    #[test]
+    fn differences_apply_in_order() {
+        let z1 = whole(1, 10);
+        // 1 -> 2: www changes; 2 -> 3: mail added.
+        let diffs = alloc::vec![
+            soa(3),
+            soa(1),
+            a("www.example.", 10),
+            soa(2),
+            a("www.example.", 11),
+            soa(2),
+            soa(3),
+            a("mail.example.", 25),
+            soa(3),
+        ];
+        let Ok(Outcome::Incremental(z3)) = read(Some(&z1), diffs) else { panic!("not incremental") };
+        assert_eq!(z3.soa.1.serial, 3);
+        let www = z3.nodes.get(&name("www.example.")).and_then(|n| n.get(rtype::A)).unwrap();
+        assert_eq!(www.rdatas, [Rdata::A([192, 0, 2, 11].into())]);
+        assert!(z3.nodes.get(&name("mail.example.")).is_some());
+        assert_eq!(z3.records, 5);
+    }
+
+    #[test]
+    fn bad_transfers_are_refused() {
+        let z1 = whole(1, 10);
+        // A difference from a version we do not have.
+        let from_7 = alloc::vec![soa(3), soa(7)];
+        assert!(matches!(read(Some(&z1), from_7.clone()), Err(e) if e.contains("where the zone's data should be")));
+        // Deleting a record that is not there.
+        let r = read(Some(&z1), alloc::vec![soa(2), soa(1), a("nope.example.", 1), soa(2), soa(2)]);
+        assert!(r.unwrap_err().contains("does not have"));
+        // Not starting with the SOA; records outside the zone; stopping short.
+        assert!(read(None, alloc::vec![ns()]).is_err());
+        assert!(read(None, alloc::vec![soa(1), a("www.elsewhere.", 1)]).unwrap_err().contains("outside"));
+        assert!(read(None, alloc::vec![soa(1), ns(), a("ns1.example.", 1)]).unwrap_err().contains("ended before"));
+        // A whole zone that fails the checks (no NS at the apex).
+        assert!(read(None, alloc::vec![soa(1), a("www.example.", 1), soa(1)])
+            .unwrap_err()
+            .contains("fails its checks"));
+        // Records after the end.
+        let mut r = Reader::new(&name("example."), None, "t".to_string());
+        for rec in [soa(1), ns(), a("ns1.example.", 1), soa(1)] {
+            r.push(rec).unwrap();
+        }
+        assert!(r.push(a("x.example.", 1)).is_err());
+    }
+
+    #[test]
+    fn single_soa() {
+        let z1 = whole(1, 10);
+        let mut r = Reader::new(&name("example."), Some(&z1), "t".to_string());
+        r.push(soa(1)).unwrap();
+        assert!(r.is_single_soa() && !r.is_done());
+        assert!(matches!(r.finish(), Ok(Outcome::OnlySoa(s)) if s.serial == 1));
+    }
+}

@@ -14,7 +14,7 @@
 //! Zones live in memory only: after a restart (or a VM's reboot) each one
 //! is transferred again before it is served.
 
-mod ixfr;
+pub mod ixfr;
 pub mod notify;
 mod transfer;
 
