@@ -309,7 +309,7 @@ mod tests {
         assert_eq!(z3.soa.1.serial, 3);
         let www = z3.nodes.get(&name("www.example.")).and_then(|n| n.get(rtype::A)).unwrap();
         assert_eq!(www.rdatas, [Rdata::A([192, 0, 2, 11].into())]);
-        assert!(z3.nodes.get(&name("mail.example.")).is_some());
+        assert!(z3.nodes.contains_key(&name("mail.example.")));
         assert_eq!(z3.records, 5);
     }
 
