@@ -296,7 +296,8 @@ fn transfer_failing_checks_is_rejected() -> Result {
 
 /// NSD and Knot as secondaries of Morgana, itself a secondary of Knot:
 /// a change at the top reaches both through Morgana's NOTIFY and their
-/// TSIG-signed transfers from Morgana.
+/// TSIG-signed transfers from Morgana: AXFR first, then IXFR from
+/// Morgana's journal.
 fn nsd_and_knot_follow_morgana() -> Result {
     let (port, nsd_port, knot_port) = (free_port(), free_port(), free_port());
     let mut primary = Primary::start(Kind::Knot, port)?;
@@ -316,7 +317,7 @@ fn nsd_and_knot_follow_morgana() -> Result {
     std::fs::write(
         dir.join("nsd.conf"),
         format!(
-            "server:\n  ip-address: 127.0.0.1@{nsd_port}\n  server-count: 1\n  username: \"\"\n  chroot: \"\"\n  zonesdir: \"{d}\"\n  database: \"\"\n  zonelistfile: \"{d}/zone.list\"\n  xfrdfile: \"{d}/xfrd.state\"\n  xfrdir: \"{d}\"\n  pidfile: \"{d}/nsd.pid\"\n  verbosity: 2\nremote-control:\n  control-enable: no\nkey:\n  name: \"xfr-key\"\n  algorithm: hmac-sha256\n  secret: \"{SECRET}\"\nzone:\n  name: \"example.test\"\n  zonefile: \"example.test.nsd\"\n  request-xfr: AXFR 127.0.0.1@{port} xfr-key\n  allow-notify: 127.0.0.1 xfr-key\n"
+            "server:\n  ip-address: 127.0.0.1@{nsd_port}\n  server-count: 1\n  username: \"\"\n  chroot: \"\"\n  zonesdir: \"{d}\"\n  database: \"\"\n  zonelistfile: \"{d}/zone.list\"\n  xfrdfile: \"{d}/xfrd.state\"\n  xfrdir: \"{d}\"\n  pidfile: \"{d}/nsd.pid\"\n  verbosity: 2\nremote-control:\n  control-enable: no\nkey:\n  name: \"xfr-key\"\n  algorithm: hmac-sha256\n  secret: \"{SECRET}\"\nzone:\n  name: \"example.test\"\n  zonefile: \"example.test.nsd\"\n  request-xfr: 127.0.0.1@{port} xfr-key\n  allow-notify: 127.0.0.1 xfr-key\n"
         ),
     )?;
     let mut nsd = Command::new("nsd");
@@ -354,7 +355,11 @@ fn nsd_and_knot_follow_morgana() -> Result {
     let knot_log = knot.output().join("\n");
     drop(nsd);
     let _ = std::fs::remove_dir_all(&dir);
-    check(knot_log.contains("notify, incoming") && knot_log.contains("serial 2"), "Knot got no NOTIFY", &knot_log)
+    check(knot_log.contains("notify, incoming") && knot_log.contains("serial 2"), "Knot got no NOTIFY", &knot_log)?;
+    // Both asked for the difference only, and got it from Morgana's journal.
+    check(knot_log.contains("IXFR, incoming") && knot_log.contains("serial 1 -> 2"), "Knot used no IXFR", &knot_log)?;
+    let ixfrs = log.matches("IXFR example.test. from serial 1: 1 steps").count();
+    check(ixfrs == 2, "Morgana did not serve IXFR to both", &log)
 }
 
 /// Bad flags are refused at start.

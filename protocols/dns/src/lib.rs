@@ -11,17 +11,19 @@
 //! * [`rrl`]: response rate limiting for UDP, in fixed memory;
 //! * [`tsig`]: TSIG transaction signatures (RFC 8945), HMAC-SHA256/512;
 //! * [`server`]: DNS over UDP and TCP (RFC 7766) on the framework's sockets;
-//! * [`xfr`]: AXFR (RFC 5936) out, to addresses or TSIG keys allowed;
+//! * [`xfr`]: AXFR (RFC 5936) and IXFR (RFC 1995) out, to addresses or
+//!   TSIG keys allowed;
 //! * [`message`]: whole responses read back, names in data decompressed;
 //! * [`secondary`]: following a primary: AXFR and IXFR (RFC 1995) in,
 //!   SOA timers, NOTIFY (RFC 1996) in and out;
 //! * [`served`]: the catalog being served, replaced whole on a change.
 //!
+//! * [`journal`]: recent versions' differences, for IXFR out.
+//!
 //! Not implemented: DNSSEC (no signatures are served; the DO bit is
-//! ignored), IXFR out (an IXFR request gets FORMERR; secondaries fall back
-//! to AXFR), NOTIFY for zones loaded from files (only secondary zones
-//! change at run time), dynamic updates, NSID and other EDNS options
-//! (ignored in queries), classes other than IN.
+//! ignored), IXFR over UDP, NOTIFY for zones loaded from files (only
+//! secondary zones change at run time), dynamic updates, NSID and other
+//! EDNS options (ignored in queries), classes other than IN.
 #![no_std]
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
@@ -29,6 +31,7 @@
 extern crate alloc;
 
 pub mod answer;
+pub mod journal;
 pub mod message;
 mod metrics;
 pub mod name;

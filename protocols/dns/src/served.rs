@@ -2,19 +2,23 @@
 //! whole (never edited in place) when a secondary zone is transferred or
 //! expires, so a query in flight keeps the version it started with.
 
+use alloc::collections::BTreeMap;
 use alloc::rc::Rc;
 use alloc::vec::Vec;
 use core::cell::RefCell;
 
 use crate::answer::Catalog;
+use crate::journal::{Journal, Step};
 use crate::name::Name;
 use crate::secondary::Follower;
 use crate::zone::Zone;
 
-/// The catalog being served, and the secondary zones that change it.
+/// The catalog being served, the secondary zones that change it, and the
+/// journal of their changes (for IXFR out).
 pub struct Served {
     catalog: RefCell<Rc<Catalog>>,
     followers: Vec<Rc<Follower>>,
+    journals: RefCell<BTreeMap<Name, Journal>>,
 }
 
 impl Served {
@@ -24,7 +28,7 @@ impl Served {
         let mut unavailable: Vec<Name> = catalog.unavailable().to_vec();
         unavailable.extend(followers.iter().map(|f| f.config.origin.clone()));
         let catalog = Catalog::with(catalog.zones().to_vec(), unavailable);
-        Served { catalog: RefCell::new(Rc::new(catalog)), followers }
+        Served { catalog: RefCell::new(Rc::new(catalog)), followers, journals: RefCell::default() }
     }
 
     /// The catalog now; a later change does not affect it.
@@ -42,14 +46,30 @@ impl Served {
         self.catalog.borrow().zones().iter().find(|z| z.origin == *origin).cloned()
     }
 
-    /// Serves `zone` in place of the zone with its origin (if any).
+    /// Serves `zone` in place of the zone with its origin (if any), and
+    /// journals the difference.
     pub fn install(&self, zone: Zone) {
         let origin = zone.origin.clone();
+        if let Some(old) = self.zone(&origin) {
+            self.journals.borrow_mut().entry(origin.clone()).or_default().record(&old, &zone);
+        }
         self.replace(&origin, Some(Rc::new(zone)));
+    }
+
+    /// The journal's steps of `origin` from version `serial` to the one
+    /// served, if it reaches back that far (a copy: the journal may change
+    /// while they are sent).
+    pub fn steps_since(&self, origin: &Name, serial: u32) -> Option<Vec<Step>> {
+        let journals = self.journals.borrow();
+        let steps = journals.get(origin)?.since(serial)?.cloned().collect::<Vec<Step>>();
+        let current = self.zone(origin)?.soa.1.serial;
+        steps.last().filter(|s| s.to.1.serial == current)?;
+        Some(steps)
     }
 
     /// Stops serving data for `origin`: SERVFAIL from now on.
     pub fn expire(&self, origin: &Name) {
+        self.journals.borrow_mut().remove(origin);
         self.replace(origin, None);
     }
 

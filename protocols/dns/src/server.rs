@@ -306,8 +306,9 @@ async fn connection(
         }
         let catalog = served.catalog();
         if let Ok(q) = parse_query(query) {
-            if q.qtype == rtype::AXFR && q.edns.is_none_or(|e| e.version == 0) && q.qclass == CLASS_IN {
-                crate::xfr::serve(&mut stream, peer, query, &q, &catalog, &config.axfr).await?;
+            let transfer = q.qtype == rtype::AXFR || q.qtype == rtype::IXFR;
+            if transfer && q.edns.is_none_or(|e| e.version == 0) && q.qclass == CLASS_IN {
+                crate::xfr::serve(&mut stream, peer, query, &q, served, &config.axfr).await?;
                 continue;
             }
         }
