@@ -362,6 +362,32 @@ fn nsd_and_knot_follow_morgana() -> Result {
     check(ixfrs == 2, "Morgana did not serve IXFR to both", &log)
 }
 
+/// The VM image as a secondary: under QEMU's user networking the guest
+/// reaches the host's loopback (Knot) at 10.0.2.2, and Knot's NOTIFY
+/// reaches the guest through the forwarded port (from 10.0.2.2, as the
+/// guest sees it).
+fn vm_secondary_follows_knot() -> Result {
+    let image = xtask::build_image("dns", true)?;
+    let port = free_port();
+    let mut primary = Primary::start(Kind::Knot, port)?;
+    let mut vm = xtask::Vm::new(&image);
+    vm.forwards = vec![format!("udp:127.0.0.1:{port}-:53").parse()?, format!("tcp:127.0.0.1:{port}-:53").parse()?];
+    vm.cmdline = format!(
+        "--tsig-key=xfr-key=hmac-sha256:{SECRET} --secondary=example.test=10.0.2.2:{},key=xfr-key",
+        primary.port
+    );
+    let mut qemu = Running::start(vm.command());
+    qemu.wait_for("ready to serve", Duration::from_secs(60));
+    wait_serial(port, 1, Duration::from_secs(20))?;
+    let told = primary.edit(2, SLOW, "192.0.2.15", "")?;
+    let served = wait_serial(port, 2, Duration::from_secs(10))?;
+    eprintln!("  VM: serial 2 served {} ms after the primary was told", (served - told).as_millis());
+    let www = dig(port, &["+short", "www.example.test", "A"])?;
+    check(www.trim() == "192.0.2.15", "the VM's data after IXFR", &www)?;
+    let log = qemu.output().join("\n");
+    check(log.contains("by AXFR") && log.contains("serial 2 from") && log.contains("by IXFR"), "VM transfers", &log)
+}
+
 /// Bad flags are refused at start.
 fn bad_secondary_flags_are_refused() -> Result {
     for (args, needle) in [
@@ -385,6 +411,7 @@ fn main() {
     let knot = Prereq::program("knotd", "-V", "knot");
     let named = Prereq::program("named", "-v", "bind9");
     let nsd = Prereq::program("nsd", "-v", "nsd");
+    let qemu = Prereq::program("qemu-system-x86_64", "--version", "qemu-system-x86");
     let tests = vec![
         prereq::trial("knot_primary_notify_ixfr_expire", &[&dig, &knot], knot_primary_notify_ixfr_expire),
         prereq::trial("bind_primary_notify_ixfr_expire", &[&dig, &named], bind_primary_notify_ixfr_expire),
@@ -392,6 +419,7 @@ fn main() {
         prereq::trial("wrong_keys_are_refused", &[&dig, &knot], wrong_keys_are_refused),
         prereq::trial("transfer_failing_checks_is_rejected", &[&dig, &knot], transfer_failing_checks_is_rejected),
         prereq::trial("nsd_and_knot_follow_morgana", &[&dig, &knot, &nsd], nsd_and_knot_follow_morgana),
+        prereq::trial("vm_secondary_follows_knot", &[&dig, &knot, &qemu], vm_secondary_follows_knot),
         prereq::trial("bad_secondary_flags_are_refused", &[], bad_secondary_flags_are_refused),
     ];
     libtest_mimic::run(&args, tests).exit();
