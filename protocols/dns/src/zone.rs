@@ -3,6 +3,7 @@
 
 use alloc::collections::BTreeMap;
 use alloc::format;
+use alloc::rc::Rc;
 use alloc::string::String;
 use alloc::vec::Vec;
 use core::fmt;
@@ -191,7 +192,7 @@ struct Parsed {
     rtype: u16,
     ttl: u32,
     rdata: Rdata,
-    file: String,
+    file: Rc<str>,
     line: usize,
 }
 
@@ -205,6 +206,7 @@ struct Parser<'a> {
 impl Parser<'_> {
     fn file(&mut self, text: &str, file: &str, mut origin: Name, depth: usize) -> Result<(), ZoneError> {
         let mut last_owner: Option<Name> = None;
+        let shared: Rc<str> = file.into();
         for line in tokenize(text, file)? {
             let err = |message: String| ZoneError { file: file.into(), line: line.number, message };
             let t = &line.tokens;
@@ -286,7 +288,7 @@ impl Parser<'_> {
                 None => self.default_ttl.or(self.last_ttl).ok_or_else(|| err("no TTL: give one or set $TTL".into()))?,
             };
             last_owner = Some(owner.clone());
-            self.out.push(Parsed { owner, rtype: rt, ttl, rdata: data, file: file.into(), line: line.number });
+            self.out.push(Parsed { owner, rtype: rt, ttl, rdata: data, file: shared.clone(), line: line.number });
         }
         Ok(())
     }
@@ -302,9 +304,8 @@ impl Zone {
     }
 
     fn build(origin: &Name, records: Vec<Parsed>, file: &str) -> Result<Zone, ZoneError> {
-        let at = |r: &Parsed, message: String| ZoneError { file: r.file.clone(), line: r.line, message };
+        let at = |r: &Parsed, message: String| ZoneError { file: String::from(&*r.file), line: r.line, message };
         let mut nodes: BTreeMap<Name, Node> = BTreeMap::new();
-        let mut lines: BTreeMap<(Name, u16), usize> = BTreeMap::new();
         let mut soa = None;
         let mut count = 0;
         for r in &records {
@@ -337,7 +338,6 @@ impl Zone {
                 }
                 None => {
                     node.rrsets.push(RRset { rtype: r.rtype, ttl: r.ttl, rdatas: alloc::vec![r.rdata.clone()] });
-                    lines.insert((r.owner.clone(), r.rtype), r.line);
                     count += 1;
                 }
             }
@@ -358,7 +358,8 @@ impl Zone {
                     let has_addr =
                         nodes.get(target).is_some_and(|n| n.get(rtype::A).is_some() || n.get(rtype::AAAA).is_some());
                     if !has_addr {
-                        let line = lines.get(&(name.clone(), rtype::NS)).copied().unwrap_or(0);
+                        let ns = records.iter().find(|r| r.owner == *name && r.rtype == rtype::NS);
+                        let line = ns.map_or(0, |r| r.line);
                         return Err(ZoneError {
                             file: file.into(),
                             line,
@@ -408,6 +409,7 @@ impl Zone {
     /// zone file.
     pub fn from_binary(bytes: &[u8], origin: &Name, file: &str) -> Result<Zone, ZoneError> {
         let err = |message: String| ZoneError { file: file.into(), line: 0, message };
+        let shared: Rc<str> = file.into();
         let mut records = Vec::new();
         let mut pos = 0;
         while pos < bytes.len() {
@@ -417,7 +419,7 @@ impl Zone {
             let ttl = u32::from_be_bytes(field(2, 4)?.try_into().unwrap_or_default());
             let len = u16::from_be_bytes(field(6, 2)?.try_into().unwrap_or_default()) as usize;
             let rdata = Rdata::from_wire(rtype, field(8, len)?).map_err(err)?;
-            records.push(Parsed { owner, rtype, ttl, rdata, file: file.into(), line: 0 });
+            records.push(Parsed { owner, rtype, ttl, rdata, file: shared.clone(), line: 0 });
             pos = p + 8 + len;
         }
         Zone::build(origin, records, file)
@@ -430,9 +432,10 @@ impl Zone {
         records: impl IntoIterator<Item = (Name, u16, u32, Rdata)>,
         source: &str,
     ) -> Result<Zone, ZoneError> {
+        let shared: Rc<str> = source.into();
         let records = records
             .into_iter()
-            .map(|(owner, rtype, ttl, rdata)| Parsed { owner, rtype, ttl, rdata, file: source.into(), line: 0 })
+            .map(|(owner, rtype, ttl, rdata)| Parsed { owner, rtype, ttl, rdata, file: shared.clone(), line: 0 })
             .collect();
         Zone::build(origin, records, source)
     }
