@@ -8,13 +8,17 @@
 //!   data for any other type;
 //! * [`zone`]: RFC 1035 master files and the checks a zone must pass;
 //! * [`answer`]: the RFC 1034 §4.3.2 algorithm over a set of zones;
+//! * [`dnssec`]: serving zones signed offline (by `dnssec-signzone` or
+//!   `ldns-signzone`): RRSIGs with every RRset and NSEC or NSEC3 (also
+//!   opt-out) denial of existence when the query has the DO bit;
 //! * [`rrl`]: response rate limiting for UDP, in fixed memory;
 //! * [`tsig`]: TSIG transaction signatures (RFC 8945), HMAC-SHA256/512;
 //! * [`server`]: DNS over UDP and TCP (RFC 7766) on the framework's sockets;
 //! * [`xfr`]: AXFR (RFC 5936) out, to addresses or TSIG keys allowed.
 //!
-//! Not implemented: DNSSEC (no signatures are served; the DO bit is
-//! ignored), IXFR, NOTIFY, dynamic updates, NSID and other EDNS options
+//! Not implemented: online DNSSEC signing (zones must be signed before they
+//! are loaded; signatures are served as they are, never made or refreshed
+//! here), IXFR, NOTIFY, dynamic updates, NSID and other EDNS options
 //! (ignored in queries), classes other than IN.
 #![no_std]
 #![forbid(unsafe_code)]
@@ -23,6 +27,7 @@
 extern crate alloc;
 
 pub mod answer;
+pub mod dnssec;
 mod metrics;
 pub mod name;
 pub mod rdata;
