@@ -10,6 +10,7 @@
 
 use alloc::vec::Vec;
 
+use crate::dnssec;
 use crate::name::{self, Name};
 use crate::rdata::Rdata;
 use crate::wire::{self, flags, parse_query, rcode, rtype, Query, QueryError, Section, Writer, CLASS_ANY, CLASS_IN};
@@ -44,6 +45,8 @@ struct Rr<'a> {
     rtype: u16,
     ttl: u32,
     rdata: &'a Rdata,
+    /// The first record of an RRset (with its signatures, one unit).
+    first: bool,
 }
 
 #[derive(Default)]
@@ -55,22 +58,58 @@ struct Response<'a> {
     additional: Vec<Rr<'a>>,
     /// The authority section is required (negative answers, referrals).
     authority_required: bool,
+    /// The query has the DO bit: signed zones add RRSIGs and proofs.
+    dnssec_ok: bool,
+    /// Signatures go with every RRset (DO set and the zone is signed).
+    sign: bool,
 }
 
 /// Where a name lands in a zone.
 enum Lookup<'z> {
     /// The name exists (possibly as an empty non-terminal).
     Found(&'z Node),
-    /// The name is at or below a delegation point.
-    Referral(&'z Name, &'z RRset),
-    /// No such name, but the wildcard at its closest encloser exists.
-    Wildcard(&'z Node),
-    /// No such name.
-    NxDomain,
+    /// The name is at or below a delegation point (its name and node).
+    Referral(&'z Name, &'z Node),
+    /// No such name, but the wildcard at its closest encloser (given)
+    /// exists.
+    Wildcard(&'z Node, &'z [u8]),
+    /// No such name; the closest encloser.
+    NxDomain(&'z [u8]),
 }
 
-fn push_rrset<'a>(out: &mut Vec<Rr<'a>>, owner: &'a [u8], set: &'a RRset) {
-    out.extend(set.rdatas.iter().map(|rdata| Rr { owner, rtype: set.rtype, ttl: set.ttl, rdata }));
+/// Appends `set` and, if given, its RRSIGs (each with its own TTL).
+fn push_rrset<'a>(out: &mut Vec<Rr<'a>>, owner: &'a [u8], set: &'a RRset, sigs: Option<&'a RRset>) {
+    for s in core::iter::once(set).chain(sigs) {
+        let first = core::ptr::eq(s, set);
+        out.extend(s.rdatas.iter().enumerate().map(|(i, rdata)| Rr {
+            owner,
+            rtype: s.rtype,
+            ttl: s.ttl,
+            rdata,
+            first: first && i == 0,
+        }));
+    }
+}
+
+impl<'a> Response<'a> {
+    /// The signatures to send with `node`'s RRset of type `t`.
+    fn sigs(&self, node: &'a Node, t: u16) -> Option<&'a RRset> {
+        (self.sign && t != rtype::RRSIG).then(|| node.sigs(t)).flatten()
+    }
+
+    /// Adds the NSEC or NSEC3 RRsets at `owners` to the authority section,
+    /// each once, with their signatures.
+    fn proofs(&mut self, zone: &'a Zone, owners: Vec<&'a Name>) {
+        for owner in owners {
+            let Some(node) = zone.nodes.get(owner) else { continue };
+            let Some(set) = node.get(rtype::NSEC).or(node.get(rtype::NSEC3)) else { continue };
+            if self.authority.iter().any(|rr| rr.rtype == set.rtype && rr.owner == owner.wire()) {
+                continue;
+            }
+            let sigs = self.sigs(node, set.rtype);
+            push_rrset(&mut self.authority, owner.wire(), set, sigs);
+        }
+    }
 }
 
 impl Catalog {
@@ -151,8 +190,8 @@ impl Catalog {
         let mut w = Writer::new(q.id, hdr, Some((&q.qname_raw, q.qtype, q.qclass)));
         let edns = q.edns;
         let finish = |mut w: Writer, ext_rcode: u8| {
-            if edns.is_some() {
-                w.opt(MAX_UDP as u16, ext_rcode, false);
+            if let Some(e) = edns {
+                w.opt(MAX_UDP as u16, ext_rcode, e.dnssec_ok);
             }
             w.finish()
         };
@@ -216,10 +255,15 @@ impl Catalog {
             w.truncate(mark);
             return finish(w, 0);
         }
-        let mark = w.mark();
-        write(&mut w, Section::Additional, &r.additional);
-        if w.len() > limit {
-            w.truncate(mark); // extra data may be left out without TC (RFC 2181 §9)
+        // Extra data may be left out without TC (RFC 2181 §9): as NSD, each
+        // RRset with its signatures goes in whole or not at all.
+        for i in (0..r.additional.len()).filter(|&i| r.additional[i].first) {
+            let mark = w.mark();
+            let end = r.additional[i + 1..].iter().position(|x| x.first).map_or(r.additional.len(), |p| i + 1 + p);
+            write(&mut w, Section::Additional, &r.additional[i..end]);
+            if w.len() > limit {
+                w.truncate(mark);
+            }
         }
         finish(w, 0)
     }
@@ -239,43 +283,50 @@ fn lookup<'z>(zone: &'z Zone, qname: &[u8], qtype: u16) -> Lookup<'z> {
     for &off in offsets[..count].iter().rev() {
         let off = off as usize;
         let candidate = &qname[off..];
-        let Some(node) = zone.nodes.get(candidate) else {
+        // Hashed NSEC3 owners are not names of the zone (RFC 5155 §7.2.8).
+        let Some(node) = zone.nodes.get(candidate).filter(|n| !dnssec::is_nsec3_only(n)) else {
             // No such name: the wildcard at the closest encloser, if any.
             let mut wild = Vec::with_capacity(encloser.len() + 2);
             wild.extend_from_slice(&[1, b'*']);
             wild.extend_from_slice(encloser);
             return match zone.nodes.get(&wild[..]) {
-                Some(w) => Lookup::Wildcard(w),
-                None => Lookup::NxDomain,
+                Some(w) => Lookup::Wildcard(w, encloser),
+                None => Lookup::NxDomain(encloser),
             };
         };
         if candidate.len() != apex_len {
-            if let Some(ns) = node.get(rtype::NS) {
+            if node.get(rtype::NS).is_some() {
                 // The parent side answers DS for a delegation (RFC 4035 §3.1.4.1).
                 let is_ds_at_cut = off == 0 && qtype == rtype::DS;
                 if !is_ds_at_cut {
                     let (cut, _) = zone.nodes.get_key_value(candidate).expect("node exists");
-                    return Lookup::Referral(cut, ns);
+                    return Lookup::Referral(cut, node);
                 }
             }
         }
-        encloser = candidate;
+        let (key, _) = zone.nodes.get_key_value(candidate).expect("node exists");
+        encloser = key.wire();
     }
     match zone.nodes.get(qname) {
         Some(node) => Lookup::Found(node),
-        None => Lookup::NxDomain,
+        None => Lookup::NxDomain(encloser),
     }
 }
 
 fn negative<'a>(zone: &'a Zone, r: &mut Response<'a>, code: u16) {
     r.rcode = code;
     let (ttl, _) = zone.soa;
-    if let Some(set) = zone.nodes.get(&zone.origin).and_then(|n| n.get(rtype::SOA)) {
+    if let Some((apex, set)) = zone.nodes.get(&zone.origin).and_then(|n| Some((n, n.get(rtype::SOA)?))) {
         let neg_ttl = match &set.rdatas[0] {
             Rdata::Soa(s) => ttl.min(s.minimum),
             _ => ttl,
         };
-        r.authority.push(Rr { owner: zone.origin.wire(), rtype: rtype::SOA, ttl: neg_ttl, rdata: &set.rdatas[0] });
+        let soa = Rr { owner: zone.origin.wire(), rtype: rtype::SOA, ttl: neg_ttl, rdata: &set.rdatas[0], first: true };
+        r.authority.push(soa);
+        // The signatures keep their own TTL, as NSD sends them.
+        if let Some(sigs) = r.sigs(apex, rtype::SOA) {
+            push_rrset(&mut r.authority, zone.origin.wire(), sigs, None);
+        }
     }
     r.authority_required = true;
 }
@@ -293,7 +344,8 @@ fn add_addresses<'a>(zone: &'a Zone, target: &'a Name, r: &mut Response<'a>) {
         if present(&r.answer) || present(&r.additional) {
             continue;
         }
-        push_rrset(&mut r.additional, owner.wire(), set);
+        let sigs = r.sigs(node, t);
+        push_rrset(&mut r.additional, owner.wire(), set, sigs);
     }
 }
 
@@ -308,18 +360,23 @@ fn additional_for<'a>(zone: &'a Zone, rrs: &[Rr<'a>], r: &mut Response<'a>) {
 }
 
 fn apex_ns<'a>(zone: &'a Zone, r: &mut Response<'a>) {
-    if let Some(ns) = zone.nodes.get(&zone.origin).and_then(|n| n.get(rtype::NS)) {
-        push_rrset(&mut r.authority, zone.origin.wire(), ns);
+    if let Some(apex) = zone.nodes.get(&zone.origin) {
+        if let Some(ns) = apex.get(rtype::NS) {
+            let sigs = r.sigs(apex, rtype::NS);
+            push_rrset(&mut r.authority, zone.origin.wire(), ns, sigs);
+        }
     }
 }
 
 impl Catalog {
     fn resolve<'a>(&'a self, first_zone: &'a Zone, q: &'a Query) -> Response<'a> {
+        let dnssec_ok = q.edns.is_some_and(|e| e.dnssec_ok);
         let mut r = Response {
             aa: true,
             answer: Vec::with_capacity(8),
             authority: Vec::with_capacity(4),
             additional: Vec::with_capacity(4),
+            dnssec_ok,
             ..Response::default()
         };
         let mut zone = first_zone;
@@ -327,36 +384,59 @@ impl Catalog {
         let mut visited: Vec<&[u8]> = Vec::new();
         for _ in 0..MAX_CHAIN {
             visited.push(name);
+            r.sign = dnssec_ok && zone.dnssec.signed;
+            // The name that stands for the answer in NODATA proofs: the
+            // matched wildcard, not its expansion (RFC 4035 §3.1.3.4).
+            let mut original: &'a [u8] = name;
             let node = match lookup(zone, name, q.qtype) {
-                Lookup::Referral(cut, ns) => {
+                Lookup::Referral(cut, node) => {
                     if r.answer.is_empty() {
                         r.aa = false;
-                        push_rrset(&mut r.authority, cut.wire(), ns);
-                        r.authority_required = true;
-                        let auth = r.authority.clone();
-                        additional_for(zone, &auth, &mut r);
+                        referral(zone, cut, node, &mut r);
                     }
                     return r;
                 }
-                Lookup::NxDomain => {
+                Lookup::NxDomain(ce) => {
                     negative(zone, &mut r, rcode::NXDOMAIN);
+                    if dnssec_ok {
+                        r.proofs(zone, zone.dnssec.nxdomain(name, ce));
+                    }
                     return r;
                 }
-                Lookup::Found(node) | Lookup::Wildcard(node) => node,
+                Lookup::Wildcard(node, ce) => {
+                    if dnssec_ok {
+                        r.proofs(zone, zone.dnssec.wildcard(name, ce));
+                    }
+                    let (star, _) =
+                        zone.nodes.get_key_value(&[&[1, b'*'][..], ce].concat()[..]).expect("wildcard exists");
+                    original = star.wire();
+                    node
+                }
+                Lookup::Found(node) => node,
+            };
+            let nodata = |r: &mut Response<'a>| {
+                negative(zone, r, rcode::NOERROR);
+                if dnssec_ok {
+                    r.proofs(zone, zone.dnssec.nodata(zone.origin.wire(), original, q.qtype));
+                }
             };
             if q.qtype == rtype::ANY {
-                // RFC 8482: one RRset is enough.
-                if let Some(set) = node.rrsets.first() {
-                    push_rrset(&mut r.answer, name, set);
+                // RFC 8482: one RRset is enough (not a hashed-chain record,
+                // nor signatures when they come with their RRset anyway).
+                let skip = |t: u16| t == rtype::NSEC3 || (r.sign && t == rtype::RRSIG);
+                if let Some(set) = node.rrsets.iter().find(|s| !skip(s.rtype)) {
+                    let sigs = r.sigs(node, set.rtype);
+                    push_rrset(&mut r.answer, name, set, sigs);
                     let ans = r.answer.clone();
                     additional_for(zone, &ans, &mut r);
                 } else {
-                    negative(zone, &mut r, rcode::NOERROR);
+                    nodata(&mut r);
                 }
                 return r;
             }
-            if let Some(set) = node.get(q.qtype) {
-                push_rrset(&mut r.answer, name, set);
+            if let Some(set) = node.get(q.qtype).filter(|_| q.qtype != rtype::NSEC3) {
+                let sigs = r.sigs(node, set.rtype);
+                push_rrset(&mut r.answer, name, set, sigs);
                 apex_ns_if_not_answer(zone, q.qtype, name, &mut r);
                 let ans = r.answer.clone();
                 additional_for(zone, &ans, &mut r);
@@ -365,7 +445,8 @@ impl Catalog {
                 return r;
             }
             if let Some(cname) = node.get(rtype::CNAME) {
-                push_rrset(&mut r.answer, name, cname);
+                let sigs = r.sigs(node, rtype::CNAME);
+                push_rrset(&mut r.answer, name, cname, sigs);
                 let Some(target) = cname.rdatas[0].target() else { return r };
                 if visited.contains(&target.wire()) {
                     return r; // a loop: what we have is the answer
@@ -378,15 +459,38 @@ impl Catalog {
                 name = target.wire();
                 continue;
             }
-            negative(zone, &mut r, rcode::NOERROR);
+            nodata(&mut r);
             return r;
         }
         r
     }
 }
 
+/// A referral to `cut`: its NS RRset and glue, and with DO in a signed
+/// zone its DS RRset or the proof that there is none (RFC 4035 §3.1.4).
+fn referral<'a>(zone: &'a Zone, cut: &'a Name, node: &'a Node, r: &mut Response<'a>) {
+    let Some(ns) = node.get(rtype::NS) else { return };
+    let sigs = r.sigs(node, rtype::NS);
+    push_rrset(&mut r.authority, cut.wire(), ns, sigs);
+    r.authority_required = true;
+    if r.dnssec_ok && zone.dnssec.active() {
+        match node.get(rtype::DS) {
+            Some(ds) => {
+                let sigs = r.sigs(node, rtype::DS);
+                push_rrset(&mut r.authority, cut.wire(), ds, sigs);
+            }
+            None => r.proofs(zone, zone.dnssec.unsigned_referral(cut)),
+        }
+    }
+    let auth = r.authority.clone();
+    additional_for(zone, &auth, r);
+}
+
+/// NSD leaves the apex NS RRset out of answers for NS at the apex, and for
+/// DNSKEY and DS (large RRsets).
 fn apex_ns_if_not_answer<'a>(zone: &'a Zone, qtype: u16, name: &[u8], r: &mut Response<'a>) {
-    if !(qtype == rtype::NS && name == zone.origin.wire()) {
+    let ns_at_apex = qtype == rtype::NS && name == zone.origin.wire();
+    if !ns_at_apex && qtype != rtype::DNSKEY && qtype != rtype::DS {
         apex_ns(zone, r);
     }
 }
