@@ -58,6 +58,9 @@ struct Response<'a> {
     additional: Vec<Rr<'a>>,
     /// The authority section is required (negative answers, referrals).
     authority_required: bool,
+    /// Where the apex NS RRset of a positive answer starts in the
+    /// authority section: it may be left out, the proofs before it not.
+    optional_at: Option<usize>,
     /// The query has the DO bit: signed zones add RRSIGs and proofs.
     dnssec_ok: bool,
     /// Signatures go with every RRset (DO set and the zone is signed).
@@ -216,6 +219,7 @@ impl Catalog {
             // As NSD: data from the IN zone, not authoritative, no extras.
             r.aa = false;
             r.authority.clear();
+            r.optional_at = None;
             r.additional.clear();
         }
         let limit = match transport {
@@ -244,8 +248,15 @@ impl Catalog {
             w.set_flags(flags::TC);
             return finish(w, 0);
         }
+        let split = r.optional_at.unwrap_or(r.authority.len());
+        write(&mut w, Section::Authority, &r.authority[..split]);
+        if w.len() > limit {
+            w.truncate(empty);
+            w.set_flags(flags::TC);
+            return finish(w, 0);
+        }
         let mark = w.mark();
-        write(&mut w, Section::Authority, &r.authority);
+        write(&mut w, Section::Authority, &r.authority[split..]);
         if w.len() > limit {
             if r.authority_required {
                 w.truncate(empty);
@@ -323,9 +334,10 @@ fn negative<'a>(zone: &'a Zone, r: &mut Response<'a>, code: u16) {
         };
         let soa = Rr { owner: zone.origin.wire(), rtype: rtype::SOA, ttl: neg_ttl, rdata: &set.rdatas[0], first: true };
         r.authority.push(soa);
-        // The signatures keep their own TTL, as NSD sends them.
+        // The signatures get the negative TTL too, as NSD sends them.
         if let Some(sigs) = r.sigs(apex, rtype::SOA) {
-            push_rrset(&mut r.authority, zone.origin.wire(), sigs, None);
+            let owner = zone.origin.wire();
+            r.authority.extend(sigs.rdatas.iter().map(|rdata| Rr { owner, rtype: rtype::RRSIG, ttl: neg_ttl, rdata, first: false }));
         }
     }
     r.authority_required = true;
@@ -362,6 +374,7 @@ fn additional_for<'a>(zone: &'a Zone, rrs: &[Rr<'a>], r: &mut Response<'a>) {
 fn apex_ns<'a>(zone: &'a Zone, r: &mut Response<'a>) {
     if let Some(apex) = zone.nodes.get(&zone.origin) {
         if let Some(ns) = apex.get(rtype::NS) {
+            r.optional_at = Some(r.authority.len());
             let sigs = r.sigs(apex, rtype::NS);
             push_rrset(&mut r.authority, zone.origin.wire(), ns, sigs);
         }
@@ -437,6 +450,10 @@ impl Catalog {
             if let Some(set) = node.get(q.qtype).filter(|_| q.qtype != rtype::NSEC3) {
                 let sigs = r.sigs(node, set.rtype);
                 push_rrset(&mut r.answer, name, set, sigs);
+                // RRSIG: the signatures of every type covered.
+                for more in node.rrsets.iter().filter(|s| set.rtype == rtype::RRSIG && s.rtype == rtype::RRSIG && !core::ptr::eq(*s, set)) {
+                    push_rrset(&mut r.answer, name, more, None);
+                }
                 apex_ns_if_not_answer(zone, q.qtype, name, &mut r);
                 let ans = r.answer.clone();
                 additional_for(zone, &ans, &mut r);
