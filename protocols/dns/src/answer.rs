@@ -234,7 +234,6 @@ impl Catalog {
         if r.aa {
             w.set_flags(flags::AA);
         }
-        let empty = w.mark();
         let write = |w: &mut Writer, section: Section, rrs: &[Rr<'_>]| {
             for rr in rrs {
                 let at = w.begin_record(section, rr.owner, rr.rtype, CLASS_IN, rr.ttl);
@@ -242,42 +241,68 @@ impl Catalog {
                 w.end_record(at);
             }
         };
-        write(&mut w, Section::Answer, &r.answer);
-        if w.len() > limit {
-            w.truncate(empty);
-            w.set_flags(flags::TC);
-            return finish(w, 0);
-        }
+        // As NSD: RRsets (each with its signatures) go in whole, in order;
+        // the first that does not fit is left out with the rest, and TC set.
         let split = r.optional_at.unwrap_or(r.authority.len());
-        write(&mut w, Section::Authority, &r.authority[..split]);
-        if w.len() > limit {
-            w.truncate(empty);
-            w.set_flags(flags::TC);
-            return finish(w, 0);
+        for (section, rrs) in [(Section::Answer, &r.answer[..]), (Section::Authority, &r.authority[..split])] {
+            if !write_units(&mut w, section, rrs, limit, &write) {
+                w.set_flags(flags::TC);
+                return finish(w, 0);
+            }
         }
         let mark = w.mark();
         write(&mut w, Section::Authority, &r.authority[split..]);
         if w.len() > limit {
-            if r.authority_required {
-                w.truncate(empty);
-                w.set_flags(flags::TC);
-                return finish(w, 0);
-            }
+            // The apex NS of a positive answer: left out without TC.
             w.truncate(mark);
+            if r.authority_required {
+                w.set_flags(flags::TC);
+            }
             return finish(w, 0);
         }
         // Extra data may be left out without TC (RFC 2181 §9): as NSD, each
         // RRset with its signatures goes in whole or not at all.
-        for i in (0..r.additional.len()).filter(|&i| r.additional[i].first) {
+        for unit in units(&r.additional) {
             let mark = w.mark();
-            let end = r.additional[i + 1..].iter().position(|x| x.first).map_or(r.additional.len(), |p| i + 1 + p);
-            write(&mut w, Section::Additional, &r.additional[i..end]);
+            write(&mut w, Section::Additional, unit);
             if w.len() > limit {
                 w.truncate(mark);
             }
         }
         finish(w, 0)
     }
+}
+
+/// The RRsets of a section, each with its signatures.
+fn units<'r, 'a>(rrs: &'r [Rr<'a>]) -> impl Iterator<Item = &'r [Rr<'a>]> {
+    let mut rest = rrs;
+    core::iter::from_fn(move || {
+        let (_, tail) = rest.split_first()?;
+        let end = 1 + tail.iter().position(|x| x.first).unwrap_or(tail.len());
+        let (unit, more) = rest.split_at(end);
+        rest = more;
+        Some(unit)
+    })
+}
+
+/// Writes the RRsets of `rrs` while they fit under `limit`; false (with the
+/// one that did not fit rolled back) when one did not.
+fn write_units(
+    w: &mut Writer,
+    section: Section,
+    rrs: &[Rr<'_>],
+    limit: usize,
+    write: &dyn Fn(&mut Writer, Section, &[Rr<'_>]),
+) -> bool {
+    for unit in units(rrs) {
+        let mark = w.mark();
+        write(w, section, unit);
+        if w.len() > limit {
+            w.truncate(mark);
+            return false;
+        }
+    }
+    true
 }
 
 /// Walks `zone` from the apex towards `qname`.
@@ -337,7 +362,13 @@ fn negative<'a>(zone: &'a Zone, r: &mut Response<'a>, code: u16) {
         // The signatures get the negative TTL too, as NSD sends them.
         if let Some(sigs) = r.sigs(apex, rtype::SOA) {
             let owner = zone.origin.wire();
-            r.authority.extend(sigs.rdatas.iter().map(|rdata| Rr { owner, rtype: rtype::RRSIG, ttl: neg_ttl, rdata, first: false }));
+            r.authority.extend(sigs.rdatas.iter().map(|rdata| Rr {
+                owner,
+                rtype: rtype::RRSIG,
+                ttl: neg_ttl,
+                rdata,
+                first: false,
+            }));
         }
     }
     r.authority_required = true;
@@ -447,11 +478,20 @@ impl Catalog {
                 }
                 return r;
             }
-            if let Some(set) = node.get(q.qtype).filter(|_| q.qtype != rtype::NSEC3) {
+            if q.qtype == rtype::NSEC3 {
+                // Hashed owners are no names: NSEC3 is never data (as NSD).
+                nodata(&mut r);
+                return r;
+            }
+            if let Some(set) = node.get(q.qtype) {
                 let sigs = r.sigs(node, set.rtype);
                 push_rrset(&mut r.answer, name, set, sigs);
                 // RRSIG: the signatures of every type covered.
-                for more in node.rrsets.iter().filter(|s| set.rtype == rtype::RRSIG && s.rtype == rtype::RRSIG && !core::ptr::eq(*s, set)) {
+                for more in node
+                    .rrsets
+                    .iter()
+                    .filter(|s| set.rtype == rtype::RRSIG && s.rtype == rtype::RRSIG && !core::ptr::eq(*s, set))
+                {
                     push_rrset(&mut r.answer, name, more, None);
                 }
                 apex_ns_if_not_answer(zone, q.qtype, name, &mut r);

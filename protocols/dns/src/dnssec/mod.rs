@@ -124,12 +124,13 @@ impl Index {
         let Some(c) = &self.nsec3 else {
             return if self.signed { self.nsec_cover(original).into_iter().collect() } else { Vec::new() };
         };
-        if qtype == rtype::DS && original != apex {
-            return self.no_ds(c, original);
-        }
+        // NSD looks at a wildcard before it looks at DS.
         if original.starts_with(&[1, b'*']) && original != apex {
             let up = parent(original).and_then(|p| c.exact(p));
             return [up, c.covering(original)].into_iter().flatten().collect();
+        }
+        if qtype == rtype::DS && original != apex {
+            return self.no_ds(c, original);
         }
         c.exact(original).into_iter().collect()
     }
