@@ -441,10 +441,11 @@ impl Catalog {
                     return r;
                 }
                 Lookup::NxDomain(ce) => {
-                    negative(zone, &mut r, rcode::NXDOMAIN);
+                    // Proofs before the SOA, as NSD (it matters under TC).
                     if dnssec_ok {
                         r.proofs(zone, zone.dnssec.nxdomain(name, ce));
                     }
+                    negative(zone, &mut r, rcode::NXDOMAIN);
                     return r;
                 }
                 Lookup::Wildcard(node, ce) => {
@@ -461,7 +462,7 @@ impl Catalog {
             let nodata = |r: &mut Response<'a>| {
                 negative(zone, r, rcode::NOERROR);
                 if dnssec_ok {
-                    r.proofs(zone, zone.dnssec.nodata(zone.origin.wire(), original, q.qtype));
+                    r.proofs(zone, zone.dnssec.nodata(zone.origin.wire(), original));
                 }
             };
             if q.qtype == rtype::ANY {
@@ -492,7 +493,9 @@ impl Catalog {
                     .iter()
                     .filter(|s| set.rtype == rtype::RRSIG && s.rtype == rtype::RRSIG && !core::ptr::eq(*s, set))
                 {
+                    let at = r.answer.len();
                     push_rrset(&mut r.answer, name, more, None);
+                    r.answer[at].first = false; // one RRSIG RRset, as NSD has it
                 }
                 apex_ns_if_not_answer(zone, q.qtype, name, &mut r);
                 let ans = r.answer.clone();
