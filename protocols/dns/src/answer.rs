@@ -460,10 +460,15 @@ impl Catalog {
                 Lookup::Found(node) => node,
             };
             let nodata = |r: &mut Response<'a>| {
-                negative(zone, r, rcode::NOERROR);
-                if dnssec_ok {
-                    r.proofs(zone, zone.dnssec.nodata(zone.origin.wire(), original));
+                let (proofs, first) = match dnssec_ok {
+                    true => zone.dnssec.nodata(zone.origin.wire(), original, q.qtype),
+                    false => (Vec::new(), false),
+                };
+                if first {
+                    r.proofs(zone, proofs.clone());
                 }
+                negative(zone, r, rcode::NOERROR);
+                r.proofs(zone, proofs);
             };
             if q.qtype == rtype::ANY {
                 // RFC 8482: one RRset is enough (not a hashed-chain record,

@@ -118,23 +118,29 @@ impl Index {
     }
 
     /// NODATA at `original` (the existing name, or the wildcard that
-    /// matched) in the zone `apex`: RFC 4035 §3.1.3.1/§3.1.3.4, RFC 5155
-    /// §§7.2.3-7.2.5.
-    pub fn nodata(&self, apex: &[u8], original: &[u8]) -> Vec<&Name> {
+    /// matched) in the zone `apex` for `qtype`: RFC 4035 §3.1.3.1/§3.1.3.4,
+    /// RFC 5155 §§7.2.3-7.2.5. True: NSD puts these before the SOA (an
+    /// empty non-terminal without NSEC3 under opt-out).
+    pub fn nodata(&self, apex: &[u8], original: &[u8], qtype: u16) -> (Vec<&Name>, bool) {
         let Some(c) = &self.nsec3 else {
-            return if self.signed { self.nsec_cover(original).into_iter().collect() } else { Vec::new() };
+            return (if self.signed { self.nsec_cover(original).into_iter().collect() } else { Vec::new() }, false);
         };
         // NSD looks at a wildcard before it looks at DS.
         if original.starts_with(&[1, b'*']) && original != apex {
             let up = parent(original).and_then(|p| c.exact(p));
-            return [up, c.covering(original)].into_iter().flatten().collect();
+            return ([up, c.covering(original)].into_iter().flatten().collect(), false);
         }
-        if original != apex {
-            // The matching NSEC3, or (an empty non-terminal under opt-out)
-            // the closest provable encloser proof, as NSD sends.
-            return self.no_ds(c, original);
+        if let Some(n) = c.exact(original) {
+            return (alloc::vec![n], false);
         }
-        c.exact(original).into_iter().collect()
+        // No NSEC3 here (opt-out): the closest provable encloser, and for
+        // other types than DS the next closer name covered.
+        let mut proof = self.no_ds(c, original);
+        if qtype == rtype::DS {
+            proof.truncate(1);
+            return (proof, false);
+        }
+        (proof, true)
     }
 
     /// A referral to `cut` without DS: the NSEC at the cut (RFC 4035
@@ -152,9 +158,9 @@ impl Index {
         if let Some(n) = c.exact(name) {
             return alloc::vec![n];
         }
-        // Opt-out: the closest provable encloser, the next closer name
-        // covered, and the name itself covered.
-        let mut out = Vec::with_capacity(3);
+        // Opt-out: the closest provable encloser and the next closer name
+        // covered (RFC 5155 §7.2.7).
+        let mut out = Vec::with_capacity(2);
         let mut below: Option<&[u8]> = None;
         let mut up = parent(name);
         while let Some(p) = up {
@@ -165,8 +171,7 @@ impl Index {
             below = Some(p);
             up = parent(p);
         }
-        out.extend(below.and_then(|b| c.covering(b)));
-        out.extend(c.covering(name));
+        out.extend(c.covering(below.unwrap_or(name)));
         out
     }
 }
@@ -224,8 +229,8 @@ ns NSEC x.y.example. A RRSIG NSEC
         let p = ix.nxdomain(n("b.example.").wire(), n("example.").wire());
         assert_eq!(p, [&n("a.example."), &n("example.")]);
         // The empty non-terminal y.example. is covered by ns.'s NSEC.
-        assert_eq!(ix.nodata(z.origin.wire(), n("y.example.").wire()), [&n("ns.example.")]);
-        assert_eq!(ix.nodata(z.origin.wire(), n("a.example.").wire()), [&n("a.example.")]);
+        assert_eq!(ix.nodata(z.origin.wire(), n("y.example.").wire(), rtype::A).0, [&n("ns.example.")]);
+        assert_eq!(ix.nodata(z.origin.wire(), n("a.example.").wire(), rtype::MX).0, [&n("a.example.")]);
     }
 
     #[test]
