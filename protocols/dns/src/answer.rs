@@ -461,7 +461,7 @@ impl Catalog {
             };
             let nodata = |r: &mut Response<'a>| {
                 let (proofs, first) = match dnssec_ok {
-                    true => zone.dnssec.nodata(zone.origin.wire(), original, q.qtype),
+                    true => zone.dnssec.nodata(zone.origin.wire(), original, q.qtype, node.get(rtype::NS).is_some()),
                     false => (Vec::new(), false),
                 };
                 if first {

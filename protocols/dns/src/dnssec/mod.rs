@@ -120,8 +120,9 @@ impl Index {
     /// NODATA at `original` (the existing name, or the wildcard that
     /// matched) in the zone `apex` for `qtype`: RFC 4035 §3.1.3.1/§3.1.3.4,
     /// RFC 5155 §§7.2.3-7.2.5. True: NSD puts these before the SOA (an
-    /// empty non-terminal without NSEC3 under opt-out).
-    pub fn nodata(&self, apex: &[u8], original: &[u8], qtype: u16) -> (Vec<&Name>, bool) {
+    /// empty non-terminal without NSEC3 under opt-out). `cut`: `original`
+    /// is a delegation (asked for DS).
+    pub fn nodata(&self, apex: &[u8], original: &[u8], qtype: u16, cut: bool) -> (Vec<&Name>, bool) {
         let Some(c) = &self.nsec3 else {
             return (if self.signed { self.nsec_cover(original).into_iter().collect() } else { Vec::new() }, false);
         };
@@ -133,10 +134,11 @@ impl Index {
         if let Some(n) = c.exact(original) {
             return (alloc::vec![n], false);
         }
-        // No NSEC3 here (opt-out): the closest provable encloser, and for
-        // other types than DS the next closer name covered.
+        // No NSEC3 here (opt-out): the closest provable encloser, and the
+        // next closer name covered (NSD leaves that out for DS at a name
+        // that is no delegation).
         let mut proof = self.no_ds(c, original);
-        if qtype == rtype::DS {
+        if qtype == rtype::DS && !cut {
             proof.truncate(1);
             return (proof, false);
         }
@@ -229,8 +231,8 @@ ns NSEC x.y.example. A RRSIG NSEC
         let p = ix.nxdomain(n("b.example.").wire(), n("example.").wire());
         assert_eq!(p, [&n("a.example."), &n("example.")]);
         // The empty non-terminal y.example. is covered by ns.'s NSEC.
-        assert_eq!(ix.nodata(z.origin.wire(), n("y.example.").wire(), rtype::A).0, [&n("ns.example.")]);
-        assert_eq!(ix.nodata(z.origin.wire(), n("a.example.").wire(), rtype::MX).0, [&n("a.example.")]);
+        assert_eq!(ix.nodata(z.origin.wire(), n("y.example.").wire(), rtype::A, false).0, [&n("ns.example.")]);
+        assert_eq!(ix.nodata(z.origin.wire(), n("a.example.").wire(), rtype::MX, false).0, [&n("a.example.")]);
     }
 
     #[test]
