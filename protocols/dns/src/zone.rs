@@ -545,6 +545,23 @@ gen TYPE65534 \\# 3 abcdef
     }
 
     #[test]
+    fn signed_zone_keeps_rrsigs_by_type_and_round_trips() {
+        // Signed by dnssec-signzone with NSEC3 opt-out (the fuzz seed).
+        let text = include_str!("../../../fuzz/seeds/dns_zone/signed-nsec3.zone");
+        let z = parse(text).unwrap();
+        assert!(z.dnssec.active());
+        let apex = &z.nodes[&origin()];
+        for t in [rtype::SOA, rtype::NS, rtype::DNSKEY, rtype::NSEC3PARAM] {
+            let sigs = apex.sigs(t).unwrap_or_else(|| panic!("no RRSIG for {t}"));
+            assert!(sigs.rdatas.iter().all(|r| covered(r) == Some(t)));
+        }
+        assert!(apex.sigs(rtype::DNSKEY).unwrap().rdatas.len() == 2, "KSK and ZSK signatures");
+        let b = Zone::from_binary(&z.to_binary(), &origin(), "bin").unwrap();
+        assert_eq!(b.nodes, z.nodes);
+        assert_eq!(b.dnssec, z.dnssec);
+    }
+
+    #[test]
     fn bad_zone_files_name_the_line() {
         let head = "$TTL 60\n@ SOA ns h 1 2 3 4 5\n@ NS ns\nns A 192.0.2.1\n";
         expect_error(&format!("{head}www A 192.0.2.300\n"), 5, "not an IPv4 address");
