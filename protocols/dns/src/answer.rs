@@ -330,14 +330,12 @@ fn lookup<'z>(zone: &'z Zone, qname: &[u8], qtype: u16) -> Lookup<'z> {
                 None => Lookup::NxDomain(encloser),
             };
         };
-        if candidate.len() != apex_len {
-            if node.get(rtype::NS).is_some() {
-                // The parent side answers DS for a delegation (RFC 4035 §3.1.4.1).
-                let is_ds_at_cut = off == 0 && qtype == rtype::DS;
-                if !is_ds_at_cut {
-                    let (cut, _) = zone.nodes.get_key_value(candidate).expect("node exists");
-                    return Lookup::Referral(cut, node);
-                }
+        if candidate.len() != apex_len && node.get(rtype::NS).is_some() {
+            // The parent side answers DS for a delegation (RFC 4035 §3.1.4.1).
+            let is_ds_at_cut = off == 0 && qtype == rtype::DS;
+            if !is_ds_at_cut {
+                let (cut, _) = zone.nodes.get_key_value(candidate).expect("node exists");
+                return Lookup::Referral(cut, node);
             }
         }
         let (key, _) = zone.nodes.get_key_value(candidate).expect("node exists");
