@@ -13,8 +13,9 @@ use alloc::vec::Vec;
 use crate::dnssec;
 use crate::name::{self, Name};
 use crate::rdata::Rdata;
-use crate::wire::{self, flags, parse_query, rcode, rtype, Query, QueryError, Section, Writer, CLASS_ANY, CLASS_IN};
-use crate::zone::{Node, RRset, Zone};
+use crate::response::{self, push_rrset, Response, Rr};
+use crate::wire::{self, flags, parse_query, rcode, rtype, Query, QueryError, Writer, CLASS_ANY, CLASS_IN};
+use crate::zone::{Node, Zone};
 
 /// The largest UDP response, whatever the client offers (the DNS flag day
 /// 2020 value, also NSD's default).
@@ -38,35 +39,6 @@ pub struct Catalog {
     zones: Vec<Zone>,
 }
 
-/// One record of a response, borrowed from the zone and the query.
-#[derive(Debug, Clone, Copy)]
-struct Rr<'a> {
-    owner: &'a [u8],
-    rtype: u16,
-    ttl: u32,
-    rdata: &'a Rdata,
-    /// The first record of an RRset (with its signatures, one unit).
-    first: bool,
-}
-
-#[derive(Default)]
-struct Response<'a> {
-    rcode: u16,
-    aa: bool,
-    answer: Vec<Rr<'a>>,
-    authority: Vec<Rr<'a>>,
-    additional: Vec<Rr<'a>>,
-    /// The authority section is required (negative answers, referrals).
-    authority_required: bool,
-    /// Where the apex NS RRset of a positive answer starts in the
-    /// authority section: it may be left out, the proofs before it not.
-    optional_at: Option<usize>,
-    /// The query has the DO bit: signed zones add RRSIGs and proofs.
-    dnssec_ok: bool,
-    /// Signatures go with every RRset (DO set and the zone is signed).
-    sign: bool,
-}
-
 /// Where a name lands in a zone.
 enum Lookup<'z> {
     /// The name exists (possibly as an empty non-terminal).
@@ -78,41 +50,6 @@ enum Lookup<'z> {
     Wildcard(&'z Node, &'z [u8]),
     /// No such name; the closest encloser.
     NxDomain(&'z [u8]),
-}
-
-/// Appends `set` and, if given, its RRSIGs (each with its own TTL).
-fn push_rrset<'a>(out: &mut Vec<Rr<'a>>, owner: &'a [u8], set: &'a RRset, sigs: Option<&'a RRset>) {
-    for s in core::iter::once(set).chain(sigs) {
-        let first = core::ptr::eq(s, set);
-        out.extend(s.rdatas.iter().enumerate().map(|(i, rdata)| Rr {
-            owner,
-            rtype: s.rtype,
-            ttl: s.ttl,
-            rdata,
-            first: first && i == 0,
-        }));
-    }
-}
-
-impl<'a> Response<'a> {
-    /// The signatures to send with `node`'s RRset of type `t`.
-    fn sigs(&self, node: &'a Node, t: u16) -> Option<&'a RRset> {
-        (self.sign && t != rtype::RRSIG).then(|| node.sigs(t)).flatten()
-    }
-
-    /// Adds the NSEC or NSEC3 RRsets at `owners` to the authority section,
-    /// each once, with their signatures.
-    fn proofs(&mut self, zone: &'a Zone, owners: Vec<&'a Name>) {
-        for owner in owners {
-            let Some(node) = zone.nodes.get(owner) else { continue };
-            let Some(set) = node.get(rtype::NSEC).or(node.get(rtype::NSEC3)) else { continue };
-            if self.authority.iter().any(|rr| rr.rtype == set.rtype && rr.owner == owner.wire()) {
-                continue;
-            }
-            let sigs = self.sigs(node, set.rtype);
-            push_rrset(&mut self.authority, owner.wire(), set, sigs);
-        }
-    }
 }
 
 impl Catalog {
@@ -234,75 +171,9 @@ impl Catalog {
         if r.aa {
             w.set_flags(flags::AA);
         }
-        let write = |w: &mut Writer, section: Section, rrs: &[Rr<'_>]| {
-            for rr in rrs {
-                let at = w.begin_record(section, rr.owner, rr.rtype, CLASS_IN, rr.ttl);
-                rr.rdata.write(w);
-                w.end_record(at);
-            }
-        };
-        // As NSD: RRsets (each with its signatures) go in whole, in order;
-        // the first that does not fit is left out with the rest, and TC set.
-        let split = r.optional_at.unwrap_or(r.authority.len());
-        for (section, rrs) in [(Section::Answer, &r.answer[..]), (Section::Authority, &r.authority[..split])] {
-            if !write_units(&mut w, section, rrs, limit, &write) {
-                w.set_flags(flags::TC);
-                return finish(w, 0);
-            }
-        }
-        let mark = w.mark();
-        write(&mut w, Section::Authority, &r.authority[split..]);
-        if w.len() > limit {
-            // The apex NS of a positive answer: left out without TC.
-            w.truncate(mark);
-            if r.authority_required {
-                w.set_flags(flags::TC);
-            }
-            return finish(w, 0);
-        }
-        // Extra data may be left out without TC (RFC 2181 §9): as NSD, each
-        // RRset with its signatures goes in whole or not at all.
-        for unit in units(&r.additional) {
-            let mark = w.mark();
-            write(&mut w, Section::Additional, unit);
-            if w.len() > limit {
-                w.truncate(mark);
-            }
-        }
+        response::encode(&mut w, &r, limit);
         finish(w, 0)
     }
-}
-
-/// The RRsets of a section, each with its signatures.
-fn units<'r, 'a>(rrs: &'r [Rr<'a>]) -> impl Iterator<Item = &'r [Rr<'a>]> {
-    let mut rest = rrs;
-    core::iter::from_fn(move || {
-        let (_, tail) = rest.split_first()?;
-        let end = 1 + tail.iter().position(|x| x.first).unwrap_or(tail.len());
-        let (unit, more) = rest.split_at(end);
-        rest = more;
-        Some(unit)
-    })
-}
-
-/// Writes the RRsets of `rrs` while they fit under `limit`; false (with the
-/// one that did not fit rolled back) when one did not.
-fn write_units(
-    w: &mut Writer,
-    section: Section,
-    rrs: &[Rr<'_>],
-    limit: usize,
-    write: &dyn Fn(&mut Writer, Section, &[Rr<'_>]),
-) -> bool {
-    for unit in units(rrs) {
-        let mark = w.mark();
-        write(w, section, unit);
-        if w.len() > limit {
-            w.truncate(mark);
-            return false;
-        }
-    }
-    true
 }
 
 /// Walks `zone` from the apex towards `qname`.
@@ -561,6 +432,7 @@ fn apex_ns_if_not_answer<'a>(zone: &'a Zone, qtype: u16, name: &[u8], r: &mut Re
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::wire::Section;
     use alloc::vec;
 
     const ZONE: &str = "\

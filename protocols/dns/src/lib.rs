@@ -31,6 +31,7 @@ pub mod dnssec;
 mod metrics;
 pub mod name;
 pub mod rdata;
+mod response;
 pub mod rrl;
 pub mod server;
 pub mod tsig;
