@@ -142,7 +142,9 @@ fn start_nsd(s: &Signed) -> Result<(Running, u16)> {
         "server:\n  ip-address: 127.0.0.1@{port}\n  server-count: 1\n  username: \"\"\n  chroot: \"\"\n  zonesdir: \"{d}\"\n  database: \"\"\n  zonelistfile: \"{d}/zone.list\"\n  xfrdfile: \"{d}/xfrd.state\"\n  pidfile: \"{d}/nsd.pid\"\n  verbosity: 0\n  rrl-ratelimit: 0\nremote-control:\n  control-enable: no\n"
     );
     for (origin, file, _) in &s.zones {
-        conf.push_str(&format!("zone:\n  name: \"{origin}\"\n  zonefile: \"{file}\"\n"));
+        conf.push_str(&format!(
+            "zone:\n  name: \"{origin}\"\n  zonefile: \"{file}\"\n  provide-xfr: 127.0.0.1/32 NOKEY\n"
+        ));
     }
     std::fs::write(s.dir.join("nsd.conf"), conf)?;
     let mut cmd = Command::new("nsd");
@@ -155,7 +157,7 @@ fn start_nsd(s: &Signed) -> Result<(Running, u16)> {
 fn start_morgana(s: &Signed) -> Result<(Running, u16)> {
     let port = free_port();
     let mut cmd = Command::new(app_binary("dns"));
-    cmd.args(["--listen", &format!("127.0.0.1:{port}"), "--rrl-rate", "0"]);
+    cmd.args(["--listen", &format!("127.0.0.1:{port}"), "--rrl-rate", "0", "--axfr-allow", "127.0.0.1"]);
     for (origin, file, _) in &s.zones {
         cmd.arg("--zone").arg(format!("{origin}.={}", s.dir.join(file).display()));
     }
@@ -338,12 +340,44 @@ fn differential() -> Result {
     if cases.len() < 4000 || signed_answers < 1000 {
         return Err(format!("corpus too small: {} queries, {signed_answers} signed answers", cases.len()).into());
     }
+    // Zone transfers carry the signed zone whole: same records as NSD's.
+    for (origin, _, _) in &signed.zones {
+        let (a, b) = (axfr(nsd_port, origin)?, axfr(port, origin)?);
+        if a != b || a.len() < 60 {
+            failures.push(format!("AXFR {origin}: NSD {} records, Morgana {}, same: {}", a.len(), b.len(), a == b));
+        }
+        eprintln!("  AXFR {origin}: {} records, same as NSD: {}", b.len(), a == b);
+    }
     if !failures.is_empty() {
         let n = failures.len();
         failures.truncate(20);
         return Err(format!("{n} differences, the first:\n{}", failures.join("\n\n")).into());
     }
     Ok(())
+}
+
+/// The records of an AXFR of `zone` from `port`, as a set.
+fn axfr(port: u16, zone: &str) -> Result<std::collections::BTreeSet<String>> {
+    let mut s = TcpStream::connect(("127.0.0.1", port))?;
+    s.set_read_timeout(Some(Duration::from_secs(5)))?;
+    let q = dnsmsg::query(7, zone, 252, 1, 0, None);
+    let mut framed = (q.len() as u16).to_be_bytes().to_vec();
+    framed.extend_from_slice(&q);
+    s.write_all(&framed)?;
+    let (mut set, mut soas) = (std::collections::BTreeSet::new(), 0);
+    while soas < 2 {
+        let mut len = [0u8; 2];
+        s.read_exact(&mut len)?;
+        let mut m = vec![0u8; u16::from_be_bytes(len) as usize];
+        s.read_exact(&mut m)?;
+        let m = dnsmsg::parse(&m)?;
+        if m.rcode() != 0 {
+            return Err(format!("AXFR {zone}: rcode {}", m.rcode()).into());
+        }
+        soas += m.answer.iter().filter(|r| r.rtype == 6).count();
+        set.extend(m.answer.iter().map(|r| r.to_string()));
+    }
+    Ok(set)
 }
 
 /// `delv` output for `name type` against Morgana with `anchors`.
