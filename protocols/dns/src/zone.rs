@@ -47,7 +47,9 @@ pub struct RRset {
     pub rdatas: Vec<Rdata>,
 }
 
-/// The RRsets at one name; empty for an empty non-terminal.
+/// The RRsets at one name; empty for an empty non-terminal. RRSIG records
+/// form one RRset per type covered (each with its own TTL), in file order
+/// with the others.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Node {
     /// The RRsets.
@@ -58,6 +60,19 @@ impl Node {
     /// The RRset of `rtype`, if any.
     pub fn get(&self, rtype: u16) -> Option<&RRset> {
         self.rrsets.iter().find(|s| s.rtype == rtype)
+    }
+
+    /// The RRSIGs covering `rtype`.
+    pub fn sigs(&self, rtype: u16) -> Option<&RRset> {
+        self.rrsets.iter().find(|s| s.rtype == rtype::RRSIG && covered(&s.rdatas[0]) == Some(rtype))
+    }
+}
+
+/// The type an RRSIG covers (RFC 4034 §3.1.1).
+pub fn covered(sig: &Rdata) -> Option<u16> {
+    match sig {
+        Rdata::Opaque(b) if b.len() >= 2 => Some(u16::from_be_bytes([b[0], b[1]])),
+        _ => None,
     }
 }
 
@@ -72,6 +87,8 @@ pub struct Zone {
     pub soa: (u32, Soa),
     /// Number of records.
     pub records: usize,
+    /// Signatures and denial-of-existence chains, for DNSSEC answers.
+    pub dnssec: crate::dnssec::Index,
 }
 
 /// Reads the file named by `$INCLUDE` (hosted builds pass one; VM images
@@ -324,12 +341,19 @@ impl Zone {
                 }
             }
             let node = nodes.entry(r.owner.clone()).or_default();
+            // RRSIG and NSEC may sit next to a CNAME (RFC 4035 §2.5).
+            let dnssec = |t: u16| matches!(t, rtype::RRSIG | rtype::NSEC);
             let has_cname = node.get(rtype::CNAME).is_some();
-            let other_data = node.rrsets.iter().any(|s| s.rtype != rtype::CNAME);
-            if has_cname || (r.rtype == rtype::CNAME && other_data) {
+            let other_data = node.rrsets.iter().any(|s| s.rtype != rtype::CNAME && !dnssec(s.rtype));
+            if (has_cname && !dnssec(r.rtype)) || (r.rtype == rtype::CNAME && other_data) {
                 return Err(at(r, format!("'{}' has a CNAME and other data (RFC 1034 §3.6.2)", r.owner)));
             }
-            match node.rrsets.iter_mut().find(|s| s.rtype == r.rtype) {
+            let cov = covered(&r.rdata);
+            let same = |s: &RRset| s.rtype == r.rtype && (r.rtype != rtype::RRSIG || covered(&s.rdatas[0]) == cov);
+            if r.rtype == rtype::RRSIG && cov.is_none() {
+                return Err(at(r, "RRSIG data too short".into()));
+            }
+            match node.rrsets.iter_mut().find(|s| same(s)) {
                 Some(set) => {
                     if !set.rdatas.contains(&r.rdata) {
                         set.rdatas.push(r.rdata.clone());
@@ -383,7 +407,8 @@ impl Zone {
                 cur = p.parent();
             }
         }
-        Ok(Zone { origin: origin.clone(), nodes, soa, records: count })
+        let dnssec = crate::dnssec::Index::build(origin, &nodes);
+        Ok(Zone { origin: origin.clone(), nodes, soa, records: count, dnssec })
     }
 
     /// The zone as compact binary records (owner, type, TTL, data length,
@@ -534,6 +559,23 @@ gen TYPE65534 \\# 3 abcdef
         assert_eq!(b.nodes, z.nodes);
         assert_eq!(b.records, z.records);
         assert!(Zone::from_binary(&z.to_binary()[..20], &origin(), "bin").is_err());
+    }
+
+    #[test]
+    fn signed_zone_keeps_rrsigs_by_type_and_round_trips() {
+        // Signed by dnssec-signzone with NSEC3 opt-out (the fuzz seed).
+        let text = include_str!("../../../fuzz/seeds/dns_zone/signed-nsec3.zone");
+        let z = parse(text).unwrap();
+        assert!(z.dnssec.active());
+        let apex = &z.nodes[&origin()];
+        for t in [rtype::SOA, rtype::NS, rtype::DNSKEY, rtype::NSEC3PARAM] {
+            let sigs = apex.sigs(t).unwrap_or_else(|| panic!("no RRSIG for {t}"));
+            assert!(sigs.rdatas.iter().all(|r| covered(r) == Some(t)));
+        }
+        assert!(apex.sigs(rtype::DNSKEY).unwrap().rdatas.len() == 2, "KSK and ZSK signatures");
+        let b = Zone::from_binary(&z.to_binary(), &origin(), "bin").unwrap();
+        assert_eq!(b.nodes, z.nodes);
+        assert_eq!(b.dnssec, z.dnssec);
     }
 
     #[test]
