@@ -40,7 +40,11 @@ fn temp_dir(tag: &str) -> Result<PathBuf> {
 
 enum Kind {
     Knot,
-    Bind { ixfr: bool },
+    /// Knot signing the zone itself (DNSSEC, NSEC, its default policy).
+    KnotSigning,
+    Bind {
+        ixfr: bool,
+    },
 }
 
 /// A primary server with the zone `example.test`, and the Morgana
@@ -62,16 +66,17 @@ impl Primary {
     fn start(kind: Kind, notify: u16) -> Result<Primary> {
         let port = free_port();
         let dir = temp_dir(match kind {
-            Kind::Knot => "knot",
+            Kind::Knot | Kind::KnotSigning => "knot",
             Kind::Bind { .. } => "bind",
         })?;
         std::fs::write(dir.join("example.test.zone"), zone(1, SLOW, "192.0.2.10", ""))?;
         let d = dir.display();
+        let signing = if matches!(kind, Kind::KnotSigning) { "    dnssec-signing: on\n" } else { "" };
         let mut cmd = match kind {
-            Kind::Knot => {
+            Kind::Knot | Kind::KnotSigning => {
                 std::fs::create_dir_all(dir.join("db"))?;
                 let conf = format!(
-                    "server:\n  listen: 127.0.0.1@{port}\n  rundir: {d}\nlog:\n  - target: stderr\n    any: info\ndatabase:\n  storage: {d}/db\nkey:\n  - id: xfr-key\n    algorithm: hmac-sha256\n    secret: {SECRET}\nremote:\n  - id: morgana\n    address: 127.0.0.1@{notify}\n    key: xfr-key\nacl:\n  - id: xfr\n    key: xfr-key\n    action: transfer\nzone:\n  - domain: example.test\n    storage: {d}\n    file: example.test.zone\n    zonefile-sync: -1\n    zonefile-load: difference\n    journal-content: changes\n    notify: morgana\n    acl: xfr\n"
+                    "server:\n  listen: 127.0.0.1@{port}\n  rundir: {d}\nlog:\n  - target: stderr\n    any: info\ndatabase:\n  storage: {d}/db\nkey:\n  - id: xfr-key\n    algorithm: hmac-sha256\n    secret: {SECRET}\nremote:\n  - id: morgana\n    address: 127.0.0.1@{notify}\n    key: xfr-key\nacl:\n  - id: xfr\n    key: xfr-key\n    action: transfer\nzone:\n  - domain: example.test\n    storage: {d}\n    file: example.test.zone\n    zonefile-sync: -1\n    zonefile-load: difference\n    journal-content: changes\n    notify: morgana\n    acl: xfr\n{signing}"
                 );
                 std::fs::write(dir.join("knot.conf"), conf)?;
                 let mut c = Command::new("knotd");
@@ -92,7 +97,7 @@ impl Primary {
         cmd.current_dir(&dir);
         let mut proc = Running::start(cmd);
         let ready = match kind {
-            Kind::Knot => "server started",
+            Kind::Knot | Kind::KnotSigning => "server started",
             Kind::Bind { .. } => "running",
         };
         proc.wait_for(ready, Duration::from_secs(20));
@@ -105,7 +110,7 @@ impl Primary {
         std::fs::write(self.dir.join("example.test.zone"), zone(serial, timers, www, extra))?;
         let at = Instant::now();
         match self.kind {
-            Kind::Knot => {
+            Kind::Knot | Kind::KnotSigning => {
                 let out = Command::new("knotc")
                     .arg("-c")
                     .arg(self.dir.join("knot.conf"))
@@ -388,6 +393,63 @@ fn vm_secondary_follows_knot() -> Result {
     check(log.contains("by AXFR") && log.contains("serial 2 from") && log.contains("by IXFR"), "VM transfers", &log)
 }
 
+/// A zone Knot signs, served by Morgana as its secondary: `delv`, with
+/// the zone's key-signing key as trust anchor, validates Morgana's answers
+/// (positive and negative) after the first transfer and after an IXFR that
+/// changed a record and its signatures.
+fn signed_zone_from_knot_validates() -> Result {
+    let port = free_port();
+    let mut primary = Primary::start(Kind::KnotSigning, port)?;
+    let m = secondary(port, primary.port, SECRET);
+    let anchors = primary.dir.join("anchors");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let keys = dig(primary.port, &["+short", "example.test", "DNSKEY"])?;
+        if let Some(ksk) = keys.lines().find(|l| l.starts_with("257 ")) {
+            let mut f = ksk.splitn(4, ' ');
+            let (flags, proto, alg, key) = (f.next(), f.next(), f.next(), f.next().unwrap_or("").replace(' ', ""));
+            let (flags, proto, alg) = (flags.unwrap_or(""), proto.unwrap_or(""), alg.unwrap_or(""));
+            std::fs::write(
+                &anchors,
+                format!("trust-anchors {{ \"example.test.\" static-key {flags} {proto} {alg} \"{key}\"; }};\n"),
+            )?;
+            break;
+        }
+        check(Instant::now() < deadline, "Knot published no KSK", &keys)?;
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let delv = |name: &str, qtype: &str| -> Result<String> {
+        let out = Command::new("delv")
+            .args(["@127.0.0.1", "-p", &port.to_string(), "-a"])
+            .arg(&anchors)
+            .args(["+root=example.test.", name, qtype])
+            .output()?;
+        Ok(format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)))
+    };
+    let www = |want: &str| -> Result {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let out = delv("www.example.test", "A")?;
+            if out.contains("fully validated") && out.contains(want) {
+                return Ok(());
+            }
+            check(Instant::now() < deadline, "www.example.test not validated", &out)?;
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    };
+    www("192.0.2.10")?;
+    let none = delv("nothere.example.test", "A")?;
+    check(none.contains("fully validated") && none.contains("negative response"), "NXDOMAIN proof", &none)?;
+    let nodata = delv("www.example.test", "MX")?;
+    check(nodata.contains("fully validated") && nodata.contains("negative response"), "NODATA proof", &nodata)?;
+    primary.edit(2, SLOW, "192.0.2.16", "")?;
+    www("192.0.2.16")?;
+    let none = delv("nothere.example.test", "A")?;
+    check(none.contains("fully validated") && none.contains("negative response"), "NXDOMAIN after IXFR", &none)?;
+    let log = m.output().join("\n");
+    check(log.contains("by IXFR"), "the re-signed change did not come by IXFR", &log)
+}
+
 /// Bad flags are refused at start.
 fn bad_secondary_flags_are_refused() -> Result {
     for (args, needle) in [
@@ -411,6 +473,7 @@ fn main() {
     let knot = Prereq::program("knotd", "-V", "knot");
     let named = Prereq::program("named", "-v", "bind9");
     let nsd = Prereq::program("nsd", "-v", "nsd");
+    let delv = Prereq::program("delv", "-v", "bind9-dnsutils");
     let qemu = Prereq::program("qemu-system-x86_64", "--version", "qemu-system-x86");
     let tests = vec![
         prereq::trial("knot_primary_notify_ixfr_expire", &[&dig, &knot], knot_primary_notify_ixfr_expire),
@@ -420,6 +483,7 @@ fn main() {
         prereq::trial("transfer_failing_checks_is_rejected", &[&dig, &knot], transfer_failing_checks_is_rejected),
         prereq::trial("nsd_and_knot_follow_morgana", &[&dig, &knot, &nsd], nsd_and_knot_follow_morgana),
         prereq::trial("vm_secondary_follows_knot", &[&dig, &knot, &qemu], vm_secondary_follows_knot),
+        prereq::trial("signed_zone_from_knot_validates", &[&dig, &knot, &delv], signed_zone_from_knot_validates),
         prereq::trial("bad_secondary_flags_are_refused", &[], bad_secondary_flags_are_refused),
     ];
     libtest_mimic::run(&args, tests).exit();

@@ -44,8 +44,8 @@ pub struct Journal {
 /// counts as a change).
 fn missing_from(name: &Name, node: &Node, other: Option<&Node>, out: &mut Vec<Record>) {
     for set in node.rrsets.iter().filter(|s| s.rtype != rtype::SOA) {
-        let theirs = other.and_then(|n| n.get(set.rtype));
         for d in &set.rdatas {
+            let theirs = other.and_then(|n| n.rrsets.iter().find(|t| t.holds(set.rtype, d)));
             let kept = theirs.is_some_and(|t| t.ttl == set.ttl && t.rdatas.contains(d));
             if !kept {
                 out.push((name.clone(), set.rtype, set.ttl, d.clone()));

@@ -47,6 +47,14 @@ pub struct RRset {
     pub rdatas: Vec<Rdata>,
 }
 
+impl RRset {
+    /// Whether a record of type `rtype` with data `rdata` belongs in this
+    /// RRset (an RRSIG: in the set of the type it covers).
+    pub fn holds(&self, rtype: u16, rdata: &Rdata) -> bool {
+        self.rtype == rtype && (rtype != rtype::RRSIG || self.rdatas.first().and_then(covered) == covered(rdata))
+    }
+}
+
 /// The RRsets at one name; empty for an empty non-terminal. RRSIG records
 /// form one RRset per type covered (each with its own TTL), in file order
 /// with the others.

@@ -178,7 +178,7 @@ impl Reader {
     fn delete(&mut self, r: &Record) -> Result<(), String> {
         let nodes = &mut self.working.as_mut().expect("diffs need a zone").0;
         let gone = nodes.get_mut(&r.owner).and_then(|node| {
-            let set = node.rrsets.iter_mut().find(|s| s.rtype == r.rtype)?;
+            let set = node.rrsets.iter_mut().find(|s| s.holds(r.rtype, &r.rdata))?;
             let at = set.rdatas.iter().position(|d| *d == r.rdata)?;
             set.rdatas.remove(at);
             node.rrsets.retain(|s| !s.rdatas.is_empty());
@@ -190,7 +190,7 @@ impl Reader {
     fn add(&mut self, r: Record) {
         let nodes = &mut self.working.as_mut().expect("diffs need a zone").0;
         let node = nodes.entry(r.owner).or_default();
-        match node.rrsets.iter_mut().find(|s| s.rtype == r.rtype) {
+        match node.rrsets.iter_mut().find(|s| s.holds(r.rtype, &r.rdata)) {
             Some(set) => {
                 set.ttl = r.ttl;
                 if !set.rdatas.contains(&r.rdata) {
