@@ -10,6 +10,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use libtest_mimic::{Arguments, Failed};
+use morgana_tests::dnspeers::{self, dig, temp_dir};
 use morgana_tests::prereq::{self, Prereq};
 use morgana_tests::process::{app_binary, free_port, Running};
 
@@ -30,12 +31,6 @@ fn zone(serial: u32, timers: &str, www: &str, extra: &str) -> String {
         "$ORIGIN example.test.\n$TTL 300\n@ IN SOA ns1 hostmaster {serial} {timers} 60\n@ IN NS ns1\nns1 IN A 192.0.2.1\nwww IN A {www}\nmail IN MX 10 mx.elsewhere.test.\n{}",
         (0..200).map(|i| format!("h{i} IN TXT \"host number {i}\"\n")).collect::<String>() + extra
     )
-}
-
-fn temp_dir(tag: &str) -> Result<PathBuf> {
-    let dir = std::env::temp_dir().join(format!("morgana-secondary-{tag}-{}-{}", std::process::id(), free_port()));
-    std::fs::create_dir_all(&dir)?;
-    Ok(dir)
 }
 
 enum Kind {
@@ -151,34 +146,13 @@ fn secondary_with(port: u16, primary: u16, secret: &str, args: &[String]) -> Run
     p
 }
 
-fn dig(port: u16, args: &[&str]) -> Result<String> {
-    let out = Command::new("dig")
-        .args(["@127.0.0.1", "-p", &port.to_string(), "+tries=1", "+time=2"])
-        .args(args)
-        .output()
-        .map_err(|e| format!("dig: {e}"))?;
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-}
-
-/// The SOA serial Morgana answers, if it answers one.
+/// The serial Morgana (or a peer) answers for `example.test`.
 fn serial(port: u16) -> Result<Option<u32>> {
-    let out = dig(port, &["+short", "example.test", "SOA"])?;
-    Ok(out.split_whitespace().nth(2).and_then(|s| s.parse().ok()))
+    Ok(dnspeers::serial(port, "example.test")?)
 }
 
-/// Waits until Morgana answers `serial`; returns when it did.
 fn wait_serial(port: u16, want: u32, within: Duration) -> Result<Instant> {
-    let deadline = Instant::now() + within;
-    loop {
-        let got = serial(port)?;
-        if got == Some(want) {
-            return Ok(Instant::now());
-        }
-        if Instant::now() > deadline {
-            return Err(format!("serial {want} not served within {within:?} (last: {got:?})").into());
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    Ok(dnspeers::wait_serial(port, "example.test", want, within)?)
 }
 
 fn check(ok: bool, what: &str, out: &str) -> Result {
@@ -275,7 +249,7 @@ fn wrong_keys_are_refused() -> Result {
             k = format!("hmac-sha256:xfr-key:{key}");
             args.extend(["-y", &k]);
         }
-        dig(port, &args)
+        Ok(dig(port, &args)?)
     };
     let bad = notify(Some(SECRET))?;
     check(bad.contains("status: NOTAUTH") && bad.contains("BADSIG"), "a NOTIFY with a wrong secret", &bad)?;
@@ -318,26 +292,8 @@ fn nsd_and_knot_follow_morgana() -> Result {
     let m = secondary_with(port, primary.port, SECRET, &extra);
     wait_serial(port, 1, Duration::from_secs(10))?;
     let dir = temp_dir("downstream")?;
-    let d = dir.display();
-    std::fs::write(
-        dir.join("nsd.conf"),
-        format!(
-            "server:\n  ip-address: 127.0.0.1@{nsd_port}\n  server-count: 1\n  username: \"\"\n  chroot: \"\"\n  zonesdir: \"{d}\"\n  database: \"\"\n  zonelistfile: \"{d}/zone.list\"\n  xfrdfile: \"{d}/xfrd.state\"\n  xfrdir: \"{d}\"\n  pidfile: \"{d}/nsd.pid\"\n  verbosity: 2\nremote-control:\n  control-enable: no\nkey:\n  name: \"xfr-key\"\n  algorithm: hmac-sha256\n  secret: \"{SECRET}\"\nzone:\n  name: \"example.test\"\n  zonefile: \"example.test.nsd\"\n  request-xfr: 127.0.0.1@{port} xfr-key\n  allow-notify: 127.0.0.1 xfr-key\n"
-        ),
-    )?;
-    let mut nsd = Command::new("nsd");
-    nsd.arg("-d").arg("-c").arg(dir.join("nsd.conf"));
-    let nsd = Running::start(nsd);
-    std::fs::create_dir_all(dir.join("knot"))?;
-    std::fs::write(
-        dir.join("knot2.conf"),
-        format!(
-            "server:\n  listen: 127.0.0.1@{knot_port}\n  rundir: {d}/knot\nlog:\n  - target: stderr\n    any: info\ndatabase:\n  storage: {d}/knot\nkey:\n  - id: xfr-key\n    algorithm: hmac-sha256\n    secret: {SECRET}\nremote:\n  - id: morgana\n    address: 127.0.0.1@{port}\n    key: xfr-key\nacl:\n  - id: notify\n    address: 127.0.0.1\n    key: xfr-key\n    action: notify\nzone:\n  - domain: example.test\n    storage: {d}/knot\n    master: morgana\n    acl: notify\n"
-        ),
-    )?;
-    let mut knot = Command::new("knotd");
-    knot.arg("-c").arg(dir.join("knot2.conf"));
-    let knot = Running::start(knot);
+    let nsd = dnspeers::nsd_secondary(&dir, nsd_port, "example.test", port, SECRET)?;
+    let knot = dnspeers::knot_secondary(&dir, knot_port, "example.test", port, SECRET)?;
     wait_serial(nsd_port, 1, Duration::from_secs(20))?;
     wait_serial(knot_port, 1, Duration::from_secs(20))?;
     // The change at the top: primary -> Morgana -> NSD and Knot.
