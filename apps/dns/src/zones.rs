@@ -185,7 +185,7 @@ fn reload(env: &Env, f: &ZoneFile, served: &Served, downstream: &Rc<[Downstream]
         zone.records
     );
     let soa = zone.soa.1.clone();
-    served.install(zone);
+    served.install(zone, None);
     for d in downstream.iter() {
         let send =
             notify::send(f.origin.clone(), soa.clone(), d.clone(), env.net.clone(), access.clone(), env.rt.clone());

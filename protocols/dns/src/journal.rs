@@ -64,8 +64,13 @@ impl Journal {
         for (name, node) in &new.nodes {
             missing_from(name, node, old.nodes.get(name), &mut added);
         }
-        self.records += deleted.len() + added.len();
-        self.steps.push_back(Step { from: old.soa.clone(), to: new.soa.clone(), deleted, added });
+        self.push(Step { from: old.soa.clone(), to: new.soa.clone(), deleted, added });
+    }
+
+    /// Adds `step`, the oldest steps making way when the bounds are hit.
+    pub fn push(&mut self, step: Step) {
+        self.records += step.deleted.len() + step.added.len();
+        self.steps.push_back(step);
         while self.steps.len() > MAX_STEPS || (self.records > MAX_RECORDS && !self.steps.is_empty()) {
             if let Some(s) = self.steps.pop_front() {
                 self.records -= s.deleted.len() + s.added.len();

@@ -47,11 +47,19 @@ impl Served {
     }
 
     /// Serves `zone` in place of the zone with its origin (if any), and
-    /// journals the difference.
-    pub fn install(&self, zone: Zone) {
+    /// journals the difference: `steps` when they are known (an IXFR's),
+    /// else computed.
+    pub fn install(&self, zone: Zone, steps: Option<Vec<Step>>) {
         let origin = zone.origin.clone();
         if let Some(old) = self.zone(&origin) {
-            self.journals.borrow_mut().entry(origin.clone()).or_default().record(&old, &zone);
+            let mut journals = self.journals.borrow_mut();
+            let journal = journals.entry(origin.clone()).or_default();
+            match steps {
+                Some(steps) if steps.first().is_some_and(|s| s.from.1.serial == old.soa.1.serial) => {
+                    steps.into_iter().for_each(|s| journal.push(s));
+                }
+                _ => journal.record(&old, &zone),
+            }
         }
         self.replace(&origin, Some(Rc::new(zone)));
     }

@@ -376,6 +376,23 @@ impl Zone {
         }
         let whole = |message: String| ZoneError { file: file.into(), line: 0, message };
         let soa = soa.ok_or_else(|| whole(format!("no SOA record at the apex {origin}")))?;
+        let ns_line =
+            |name: &Name| records.iter().find(|r| r.owner == *name && r.rtype == rtype::NS).map_or(0, |r| r.line);
+        Zone::complete(origin, nodes, soa, count, file, &ns_line)
+    }
+
+    /// The checks that need the whole zone (NS at the apex, glue), the
+    /// empty non-terminals, and the DNSSEC index. `ns_line` finds the line
+    /// of a delegation's NS records, for errors.
+    fn complete(
+        origin: &Name,
+        mut nodes: BTreeMap<Name, Node>,
+        soa: (u32, Soa),
+        count: usize,
+        file: &str,
+        ns_line: &dyn Fn(&Name) -> usize,
+    ) -> Result<Zone, ZoneError> {
+        let whole = |message: String| ZoneError { file: file.into(), line: 0, message };
         if nodes.get(origin).and_then(|n| n.get(rtype::NS)).is_none() {
             return Err(whole(format!("no NS records at the apex {origin}")));
         }
@@ -390,11 +407,9 @@ impl Zone {
                     let has_addr =
                         nodes.get(target).is_some_and(|n| n.get(rtype::A).is_some() || n.get(rtype::AAAA).is_some());
                     if !has_addr {
-                        let ns = records.iter().find(|r| r.owner == *name && r.rtype == rtype::NS);
-                        let line = ns.map_or(0, |r| r.line);
                         return Err(ZoneError {
                             file: file.into(),
-                            line,
+                            line: ns_line(name),
                             message: format!(
                                 "delegation '{name}' to '{target}' needs glue (an A or AAAA record for '{target}')"
                             ),
@@ -404,19 +419,55 @@ impl Zone {
             }
         }
         // Empty non-terminals exist too (RFC 4592 §2.2.2).
-        let names: Vec<Name> = nodes.keys().cloned().collect();
-        for name in names {
+        let mut missing: Vec<Name> = Vec::new();
+        for name in nodes.keys() {
             let mut cur = name.parent();
             while let Some(p) = cur {
-                if !p.is_within(origin) || nodes.contains_key(&p) {
+                if !p.is_within(origin) || nodes.contains_key(&p) || missing.last() == Some(&p) {
                     break;
                 }
-                nodes.insert(p.clone(), Node::default());
                 cur = p.parent();
+                missing.push(p);
             }
+        }
+        for name in missing {
+            nodes.entry(name).or_default();
         }
         let dnssec = crate::dnssec::Index::build(origin, &nodes);
         Ok(Zone { origin: origin.clone(), nodes, soa, records: count, dnssec })
+    }
+
+    /// A zone from `nodes` changed in place (by a zone transfer's
+    /// differences), with `soa` at the apex: checked as a zone file would
+    /// be, its empty non-terminals recomputed. `source` names it in errors.
+    pub fn from_nodes(
+        origin: &Name,
+        mut nodes: BTreeMap<Name, Node>,
+        soa: (u32, Soa),
+        source: &str,
+    ) -> Result<Zone, ZoneError> {
+        let at = |message: String| ZoneError { file: source.into(), line: 0, message };
+        nodes.retain(|_, n| !n.rrsets.is_empty());
+        let apex = nodes.entry(origin.clone()).or_default();
+        apex.rrsets.retain(|s| s.rtype != rtype::SOA);
+        apex.rrsets.insert(0, RRset { rtype: rtype::SOA, ttl: soa.0, rdatas: alloc::vec![Rdata::Soa(soa.1.clone())] });
+        let dnssec = |t: u16| matches!(t, rtype::RRSIG | rtype::NSEC);
+        let mut count = 0;
+        for (name, node) in &nodes {
+            if !name.is_within(origin) {
+                return Err(at(format!("'{name}' is outside the zone {origin}")));
+            }
+            if node.get(rtype::CNAME).is_some()
+                && node.rrsets.iter().any(|s| s.rtype != rtype::CNAME && !dnssec(s.rtype))
+            {
+                return Err(at(format!("'{name}' has a CNAME and other data (RFC 1034 §3.6.2)")));
+            }
+            if name != origin && node.get(rtype::SOA).is_some() {
+                return Err(at(format!("SOA record at '{name}', not at the apex {origin}")));
+            }
+            count += node.rrsets.iter().map(|s| s.rdatas.len()).sum::<usize>();
+        }
+        Zone::complete(origin, nodes, soa, count, source, &|_| 0)
     }
 
     /// The zone as compact binary records (owner, type, TTL, data length,

@@ -13,6 +13,7 @@ use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;
 
+use crate::journal::Step;
 use crate::message::Record;
 use crate::name::Name;
 use crate::rdata::{Rdata, Soa};
@@ -26,8 +27,9 @@ pub enum Outcome {
     OnlySoa(Soa),
     /// A whole zone (AXFR, or an IXFR answered with the whole zone).
     Whole(Zone),
-    /// The zone with the differences applied.
-    Incremental(Zone),
+    /// The zone with the differences applied, and the differences (for
+    /// our own journal).
+    Incremental(Zone, Vec<Step>),
 }
 
 enum State {
@@ -56,6 +58,8 @@ pub struct Reader {
     state: State,
     /// For IXFR: the zone being changed, and its serial now.
     working: Option<(BTreeMap<Name, Node>, (u32, Soa))>,
+    /// The differences read, step by step.
+    steps: Vec<Step>,
     records: usize,
 }
 
@@ -76,6 +80,7 @@ impl Reader {
             first: None,
             state: State::Start,
             working: current.map(|z| (z.nodes.clone(), z.soa.clone())),
+            steps: Vec::new(),
             records: 0,
         }
     }
@@ -119,7 +124,7 @@ impl Reader {
             State::FirstSoa => match soa {
                 // An old SOA with our serial: differences follow.
                 Some(s) if self.working.as_ref().is_some_and(|w| w.1 .1.serial == s.serial) => {
-                    self.begin_step(&s)?;
+                    self.begin_step(r.ttl, s)?;
                     State::Deleting
                 }
                 Some(_) => return Err("a SOA record where the zone's data should be".into()),
@@ -137,12 +142,18 @@ impl Reader {
             }
             State::Deleting => match soa {
                 Some(s) => {
+                    if let Some(step) = self.steps.last_mut() {
+                        step.to = (r.ttl, s.clone());
+                    }
                     let w = self.working.as_mut().expect("diffs need a zone");
                     w.1 = (r.ttl, s);
                     State::Adding
                 }
                 None => {
                     self.delete(&r)?;
+                    if let Some(step) = self.steps.last_mut() {
+                        step.deleted.push((r.owner, r.rtype, r.ttl, r.rdata));
+                    }
                     State::Deleting
                 }
             },
@@ -152,11 +163,14 @@ impl Reader {
                     if Some(s.serial) == new_serial && w.1 .1.serial == s.serial {
                         State::Done
                     } else {
-                        self.begin_step(&s)?;
+                        self.begin_step(r.ttl, s)?;
                         State::Deleting
                     }
                 }
                 None => {
+                    if let Some(step) = self.steps.last_mut() {
+                        step.added.push((r.owner.clone(), r.rtype, r.ttl, r.rdata.clone()));
+                    }
                     self.add(r);
                     State::Adding
                 }
@@ -167,11 +181,13 @@ impl Reader {
     }
 
     /// A step deleting from version `old`: it must be the version we have.
-    fn begin_step(&mut self, old: &Soa) -> Result<(), String> {
+    fn begin_step(&mut self, ttl: u32, old: Soa) -> Result<(), String> {
         let w = self.working.as_ref().expect("diffs need a zone");
         if w.1 .1.serial != old.serial {
             return Err(format!("a difference from serial {}, but the zone is at {}", old.serial, w.1 .1.serial));
         }
+        let from = (ttl, old);
+        self.steps.push(Step { to: from.clone(), from, deleted: Vec::new(), added: Vec::new() });
         Ok(())
     }
 
@@ -212,15 +228,10 @@ impl Reader {
             }
             State::Done => {
                 let (nodes, soa) = self.working.expect("diffs need a zone");
-                let records = nodes.into_iter().flat_map(|(name, node)| {
-                    node.rrsets.into_iter().filter(|s| s.rtype != rtype::SOA).flat_map(move |set| {
-                        let name = name.clone();
-                        set.rdatas.into_iter().map(move |d| (name.clone(), set.rtype, set.ttl, d))
-                    })
-                });
-                let apex = (self.origin.clone(), rtype::SOA, soa.0, Rdata::Soa(soa.1));
-                let records = core::iter::once(apex).chain(records);
-                Zone::from_records(&self.origin, records, &source).map(Outcome::Incremental).map_err(zone_error)
+                let steps = self.steps;
+                Zone::from_nodes(&self.origin, nodes, soa, &source)
+                    .map(|z| Outcome::Incremental(z, steps))
+                    .map_err(zone_error)
             }
             _ => Err(format!("the transfer from {source} ended before its final SOA")),
         }
@@ -305,7 +316,10 @@ mod tests {
             a("mail.example.", 25),
             soa(3),
         ];
-        let Ok(Outcome::Incremental(z3)) = read(Some(&z1), diffs) else { panic!("not incremental") };
+        let Ok(Outcome::Incremental(z3, steps)) = read(Some(&z1), diffs) else { panic!("not incremental") };
+        assert_eq!(steps.len(), 2);
+        assert_eq!((steps[0].deleted.len(), steps[0].added.len(), steps[1].added.len()), (1, 1, 1));
+        assert_eq!((steps[0].from.1.serial, steps[0].to.1.serial, steps[1].to.1.serial), (1, 2, 3));
         assert_eq!(z3.soa.1.serial, 3);
         let www = z3.nodes.get(&name("www.example.")).and_then(|n| n.get(rtype::A)).unwrap();
         assert_eq!(www.rdatas, [Rdata::A([192, 0, 2, 11].into())]);

@@ -194,7 +194,7 @@ pub async fn follow(
                 log::debug!("zone {origin}: serial {} is current ({})", soa.serial, f.config.primary);
                 Some(soa)
             }
-            Ok(Refreshed::New(zone, how)) => {
+            Ok(Refreshed::New(zone, how, steps)) => {
                 let soa = zone.soa.1.clone();
                 log::info!(
                     "zone {origin}: serial {} from {} by {how}, {} records",
@@ -202,7 +202,7 @@ pub async fn follow(
                     f.config.primary,
                     zone.records
                 );
-                served.install(zone);
+                served.install(zone, steps);
                 for d in downstream.iter() {
                     let send =
                         notify::send(origin.clone(), soa.clone(), d.clone(), net.clone(), access.clone(), rt.clone());

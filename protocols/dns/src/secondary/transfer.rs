@@ -13,6 +13,7 @@ use morgana_runtime::{memory, Handle};
 
 use super::ixfr::{Outcome, Reader};
 use super::{serial_newer, Secondary};
+use crate::journal::Step;
 use crate::message;
 use crate::rdata::{Rdata, Soa};
 use crate::tsig::{self, Key};
@@ -25,8 +26,9 @@ use crate::zone::Zone;
 pub enum Refreshed {
     /// The zone we have is current: the primary's SOA.
     Current(Soa),
-    /// A new version, and how it came ("IXFR" or "AXFR").
-    New(Zone, &'static str),
+    /// A new version, how it came ("IXFR" or "AXFR"), and the IXFR's
+    /// differences.
+    New(Zone, &'static str, Option<Vec<Step>>),
 }
 
 /// Connecting may take this long.
@@ -254,8 +256,8 @@ async fn refresh_now(
             return Ok(Refreshed::Current(soa));
         }
         match transfer(config, Some(zone), net, access, rt).await {
-            Ok(Outcome::Incremental(z)) => return checked(z, zone, "IXFR"),
-            Ok(Outcome::Whole(z)) => return checked(z, zone, "AXFR"),
+            Ok(Outcome::Incremental(z, steps)) => return checked(z, zone, "IXFR", Some(steps)),
+            Ok(Outcome::Whole(z)) => return checked(z, zone, "AXFR", None),
             Ok(Outcome::OnlySoa(s)) if !serial_newer(s.serial, zone.soa.1.serial) => {
                 return Ok(Refreshed::Current(s));
             }
@@ -265,20 +267,20 @@ async fn refresh_now(
     }
     match transfer(config, None, net, access, rt).await? {
         Outcome::Whole(z) => match current {
-            Some(old) => checked(z, old, "AXFR"),
-            None => Ok(Refreshed::New(z, "AXFR")),
+            Some(old) => checked(z, old, "AXFR", None),
+            None => Ok(Refreshed::New(z, "AXFR", None)),
         },
         _ => Err("the AXFR answer has no zone in it".into()),
     }
 }
 
 /// A new version must be newer than the one we have.
-fn checked(new: Zone, old: &Zone, how: &'static str) -> Result<Refreshed, String> {
+fn checked(new: Zone, old: &Zone, how: &'static str, steps: Option<Vec<Step>>) -> Result<Refreshed, String> {
     if !serial_newer(new.soa.1.serial, old.soa.1.serial) {
         return Err(format!(
             "the {how} brought serial {}, not newer than ours ({})",
             new.soa.1.serial, old.soa.1.serial
         ));
     }
-    Ok(Refreshed::New(new, how))
+    Ok(Refreshed::New(new, how, steps))
 }
