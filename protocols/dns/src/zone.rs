@@ -333,51 +333,59 @@ impl Zone {
         let mut nodes: BTreeMap<Name, Node> = BTreeMap::new();
         let mut soa = None;
         let mut count = 0;
-        for r in &records {
+        // The first line of each delegation's NS records, for glue errors.
+        let mut ns_lines: BTreeMap<Name, usize> = BTreeMap::new();
+        for r in records {
             if !r.owner.is_within(origin) {
-                return Err(at(r, format!("'{}' is outside the zone {origin}", r.owner)));
+                return Err(at(&r, format!("'{}' is outside the zone {origin}", r.owner)));
             }
             if r.rtype == rtype::SOA {
                 if r.owner != *origin {
-                    return Err(at(r, format!("SOA record at '{}', not at the apex {origin}", r.owner)));
+                    return Err(at(&r, format!("SOA record at '{}', not at the apex {origin}", r.owner)));
                 }
                 if soa.is_some() {
-                    return Err(at(r, "more than one SOA record".into()));
+                    return Err(at(&r, "more than one SOA record".into()));
                 }
                 if let Rdata::Soa(s) = &r.rdata {
                     soa = Some((r.ttl, s.clone()));
                 }
             }
-            let node = nodes.entry(r.owner.clone()).or_default();
+            if r.rtype == rtype::NS && r.owner != *origin && !ns_lines.contains_key(&r.owner) {
+                ns_lines.insert(r.owner.clone(), r.line);
+            }
+            let node = match nodes.get_mut(&r.owner) {
+                Some(n) => n,
+                None => nodes.entry(r.owner.clone()).or_default(),
+            };
             // RRSIG and NSEC may sit next to a CNAME (RFC 4035 §2.5).
             let dnssec = |t: u16| matches!(t, rtype::RRSIG | rtype::NSEC);
             let has_cname = node.get(rtype::CNAME).is_some();
             let other_data = node.rrsets.iter().any(|s| s.rtype != rtype::CNAME && !dnssec(s.rtype));
             if (has_cname && !dnssec(r.rtype)) || (r.rtype == rtype::CNAME && other_data) {
-                return Err(at(r, format!("'{}' has a CNAME and other data (RFC 1034 §3.6.2)", r.owner)));
+                return Err(at(&r, format!("'{}' has a CNAME and other data (RFC 1034 §3.6.2)", r.owner)));
             }
             let cov = covered(&r.rdata);
-            let same = |s: &RRset| s.rtype == r.rtype && (r.rtype != rtype::RRSIG || covered(&s.rdatas[0]) == cov);
+            let rt = r.rtype;
+            let same = |s: &RRset| s.rtype == rt && (rt != rtype::RRSIG || covered(&s.rdatas[0]) == cov);
             if r.rtype == rtype::RRSIG && cov.is_none() {
-                return Err(at(r, "RRSIG data too short".into()));
+                return Err(at(&r, "RRSIG data too short".into()));
             }
             match node.rrsets.iter_mut().find(|s| same(s)) {
                 Some(set) => {
                     if !set.rdatas.contains(&r.rdata) {
-                        set.rdatas.push(r.rdata.clone());
+                        set.rdatas.push(r.rdata);
                         count += 1;
                     }
                 }
                 None => {
-                    node.rrsets.push(RRset { rtype: r.rtype, ttl: r.ttl, rdatas: alloc::vec![r.rdata.clone()] });
+                    node.rrsets.push(RRset { rtype: r.rtype, ttl: r.ttl, rdatas: alloc::vec![r.rdata] });
                     count += 1;
                 }
             }
         }
         let whole = |message: String| ZoneError { file: file.into(), line: 0, message };
         let soa = soa.ok_or_else(|| whole(format!("no SOA record at the apex {origin}")))?;
-        let ns_line =
-            |name: &Name| records.iter().find(|r| r.owner == *name && r.rtype == rtype::NS).map_or(0, |r| r.line);
+        let ns_line = |name: &Name| ns_lines.get(name).copied().unwrap_or(0);
         Zone::complete(origin, nodes, soa, count, file, &ns_line)
     }
 
@@ -421,6 +429,11 @@ impl Zone {
         // Empty non-terminals exist too (RFC 4592 §2.2.2).
         let mut missing: Vec<Name> = Vec::new();
         for name in nodes.keys() {
+            // Most names are children of the apex: nothing to add.
+            let w = name.wire();
+            if w.len() <= origin.wire().len() || w.len() - 1 - w[0] as usize == origin.wire().len() {
+                continue;
+            }
             let mut cur = name.parent();
             while let Some(p) = cur {
                 if !p.is_within(origin) || nodes.contains_key(&p) || missing.last() == Some(&p) {
