@@ -347,7 +347,7 @@ impl Zone {
                     return Err(at(&r, "more than one SOA record".into()));
                 }
                 if let Rdata::Soa(s) = &r.rdata {
-                    soa = Some((r.ttl, s.clone()));
+                    soa = Some((r.ttl, (**s).clone()));
                 }
             }
             if r.rtype == rtype::NS && r.owner != *origin && !ns_lines.contains_key(&r.owner) {
@@ -463,7 +463,8 @@ impl Zone {
         nodes.retain(|_, n| !n.rrsets.is_empty());
         let apex = nodes.entry(origin.clone()).or_default();
         apex.rrsets.retain(|s| s.rtype != rtype::SOA);
-        apex.rrsets.insert(0, RRset { rtype: rtype::SOA, ttl: soa.0, rdatas: alloc::vec![Rdata::Soa(soa.1.clone())] });
+        apex.rrsets
+            .insert(0, RRset { rtype: rtype::SOA, ttl: soa.0, rdatas: alloc::vec![Rdata::Soa(soa.1.clone().into())] });
         let dnssec = |t: u16| matches!(t, rtype::RRSIG | rtype::NSEC);
         let mut count = 0;
         for (name, node) in &nodes {

@@ -133,7 +133,7 @@ impl Reader {
             State::Whole(mut records) => {
                 if soa.is_some() {
                     let first = self.first.clone().expect("read first");
-                    records.push((self.origin.clone(), rtype::SOA, first.0, Rdata::Soa(first.1)));
+                    records.push((self.origin.clone(), rtype::SOA, first.0, Rdata::Soa(first.1.into())));
                     State::WholeDone(records)
                 } else {
                     records.push((r.owner, r.rtype, r.ttl, r.rdata));
@@ -257,7 +257,7 @@ mod tests {
             expire: 600,
             minimum: 30,
         };
-        Record { owner: name("example."), rtype: rtype::SOA, class: CLASS_IN, ttl: 300, rdata: Rdata::Soa(soa) }
+        Record { owner: name("example."), rtype: rtype::SOA, class: CLASS_IN, ttl: 300, rdata: Rdata::Soa(soa.into()) }
     }
 
     fn a(owner: &str, last: u8) -> Record {
