@@ -8,6 +8,8 @@ use alloc::string::String;
 use alloc::vec::Vec;
 use core::fmt;
 
+use smallvec::{smallvec, SmallVec};
+
 use crate::name::Name;
 use crate::rdata::{self, parse_text, Rdata, Soa, Token};
 use crate::wire::rtype;
@@ -43,8 +45,9 @@ pub struct RRset {
     pub rtype: u16,
     /// The TTL (of the first record; RFC 2181 §5.2 wants them equal).
     pub ttl: u32,
-    /// The data, duplicates removed.
-    pub rdatas: Vec<Rdata>,
+    /// The data, duplicates removed (most RRsets hold one record: kept
+    /// inline, without an allocation of its own).
+    pub rdatas: SmallVec<[Rdata; 1]>,
 }
 
 impl RRset {
@@ -60,8 +63,8 @@ impl RRset {
 /// with the others.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Node {
-    /// The RRsets.
-    pub rrsets: Vec<RRset>,
+    /// The RRsets (inline when there is one).
+    pub rrsets: SmallVec<[RRset; 1]>,
 }
 
 impl Node {
@@ -378,7 +381,7 @@ impl Zone {
                     }
                 }
                 None => {
-                    node.rrsets.push(RRset { rtype: r.rtype, ttl: r.ttl, rdatas: alloc::vec![r.rdata] });
+                    node.rrsets.push(RRset { rtype: r.rtype, ttl: r.ttl, rdatas: smallvec![r.rdata] });
                     count += 1;
                 }
             }
@@ -464,7 +467,7 @@ impl Zone {
         let apex = nodes.entry(origin.clone()).or_default();
         apex.rrsets.retain(|s| s.rtype != rtype::SOA);
         apex.rrsets
-            .insert(0, RRset { rtype: rtype::SOA, ttl: soa.0, rdatas: alloc::vec![Rdata::Soa(soa.1.clone().into())] });
+            .insert(0, RRset { rtype: rtype::SOA, ttl: soa.0, rdatas: smallvec![Rdata::Soa(soa.1.clone().into())] });
         let dnssec = |t: u16| matches!(t, rtype::RRSIG | rtype::NSEC);
         let mut count = 0;
         for (name, node) in &nodes {

@@ -213,7 +213,7 @@ impl Reader {
                     set.rdatas.push(r.rdata);
                 }
             }
-            None => node.rrsets.push(RRset { rtype: r.rtype, ttl: r.ttl, rdatas: alloc::vec![r.rdata] }),
+            None => node.rrsets.push(RRset { rtype: r.rtype, ttl: r.ttl, rdatas: smallvec::smallvec![r.rdata] }),
         }
     }
 
@@ -322,7 +322,7 @@ mod tests {
         assert_eq!((steps[0].from.1.serial, steps[0].to.1.serial, steps[1].to.1.serial), (1, 2, 3));
         assert_eq!(z3.soa.1.serial, 3);
         let www = z3.nodes.get(&name("www.example.")).and_then(|n| n.get(rtype::A)).unwrap();
-        assert_eq!(www.rdatas, [Rdata::A([192, 0, 2, 11].into())]);
+        assert_eq!(www.rdatas[..], [Rdata::A([192, 0, 2, 11].into())]);
         assert!(z3.nodes.contains_key(&name("mail.example.")));
         assert_eq!(z3.records, 5);
     }
