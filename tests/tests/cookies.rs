@@ -5,7 +5,8 @@
 //! `--cookie-secret` accept each other's cookies (a third one does not);
 //! and under a low `--rrl-rate` a burst from one socket is limited without
 //! a cookie, answered in full with a valid one, and answered with
-//! BADCOOKIE (which `dig` retries through) with a bad one.
+//! BADCOOKIE (which `dig` retries through) with a bad one. NSD 4.6, sharing
+//! the secret, takes Morgana's cookies and Morgana takes NSD's.
 
 use std::io::{Read, Write};
 use std::net::{TcpStream, UdpSocket};
@@ -279,10 +280,87 @@ fn valid_cookie_exempts_from_rate_limiting() -> Result {
     check(server.is_running(), "server alive", "")
 }
 
+/// NSD serving the test zone from a temporary directory with cookies on
+/// and `secret`; killed and removed on drop.
+struct Nsd {
+    p: Option<Running>,
+    dir: std::path::PathBuf,
+    port: u16,
+}
+
+impl Drop for Nsd {
+    fn drop(&mut self) {
+        // SIGTERM, so NSD stops its server process too, before the
+        // directory goes (SIGKILL would orphan it).
+        if let Some(mut p) = self.p.take() {
+            let _ = Command::new("kill").arg(p.pid().to_string()).status();
+            p.wait_exit(Duration::from_secs(5));
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn start_nsd(secret: &str) -> Result<Nsd> {
+    let port = free_port();
+    let dir = std::env::temp_dir().join(format!("morgana-cookies-nsd-{}-{port}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    let zones = morgana_tests::process::workspace().join("tests/dns/zones");
+    let d = dir.display();
+    let conf = format!(
+        "server:\n  ip-address: 127.0.0.1@{port}\n  server-count: 1\n  username: \"\"\n  chroot: \"\"\n  zonesdir: \"{}\"\n  database: \"\"\n  zonelistfile: \"{d}/zone.list\"\n  xfrdfile: \"{d}/xfrd.state\"\n  pidfile: \"{d}/nsd.pid\"\n  verbosity: 0\n  answer-cookie: yes\n  cookie-secret: \"{secret}\"\n  cookie-secret-file: \"{d}/no-such-file\"\nremote-control:\n  control-enable: no\nzone:\n  name: \"example.com\"\n  zonefile: \"example.com.zone\"\n",
+        zones.display()
+    );
+    std::fs::write(dir.join("nsd.conf"), conf)?;
+    let mut cmd = Command::new("nsd");
+    cmd.arg("-d").arg("-c").arg(dir.join("nsd.conf"));
+    let nsd = Nsd { p: Some(Running::start(cmd)), dir, port };
+    let s = UdpSocket::bind("127.0.0.1:0")?;
+    for _ in 0..100 {
+        if udp(&s, port, &dnsmsg::query(1, "example.com", 6, 1, 0, None), Duration::from_millis(100))?.is_some() {
+            return Ok(nsd);
+        }
+    }
+    Err("NSD does not answer".into())
+}
+
+/// RFC 9018's point across implementations: NSD and Morgana sharing a
+/// secret take each other's cookies (echoed a second later, not
+/// restamped), and NSD with another secret does not. NSD answers malformed
+/// COOKIE lengths with FORMERR as Morgana does.
+fn interoperates_with_nsd() -> Result {
+    let nsd = start_nsd(SECRET)?;
+    let other = start_nsd("ffeeddccbbaa99887766554433221100")?;
+    let (mut morgana, port) = start_dns(&["--cookie-secret", SECRET]);
+    let s = UdpSocket::bind("127.0.0.1:0")?;
+    let learn = |port: u16, client: &[u8]| -> Result<Vec<u8>> {
+        let r = udp(&s, port, &dnsmsg::cookie_query(1, "www.example.com", 1, client), Duration::from_secs(2))?;
+        Ok(dnsmsg::edns_option(&r.ok_or("no answer")?, 10)?.ok_or("no cookie")?)
+    };
+    let from_morgana = learn(port, &[0x11; 8])?;
+    let from_nsd = learn(nsd.port, &[0x22; 8])?;
+    std::thread::sleep(Duration::from_millis(1100));
+    let (at_nsd, at_morgana, at_other) =
+        (learn(nsd.port, &from_morgana)?, learn(port, &from_nsd)?, learn(other.port, &from_morgana)?);
+    eprintln!("  Morgana made {}, NSD returned {}", hex(&from_morgana), hex(&at_nsd));
+    eprintln!("  NSD made {}, Morgana returned {}", hex(&from_nsd), hex(&at_morgana));
+    eprintln!("  NSD with another secret returned {}", hex(&at_other));
+    check(at_nsd == from_morgana, "NSD takes Morgana's cookie", &hex(&at_nsd))?;
+    check(at_morgana == from_nsd, "Morgana takes NSD's cookie", &hex(&at_morgana))?;
+    check(at_other != from_morgana, "NSD with another secret makes a new one", &hex(&at_other))?;
+    for len in [5usize, 10, 41] {
+        let q = dnsmsg::cookie_query(7, "www.example.com", 1, &vec![3; len]);
+        let rcodes = [nsd.port, port].map(|p| udp(&s, p, &q, Duration::from_secs(2)).ok().flatten());
+        let rcodes = rcodes.map(|r| r.and_then(|r| dnsmsg::parse(&r).ok()).map(|m| m.rcode()));
+        check(rcodes == [Some(1), Some(1)], &format!("{len} octets: FORMERR from both"), &format!("{rcodes:?}"))?;
+    }
+    check(morgana.is_running(), "server alive", "")
+}
+
 fn main() {
     let args = Arguments::from_args();
     let dig = Prereq::program("dig", "-v", "bind9-dnsutils");
     let kdig = Prereq::program("kdig", "-V", "knot-dnsutils");
+    let nsd = Prereq::program("nsd", "-v", "nsd");
     let t = |name: &str, f: fn() -> Result, needs: &[&Prereq]| prereq::trial(name, needs, f);
     let tests = vec![
         t("dig_learns_and_returns_the_cookie", dig_learns_and_returns_the_cookie, &[&dig]),
@@ -290,6 +368,7 @@ fn main() {
         t("malformed_cookie_is_formerr", malformed_cookie_is_formerr, &[&dig]),
         t("shared_secret_across_servers", shared_secret_across_servers, &[]),
         t("valid_cookie_exempts_from_rate_limiting", valid_cookie_exempts_from_rate_limiting, &[&dig]),
+        t("interoperates_with_nsd", interoperates_with_nsd, &[&nsd]),
     ];
     libtest_mimic::run(&args, tests).exit();
 }
