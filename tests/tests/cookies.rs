@@ -177,11 +177,24 @@ fn metric(port: u16, sample: &str) -> Result<u64> {
 }
 
 fn shared_secret_across_servers() -> Result {
-    let (mp1, mp2, mp3) = (free_port(), free_port(), free_port());
-    let m = |p: u16| format!("127.0.0.1:{p}");
-    let (mut a, pa) = start_dns(&["--cookie-secret", SECRET, "--metrics", &m(mp1)]);
-    let (mut b, pb) = start_dns(&["--cookie-secret", &SECRET.to_ascii_uppercase(), "--metrics", &m(mp2)]);
-    let (mut c, pc) = start_dns(&["--cookie-secret", "ffeeddccbbaa99887766554433221100", "--metrics", &m(mp3)]);
+    // Each server's ports are taken before the next one picks its own.
+    let with_metrics = |secret: &str| {
+        let (port, metrics) = loop {
+            let (p, m) = (free_port(), free_port());
+            if p != m {
+                break (p, m);
+            }
+        };
+        let mut cmd = Command::new(app_binary("dns"));
+        cmd.args(["--listen", &format!("127.0.0.1:{port}"), "--metrics", &format!("127.0.0.1:{metrics}")]);
+        cmd.args(["--cookie-secret", secret]);
+        let mut p = Running::start(cmd);
+        p.wait_for("ready to serve", Duration::from_secs(20));
+        (p, port, metrics)
+    };
+    let (mut a, pa, mp1) = with_metrics(SECRET);
+    let (mut b, pb, mp2) = with_metrics(&SECRET.to_ascii_uppercase());
+    let (mut c, pc, mp3) = with_metrics("ffeeddccbbaa99887766554433221100");
     check(a.output().iter().any(|l| l.contains("DNS cookies: secret from --cookie-secret")), "logged", "")?;
     let s = UdpSocket::bind("127.0.0.1:0")?;
     let client = [0x5a; 8];
