@@ -122,8 +122,19 @@ impl Catalog {
     /// Answers a message already parsed with [`parse_query`]; `None` as for
     /// [`Catalog::answer`].
     pub fn respond(&self, parsed: &Result<Query, QueryError>, transport: Transport) -> Option<Vec<u8>> {
+        self.respond_with(parsed, transport, &[])
+    }
+
+    /// [`Catalog::respond`], with EDNS `options` (encoded) in the OPT
+    /// record of a query that has one; the size limit makes room for them.
+    pub fn respond_with(
+        &self,
+        parsed: &Result<Query, QueryError>,
+        transport: Transport,
+        options: &[u8],
+    ) -> Option<Vec<u8>> {
         match *parsed {
-            Ok(ref q) => Some(self.answer_query(q, transport)),
+            Ok(ref q) => Some(self.answer_query_with(q, transport, options)),
             Err(QueryError::NoHeader | QueryError::IsResponse) => None,
             Err(QueryError::NotImplemented { id, opcode }) => {
                 // NOTIFY is refused (we are no secondary); others are not
@@ -143,6 +154,10 @@ impl Catalog {
 
     /// Answers a parsed query.
     pub fn answer_query(&self, q: &Query, transport: Transport) -> Vec<u8> {
+        self.answer_query_with(q, transport, &[])
+    }
+
+    fn answer_query_with(&self, q: &Query, transport: Transport, options: &[u8]) -> Vec<u8> {
         let mut hdr = flags::QR;
         if q.rd {
             hdr |= flags::RD;
@@ -154,7 +169,7 @@ impl Catalog {
         let edns = q.edns;
         let finish = |mut w: Writer, ext_rcode: u8| {
             if let Some(e) = edns {
-                w.opt(MAX_UDP as u16, ext_rcode, e.dnssec_ok);
+                w.opt_with(MAX_UDP as u16, ext_rcode, e.dnssec_ok, options);
             }
             w.finish()
         };
@@ -193,7 +208,7 @@ impl Catalog {
                 offered.min(MAX_UDP)
             }
         };
-        let limit = limit - if edns.is_some() { 11 } else { 0 };
+        let limit = limit - if edns.is_some() { 11 + options.len() } else { 0 };
         w.set_rcode(r.rcode);
         if r.aa {
             w.set_flags(flags::AA);

@@ -2,6 +2,7 @@
 
 use alloc::vec::Vec;
 
+use crate::cookie::{self, Received};
 use crate::name::{self, Name, NameError};
 
 /// Record types Morgana knows by name.
@@ -87,6 +88,8 @@ pub struct Edns {
     pub version: u8,
     /// The DO bit.
     pub dnssec_ok: bool,
+    /// The first COOKIE option (EDNS version 0 only).
+    pub cookie: Option<Received>,
 }
 
 /// A parsed query.
@@ -215,16 +218,25 @@ pub fn parse_query(msg: &[u8]) -> Result<Query, QueryError> {
             if owner != Name::root() {
                 return Err(bad("OPT record not owned by the root"));
             }
-            // Options are ignored, but must be well formed (RFC 6891 §6.1.2).
+            // Options must be well formed (RFC 6891 §6.1.2); only the
+            // first COOKIE is read (as BIND), the others are ignored.
+            let version = (ttl >> 16) as u8;
+            let mut cookie = None;
             let mut o = rdata.start;
             while o < rdata.end {
+                let code = u16_at(msg, o).ok_or(bad("truncated EDNS option"))?;
                 let len = u16_at(msg, o + 2).ok_or(bad("truncated EDNS option"))? as usize;
+                if code == cookie::OPTION && version == 0 && cookie.is_none() {
+                    let data = msg.get(o + 4..(o + 4 + len).min(rdata.end)).unwrap_or(&[]);
+                    // RFC 7873 §5.2.2: a malformed COOKIE is a FORMERR.
+                    cookie = Some(Received::parse(data).ok_or(bad("malformed COOKIE option"))?);
+                }
                 o += 4 + len;
             }
             if o != rdata.end {
                 return Err(bad("EDNS option runs past its record"));
             }
-            edns = Some(Edns { udp_size: class, version: (ttl >> 16) as u8, dnssec_ok: ttl & 0x8000 != 0 });
+            edns = Some(Edns { udp_size: class, version, dnssec_ok: ttl & 0x8000 != 0, cookie });
         }
     }
     if pos != msg.len() {
@@ -423,8 +435,15 @@ impl Writer {
     /// Appends an OPT record (EDNS version 0) advertising `udp_size`, with
     /// `ext_rcode` (the upper 8 bits of a 12-bit RCODE).
     pub fn opt(&mut self, udp_size: u16, ext_rcode: u8, dnssec_ok: bool) {
+        self.opt_with(udp_size, ext_rcode, dnssec_ok, &[]);
+    }
+
+    /// [`Writer::opt`] carrying `options` (already encoded: code, length,
+    /// data each).
+    pub fn opt_with(&mut self, udp_size: u16, ext_rcode: u8, dnssec_ok: bool, options: &[u8]) {
         let ttl = (ext_rcode as u32) << 24 | if dnssec_ok { 0x8000 } else { 0 };
         let at = self.begin_record(Section::Additional, &[0], rtype::OPT, udp_size, ttl);
+        self.bytes(options);
         self.end_record(at);
     }
 
@@ -467,7 +486,7 @@ mod tests {
     #[test]
     fn rfc6891_6_1_opt_record() {
         let q = parse_query(&query(b"\x00", 6, Some((4096, 0)))).unwrap();
-        assert_eq!(q.edns, Some(Edns { udp_size: 4096, version: 0, dnssec_ok: false }));
+        assert_eq!(q.edns, Some(Edns { udp_size: 4096, version: 0, dnssec_ok: false, cookie: None }));
         let q = parse_query(&query(b"\x00", 6, Some((1232, 1)))).unwrap();
         assert_eq!(q.edns.unwrap().version, 1);
     }
