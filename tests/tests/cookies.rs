@@ -259,7 +259,8 @@ fn burst(s: &UdpSocket, port: u16, count: u16, cookie: Option<&[u8]>) -> Result<
 }
 
 fn valid_cookie_exempts_from_rate_limiting() -> Result {
-    let (mut server, port) = start_dns(&["--rrl-rate", "5", "--rrl-slip", "2"]);
+    // Every limited answer slipped (TC): BADCOOKIE takes a slip's place.
+    let (mut server, port) = start_dns(&["--rrl-rate", "5", "--rrl-slip", "1"]);
     // The cookie learned over TCP, which is never rate limited.
     let mut t = TcpStream::connect(("127.0.0.1", port))?;
     t.set_read_timeout(Some(Duration::from_secs(5)))?;
@@ -272,12 +273,12 @@ fn valid_cookie_exempts_from_rate_limiting() -> Result {
     let mut bad = cookie.clone();
     bad[23] ^= 0xff;
     let with_bad = burst(&s, port, 60, Some(&bad))?;
-    eprintln!("  60 queries at once, rate 5/s: without a cookie {plain:?}; with a valid one {with_cookie:?}; with a bad one {with_bad:?}");
-    check(plain.full <= 10 && plain.truncated > 0 && plain.none > 0, "no cookie: limited", &format!("{plain:?}"))?;
+    eprintln!("  60 queries at once, rate 5/s, slip 1: without a cookie {plain:?}; with a valid one {with_cookie:?}; with a bad one {with_bad:?}");
+    check(plain.full <= 10 && plain.truncated + plain.full == 60, "no cookie: limited", &format!("{plain:?}"))?;
     check(with_cookie.full == 60, "a valid cookie: every answer in full", &format!("{with_cookie:?}"))?;
     check(
         with_bad.full <= 10 && with_bad.badcookie + with_bad.full == 60,
-        "a bad cookie: BADCOOKIE in place of every limited answer",
+        "a bad cookie: BADCOOKIE in place of every slipped answer",
         &format!("{with_bad:?}"),
     )?;
     // dig retries a BADCOOKIE with the cookie it brings, and gets through
@@ -290,7 +291,23 @@ fn valid_cookie_exempts_from_rate_limiting() -> Result {
     let out = run("dig", &["@127.0.0.1", "-p", &p, "+norec", &format!("+cookie={forged}"), "www.example.com", "A"])?;
     check(out.contains(";; BADCOOKIE, retrying."), "dig was told BADCOOKIE", &out)?;
     check(out.contains("status: NOERROR") && out.contains("web.example.com."), "and then answered", &out)?;
-    check(server.is_running(), "server alive", "")
+    check(server.is_running(), "server alive", "")?;
+    // Without slips, limited answers are dropped, forged cookie or not: a
+    // flood with bad cookies reflects nothing more than one without.
+    let (_quiet, port) = start_dns(&["--rrl-rate", "5", "--rrl-slip", "0"]);
+    let mut t = TcpStream::connect(("127.0.0.1", port))?;
+    t.set_read_timeout(Some(Duration::from_secs(5)))?;
+    let r = dnsmsg::tcp_exchange(&mut t, &dnsmsg::cookie_query(1, "www.example.com", 1, &client))?;
+    let mut bad = dnsmsg::edns_option(&r, 10)?.ok_or("no cookie over TCP")?;
+    bad[23] ^= 0xff;
+    let s = UdpSocket::bind("127.0.0.1:0")?;
+    let dropped = burst(&s, port, 60, Some(&bad))?;
+    eprintln!("  slip 0, a bad cookie: {dropped:?}");
+    check(
+        dropped.full <= 10 && dropped.badcookie == 0 && dropped.none >= 50,
+        "drops stay drops",
+        &format!("{dropped:?}"),
+    )
 }
 
 /// NSD serving the test zone from a temporary directory with cookies on

@@ -200,10 +200,12 @@ pub async fn serve_udp(
             let now_ms = rt.now().as_nanos() / 1_000_000;
             let mut limiter = limiter.borrow_mut();
             verdict = limiter.check(now_ms, peer.ip(), kind, &name);
-            if let (Some((Outcome::Invalid, reply)), Ok(q), false) = (&cookie, &parsed, verdict == Verdict::Send) {
-                // A stale or foreign server cookie over the limit: BADCOOKIE
-                // with a fresh one (no larger than the query but for 8
-                // octets), so a real client retries with it, unlimited.
+            if let (Some((Outcome::Invalid, reply)), Ok(q), true) = (&cookie, &parsed, verdict == Verdict::Slip) {
+                // A stale or foreign server cookie over the limit: in place
+                // of the truncated answer, BADCOOKIE with a fresh cookie (no
+                // larger than the query but for 8 octets), so a real client
+                // retries with it, unlimited. A dropped answer stays dropped:
+                // forged cookies buy a flood no more reflection than none.
                 *r = cookie::badcookie(q, reply);
                 metrics::badcookie();
                 verdict = Verdict::Send;
