@@ -19,7 +19,7 @@ use morgana::log::{info, warn};
 use morgana::{ArgError, Args, Clock, Context, Entropy, Env, ListenAddr};
 use morgana_dns::cookie::Secret;
 use morgana_dns::rrl;
-use morgana_dns::secondary::{self, Downstream, Follower, Secondary};
+use morgana_dns::secondary::{self, notify, Downstream, Follower, Secondary};
 use morgana_dns::served::Served;
 use morgana_dns::server;
 use morgana_dns::tsig::Key;
@@ -199,6 +199,14 @@ async fn serve(mut env: Env, cfg: Config) -> morgana::Result {
     let server_cfg = Rc::new(server_cfg);
     let access = Rc::new(server_cfg.axfr.clone());
     let downstream: Rc<[Downstream]> = cfg.notify.clone().into();
+    // Our secondaries may have missed changes while we were down: tell
+    // them the serial of every zone we start with.
+    for zone in served.catalog().zones() {
+        for d in downstream.iter() {
+            let (net, rt) = (env.net.clone(), env.rt.clone());
+            env.spawn(notify::send(zone.origin.clone(), zone.soa.1.clone(), d.clone(), net, access.clone(), rt));
+        }
+    }
     for f in served.followers() {
         let key = f.config.key.as_ref().map_or(String::new(), |k| format!(", key {k}"));
         info!("zone {}: secondary of {}{key}; SERVFAIL until the first transfer", f.config.origin, f.config.primary);
