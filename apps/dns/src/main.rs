@@ -189,6 +189,9 @@ fn cookie_secret(env: &mut Env, given: Option<Secret>) -> Option<Secret> {
 }
 
 async fn serve(mut env: Env, cfg: Config) -> morgana::Result {
+    if env.sandboxed() && !(cfg.secondaries.is_empty() && cfg.notify.is_empty()) {
+        return Err("--secondary and --notify open connections after start, which --sandbox forbids".into());
+    }
     let catalog = zones::load(&mut env, &cfg.zones, &cfg.secondaries).await?;
     let followers: Vec<Rc<Follower>> = cfg.secondaries.iter().cloned().map(|s| Rc::new(Follower::new(s))).collect();
     let served = Rc::new(Served::new(catalog, followers));

@@ -127,6 +127,9 @@ pub async fn watch(
     if files.is_empty() || !morgana::HOSTED {
         return;
     }
+    if env.sandboxed() {
+        return info!("zone files are not watched: --sandbox allows no file access after start");
+    }
     let mut stamps: Vec<Option<u64>> = files.iter().map(|f| env.file_modified(&f.path).ok()).collect();
     let tick = every.unwrap_or(Duration::from_secs(1)).min(Duration::from_secs(1));
     let mut since_check = Duration::ZERO;

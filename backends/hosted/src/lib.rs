@@ -136,6 +136,12 @@ fn no_files_in_sandbox() -> Result<(), String> {
 
 pub use reload::reload_requested;
 
+/// Whether the app runs under `--sandbox` (no new sockets or files once
+/// it has set up).
+pub fn sandboxed() -> bool {
+    sandbox::requested()
+}
+
 /// Reads every file under `dir`: (path relative to `dir` with `/`
 /// separators, bytes, modification time in Unix seconds).
 pub fn load_dir(dir: &str) -> Result<Vec<morgana_runtime::FileEntry>, String> {

@@ -156,6 +156,11 @@ pub(crate) fn enter_requested() -> Result<Option<Sandbox>, SandboxError> {
     }
 }
 
+/// Whether the process runs, or will run once set up, in the sandbox.
+pub fn requested() -> bool {
+    sealed() || PENDING.lock().unwrap_or_else(|e| e.into_inner()).is_some()
+}
+
 /// True once the filter is on: nothing may open sockets or files.
 pub fn sealed() -> bool {
     SEALED.load(Ordering::Acquire)

@@ -91,6 +91,11 @@ pub fn file_modified(_path: &str) -> Result<u64, &'static str> {
     Err("files are not available in a VM image (embed data at build time)")
 }
 
+/// A VM image has no process sandbox (the hypervisor is its sandbox).
+pub fn sandboxed() -> bool {
+    false
+}
+
 /// No operator signals reach a VM image.
 pub fn reload_requested() -> bool {
     false

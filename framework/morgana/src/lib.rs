@@ -123,6 +123,12 @@ impl Env {
         backend::file_modified(path).map_err(|e| FileError(alloc::format!("{path}: {e}")))
     }
 
+    /// Whether the process runs under `--sandbox` (hosted): once the app
+    /// has set up (its first wait), it can open no new sockets or files.
+    pub fn sandboxed(&self) -> bool {
+        backend::sandboxed()
+    }
+
     /// Whether the operator asked the app to reload its files since the
     /// last call (SIGHUP to a hosted process; never in a VM image).
     pub fn reload_requested(&self) -> bool {
