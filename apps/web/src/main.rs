@@ -7,6 +7,8 @@
 
 extern crate alloc;
 
+mod acme;
+
 use alloc::format;
 use alloc::rc::Rc;
 use alloc::string::String;
@@ -22,8 +24,8 @@ use morgana::{
     net::SlotMetrics, ArgError, Args, ClockDevice, Content, Context, Env, Handle, KeyValue, ListenAddr, Slots,
     TcpListener, TcpStream,
 };
-use morgana_http::{serve_connection, Site};
-use morgana_tls::TlsAcceptor;
+use morgana_http::{serve_connection, Challenges, Site};
+use morgana_tls::{CertCell, TlsAcceptor};
 
 include!(concat!(env!("OUT_DIR"), "/site.rs"));
 include!(concat!(env!("OUT_DIR"), "/cert.rs"));
@@ -47,6 +49,7 @@ struct Config {
     site_dir: Option<String>,
     max_connections: usize,
     http_cfg: morgana_http::Config,
+    acme: Option<acme::AcmeConfig>,
 }
 
 fn config(args: &mut Args) -> Result<Config, ArgError> {
@@ -112,7 +115,14 @@ fn config(args: &mut Args) -> Result<Config, ArgError> {
     if site_dir.is_some() && !morgana::HOSTED {
         return Err(ArgError::Conflict("--site needs files, which VM images do not have".into()));
     }
-    Ok(Config { http, https, cert, key, site_dir, max_connections, http_cfg })
+    let acme = acme::config(args)?;
+    if acme.is_some() && cert.is_some() {
+        return Err(ArgError::Conflict("--acme-directory and --cert are two sources of one certificate: pick one".into()));
+    }
+    if acme.is_some() && https.is_empty() {
+        return Err(ArgError::Conflict("--acme-directory needs an HTTPS listener".into()));
+    }
+    Ok(Config { http, https, cert, key, site_dir, max_connections, http_cfg, acme })
 }
 
 async fn load_site(env: &mut Env, cfg: &Config) -> morgana::Result<Site> {
@@ -252,11 +262,19 @@ async fn tls_connection(stream: TcpStream, peer: SocketAddr, s: &Server, accepto
     }
 }
 
-fn acceptor(env: &Env, cfg: &Config) -> morgana::Result<TlsAcceptor> {
+/// The HTTPS certificate's cell: filled from `--cert`/`--key` or the
+/// embedded certificate, which ACME (if on) replaces once it has its own.
+fn certificate(env: &Env, cfg: &Config) -> morgana::Result<CertCell> {
     let (cert, key) = match (&cfg.cert, &cfg.key) {
         (Some(c), Some(k)) => (env.read_file(c)?.into_bytes(), env.read_file(k)?.into_bytes()),
         _ => {
-            if DEV_CERT {
+            if let Some(acme) = &cfg.acme {
+                info!(
+                    "HTTPS serves the {} certificate embedded at build time until the ACME certificate for {} arrives",
+                    if DEV_CERT { "self-signed development" } else { "" },
+                    acme.domains().join(", ")
+                );
+            } else if DEV_CERT {
                 info!(
                     "HTTPS uses the DEVELOPMENT certificate for localhost generated at build time: not for production"
                 );
@@ -264,7 +282,9 @@ fn acceptor(env: &Env, cfg: &Config) -> morgana::Result<TlsAcceptor> {
             (CERT.to_vec(), KEY.to_vec())
         }
     };
-    Ok(TlsAcceptor::new(&cert, &key, &[b"http/1.1"], env.clock)?)
+    let cell = CertCell::new();
+    cell.set_pem(&cert, &key)?;
+    Ok(cell)
 }
 
 async fn serve(mut env: Env, cfg: Config) -> morgana::Result {
@@ -281,7 +301,27 @@ async fn serve(mut env: Env, cfg: Config) -> morgana::Result {
     let slots = Slots::new(cfg.max_connections, env.rt.clone()).with_cost(CONNECTION_COST).with_metrics(&CONNECTIONS);
     morgana_http::metrics::register();
     morgana::metrics::register("web", |enc| CONNECTIONS.write(enc, "morgana_web", "HTTP and HTTPS"));
-    let tls = if cfg.https.is_empty() { None } else { Some(acceptor(&env, &cfg)?) };
+    let cell = if cfg.https.is_empty() { None } else { Some(certificate(&env, &cfg)?) };
+    let tls = match &cell {
+        Some(cell) => Some(TlsAcceptor::with_cell(cell.clone(), &[b"http/1.1"], env.clock)?),
+        None => None,
+    };
+    let challenges = cfg.acme.as_ref().map(|_| Challenges::new());
+    if let (Some(acme), Some(cell), Some(challenges)) = (cfg.acme.clone(), cell, challenges.clone()) {
+        env.spawn(
+            acme::Manager {
+                cfg: acme,
+                net: env.net.clone(),
+                rt: env.rt.clone(),
+                clock: env.clock,
+                entropy: env.entropy,
+                files: env.files(),
+                cell,
+                challenges,
+            }
+            .run(),
+        );
+    }
     let listeners = cfg.http.iter().map(|l| (l, None)).chain(cfg.https.iter().map(|l| (l, tls.clone())));
     for (l, tls) in listeners {
         let scheme = if tls.is_some() { "HTTPS" } else { "HTTP" };
@@ -293,6 +333,8 @@ async fn serve(mut env: Env, cfg: Config) -> morgana::Result {
                 redirect_https: if tls.is_some() { None } else { cfg.http_cfg.redirect_https },
                 // HSTS over plain HTTP means nothing (RFC 6797 §7.2).
                 hsts: if tls.is_some() { cfg.http_cfg.hsts } else { None },
+                // The CA fetches HTTP-01 answers over plain HTTP.
+                acme_challenges: if tls.is_some() { None } else { challenges.clone() },
                 ..cfg.http_cfg.clone()
             },
             rt: env.rt.clone(),

@@ -18,7 +18,7 @@ pub mod der;
 pub mod http;
 pub mod jose;
 pub mod msg;
-mod transport;
+pub mod transport;
 
 #[cfg(test)]
 mod tests;

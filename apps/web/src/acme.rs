@@ -1,0 +1,278 @@
+//! The web unikernel's own certificate from an ACME CA: obtained at start
+//! (or reused from `--acme-state`), renewed at a fraction of its lifetime
+//! with retries and exponential backoff. A new certificate goes into the
+//! TLS server's cell, so new handshakes use it without a restart; a failed
+//! attempt leaves the working certificate in place.
+
+use alloc::format;
+use alloc::string::String;
+use alloc::vec::Vec;
+use core::time::Duration;
+
+use morgana::log::{info, warn};
+use morgana::{ArgError, Args, ClockDevice, Entropy, EntropyDevice, Files, Handle, Stack};
+use morgana::Clock;
+use morgana_acme::{chain_validity, AccountKey, CertKey, Error, Https, Io, Issued};
+use morgana_http::Challenges;
+use morgana_tls::CertCell;
+
+/// The `--acme-*` flags.
+#[derive(Debug, Clone)]
+pub struct AcmeConfig {
+    directory: String,
+    domains: Vec<String>,
+    contact: Vec<String>,
+    ca: String,
+    state: Option<String>,
+    renew_percent: u64,
+}
+
+impl AcmeConfig {
+    /// The names the certificate is for.
+    pub fn domains(&self) -> &[String] {
+        &self.domains
+    }
+}
+
+/// A DNS name a CA can issue for: letters, digits, hyphens and dots.
+fn valid_domain(d: &str) -> bool {
+    !d.is_empty()
+        && d.len() <= 253
+        && d.split('.').all(|l| {
+            !l.is_empty()
+                && l.len() <= 63
+                && !l.starts_with('-')
+                && !l.ends_with('-')
+                && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        })
+}
+
+/// Reads the `--acme-*` flags; `None` without `--acme-directory`.
+pub fn config(args: &mut Args) -> Result<Option<AcmeConfig>, ArgError> {
+    let directory: Option<String> =
+        args.value("acme-directory", "get the HTTPS certificate from this ACME directory (https://ADDRESS[:PORT]/PATH)")?;
+    let domains: Vec<String> = args.values("acme-domain", "name the ACME certificate is for (repeatable)")?;
+    let email: Option<String> = args.value("acme-email", "contact address given to the ACME CA")?;
+    let ca: Option<String> = args.value("acme-ca", "PEM root certificates trusted for the ACME directory's HTTPS")?;
+    let state: Option<String> =
+        args.value("acme-state", "directory keeping the ACME account key and certificate across restarts (hosted)")?;
+    let renew_percent: Option<u64> =
+        args.value("acme-renew-at", "renew when this percentage of the certificate's lifetime has passed (default 67)")?;
+    let Some(directory) = directory else {
+        if !domains.is_empty() || email.is_some() || ca.is_some() || state.is_some() || renew_percent.is_some() {
+            return Err(ArgError::Conflict("the --acme-* flags need --acme-directory".into()));
+        }
+        return Ok(None);
+    };
+    morgana_acme::transport::split_url(&directory).map_err(|e| ArgError::Conflict(format!("--acme-directory: {e}")))?;
+    if domains.is_empty() {
+        return Err(ArgError::Conflict("--acme-directory needs at least one --acme-domain".into()));
+    }
+    let domains: Vec<String> = domains.iter().map(|d| d.to_ascii_lowercase()).collect();
+    if let Some(bad) = domains.iter().find(|d| !valid_domain(d)) {
+        return Err(ArgError::Conflict(format!("--acme-domain {bad:?} is not a DNS name")));
+    }
+    let Some(ca) = ca else {
+        return Err(ArgError::Conflict("--acme-directory needs --acme-ca (there are no built-in roots)".into()));
+    };
+    if !morgana::HOSTED {
+        return Err(ArgError::Conflict("ACME needs --acme-ca, a file, which VM images do not have (yet)".into()));
+    }
+    let renew_percent = renew_percent.unwrap_or(67);
+    if !(1..=99).contains(&renew_percent) {
+        return Err(ArgError::Conflict("--acme-renew-at is a percentage from 1 to 99".into()));
+    }
+    if email.as_deref().is_some_and(|e| !e.contains('@') || e.bytes().any(|b| b <= b' ')) {
+        return Err(ArgError::Conflict("--acme-email is not an address".into()));
+    }
+    let contact = email.into_iter().map(|e| format!("mailto:{e}")).collect();
+    Ok(Some(AcmeConfig { directory, domains, contact, ca, state, renew_percent }))
+}
+
+/// What the manager uses of the environment.
+pub struct Manager {
+    pub cfg: AcmeConfig,
+    pub net: Stack,
+    pub rt: Handle,
+    pub clock: ClockDevice,
+    pub entropy: EntropyDevice,
+    pub files: Files,
+    pub cell: CertCell,
+    pub challenges: Challenges,
+}
+
+/// First retry after a failed attempt; doubled each time, up to `MAX_BACKOFF`.
+const FIRST_BACKOFF: Duration = Duration::from_secs(5);
+const MAX_BACKOFF: Duration = Duration::from_secs(3600);
+
+/// [`Io`] for the ACME client: HTTPS, the executor's timers, and the
+/// plain-HTTP listeners' challenge answers.
+struct AppIo<'a> {
+    https: &'a Https,
+    rt: &'a Handle,
+    challenges: &'a Challenges,
+}
+
+impl Io for AppIo<'_> {
+    async fn request(
+        &mut self,
+        method: &str,
+        url: &str,
+        body: Option<&[u8]>,
+    ) -> Result<morgana_acme::http::Response, Error> {
+        self.https.request(method, url, body).await
+    }
+    async fn sleep(&mut self, d: Duration) {
+        self.rt.sleep(d).await;
+    }
+    fn publish(&mut self, token: &str, key_authorization: &str) {
+        self.challenges.publish(token, key_authorization);
+    }
+    fn withdraw(&mut self, token: &str) {
+        self.challenges.withdraw(token);
+    }
+}
+
+impl Manager {
+    fn path(&self, name: &str) -> Option<String> {
+        self.cfg.state.as_ref().map(|dir| format!("{}/{name}", dir.trim_end_matches('/')))
+    }
+
+    fn secret(&mut self) -> Result<[u8; 32], Error> {
+        let mut s = [0u8; 32];
+        self.entropy.fill(&mut s).map_err(|e| Error::new(format!("entropy: {e}")))?;
+        Ok(s)
+    }
+
+    /// The stored account key, or a new one (stored when there is a state
+    /// directory).
+    fn account_key(&mut self) -> Result<AccountKey, Error> {
+        if let Some(path) = self.path("account.key") {
+            if let Ok(pem) = self.files.read(&path) {
+                return AccountKey::from_pem(&pem).map_err(|e| Error::new(format!("{path}: {e}")));
+            }
+        }
+        let key = loop {
+            if let Some(k) = AccountKey::from_secret(&self.secret()?) {
+                break k;
+            }
+        };
+        if let Some(path) = self.path("account.key") {
+            self.files.write(&path, key.to_pem()?.as_bytes()).map_err(|e| Error::new(format!("{e}")))?;
+            info!("ACME: new account key stored in {path}");
+        }
+        Ok(key)
+    }
+
+    /// The stored certificate, if there is one the TLS server accepts:
+    /// its (notBefore, notAfter).
+    fn load_stored(&self) -> Option<(i64, i64)> {
+        let chain = self.files.read(&self.path("cert.pem")?).ok()?;
+        let key = self.files.read(&self.path("cert.key")?).ok()?;
+        let validity = chain_validity(&chain).ok()?;
+        match self.cell.set_pem(chain.as_bytes(), key.as_bytes()) {
+            Ok(()) => Some(validity),
+            Err(e) => {
+                warn!("ACME: the stored certificate is not usable ({e}); ordering a new one");
+                None
+            }
+        }
+    }
+
+    fn store(&self, issued: &Issued) {
+        let (Some(cert), Some(key)) = (self.path("cert.pem"), self.path("cert.key")) else { return };
+        let r = self.files.write(&key, issued.key_pem.as_bytes()).and_then(|()| self.files.write(&cert, issued.chain_pem.as_bytes()));
+        match r {
+            Ok(()) => info!("ACME: certificate stored in {cert}"),
+            Err(e) => warn!("ACME: cannot store the certificate: {e}"),
+        }
+    }
+
+    fn now(&self) -> i64 {
+        self.clock.wall().map_or(0, |w| w.unix_seconds() as i64)
+    }
+
+    /// When to renew a certificate valid from `nb` to `na`.
+    fn renew_at(&self, (nb, na): (i64, i64)) -> i64 {
+        nb + (na - nb).max(0) * self.cfg.renew_percent as i64 / 100
+    }
+
+    /// One order: a fresh certificate key, the whole ACME flow, then the
+    /// certificate into the cell (and the state directory).
+    async fn obtain(&mut self, https: &Https, account: &AccountKey) -> Result<(i64, i64), Error> {
+        let cert_key = loop {
+            if let Some(k) = CertKey::from_secret(&self.secret()?) {
+                break k;
+            }
+        };
+        let mut io = AppIo { https, rt: &self.rt, challenges: &self.challenges };
+        let cfg = &self.cfg;
+        let issued = morgana_acme::issue(&mut io, account, &cfg.directory, &cfg.contact, &cfg.domains, &cert_key).await?;
+        self.cell
+            .set_pem(issued.chain_pem.as_bytes(), issued.key_pem.as_bytes())
+            .map_err(|e| Error::new(format!("the issued certificate: {e}")))?;
+        self.store(&issued);
+        Ok((issued.not_before, issued.not_after))
+    }
+
+    /// Runs forever: obtains, installs and renews the certificate.
+    pub async fn run(mut self) {
+        let https = match self.files.read(&self.cfg.ca).map_err(|e| Error::new(format!("{e}"))).and_then(|ca| {
+            Https::new(self.net.clone(), self.rt.clone(), ca.as_bytes(), self.clock)
+        }) {
+            Ok(h) => h,
+            Err(e) => return warn!("ACME disabled: --acme-ca: {e}"),
+        };
+        let account = match self.account_key() {
+            Ok(k) => k,
+            Err(e) => return warn!("ACME disabled: account key: {e}"),
+        };
+        if self.cfg.state.is_none() {
+            info!("ACME: no --acme-state: the certificate is obtained anew at every start");
+        }
+        let names = self.cfg.domains.join(", ");
+        let mut current = self.load_stored();
+        if let Some((_, na)) = current {
+            info!("ACME: reusing the stored certificate for {names}, valid until {na} (Unix time)");
+        }
+        loop {
+            if let Some(validity) = current {
+                let wait = (self.renew_at(validity) - self.now()).max(0) as u64;
+                info!("ACME: certificate for {names} valid until {}; renewal in {wait} s", validity.1);
+                self.rt.sleep(Duration::from_secs(wait)).await;
+            }
+            let mut backoff = FIRST_BACKOFF;
+            let mut attempt = 1u32;
+            current = loop {
+                info!("ACME: ordering a certificate for {names} from {} (attempt {attempt})", self.cfg.directory);
+                match self.obtain(&https, &account).await {
+                    Ok(v) => {
+                        info!("ACME: new certificate for {names} in use for new connections");
+                        break Some(v);
+                    }
+                    Err(e) => {
+                        let keep = if current.is_some() { "; the current certificate stays" } else { "" };
+                        warn!("ACME: attempt {attempt} failed: {e}; retrying in {} s{keep}", backoff.as_secs());
+                        self.rt.sleep(backoff).await;
+                        backoff = (backoff * 2).min(MAX_BACKOFF);
+                        attempt += 1;
+                    }
+                }
+            };
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::valid_domain;
+
+    #[test]
+    fn domains() {
+        assert!(valid_domain("www.example.test"));
+        assert!(!valid_domain("-a.test"));
+        assert!(!valid_domain("a..test"));
+        assert!(!valid_domain("a test"));
+        assert!(!valid_domain(""));
+    }
+}
