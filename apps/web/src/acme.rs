@@ -10,8 +10,8 @@ use alloc::vec::Vec;
 use core::time::Duration;
 
 use morgana::log::{info, warn};
-use morgana::{ArgError, Args, ClockDevice, Entropy, EntropyDevice, Files, Handle, Stack};
 use morgana::Clock;
+use morgana::{ArgError, Args, ClockDevice, Entropy, EntropyDevice, Files, Handle, Stack};
 use morgana_acme::{chain_validity, AccountKey, CertKey, Error, Https, Io, Issued};
 use morgana_http::Challenges;
 use morgana_tls::CertCell;
@@ -34,6 +34,11 @@ impl AcmeConfig {
     }
 }
 
+/// A Unix time as an HTTP date, for the log.
+fn date(unix: i64) -> String {
+    morgana_http::date::format(unix.max(0) as u64)
+}
+
 /// A DNS name a CA can issue for: letters, digits, hyphens and dots.
 fn valid_domain(d: &str) -> bool {
     !d.is_empty()
@@ -49,15 +54,15 @@ fn valid_domain(d: &str) -> bool {
 
 /// Reads the `--acme-*` flags; `None` without `--acme-directory`.
 pub fn config(args: &mut Args) -> Result<Option<AcmeConfig>, ArgError> {
-    let directory: Option<String> =
-        args.value("acme-directory", "get the HTTPS certificate from this ACME directory (https://ADDRESS[:PORT]/PATH)")?;
+    let directory: Option<String> = args
+        .value("acme-directory", "get the HTTPS certificate from this ACME directory (https://ADDRESS[:PORT]/PATH)")?;
     let domains: Vec<String> = args.values("acme-domain", "name the ACME certificate is for (repeatable)")?;
     let email: Option<String> = args.value("acme-email", "contact address given to the ACME CA")?;
     let ca: Option<String> = args.value("acme-ca", "PEM root certificates trusted for the ACME directory's HTTPS")?;
     let state: Option<String> =
         args.value("acme-state", "directory keeping the ACME account key and certificate across restarts (hosted)")?;
-    let renew_percent: Option<u64> =
-        args.value("acme-renew-at", "renew when this percentage of the certificate's lifetime has passed (default 67)")?;
+    let renew_percent: Option<u64> = args
+        .value("acme-renew-at", "renew when this percentage of the certificate's lifetime has passed (default 67)")?;
     let Some(directory) = directory else {
         if !domains.is_empty() || email.is_some() || ca.is_some() || state.is_some() || renew_percent.is_some() {
             return Err(ArgError::Conflict("the --acme-* flags need --acme-directory".into()));
@@ -181,7 +186,10 @@ impl Manager {
 
     fn store(&self, issued: &Issued) {
         let (Some(cert), Some(key)) = (self.path("cert.pem"), self.path("cert.key")) else { return };
-        let r = self.files.write(&key, issued.key_pem.as_bytes()).and_then(|()| self.files.write(&cert, issued.chain_pem.as_bytes()));
+        let r = self
+            .files
+            .write(&key, issued.key_pem.as_bytes())
+            .and_then(|()| self.files.write(&cert, issued.chain_pem.as_bytes()));
         match r {
             Ok(()) => info!("ACME: certificate stored in {cert}"),
             Err(e) => warn!("ACME: cannot store the certificate: {e}"),
@@ -207,7 +215,8 @@ impl Manager {
         };
         let mut io = AppIo { https, rt: &self.rt, challenges: &self.challenges };
         let cfg = &self.cfg;
-        let issued = morgana_acme::issue(&mut io, account, &cfg.directory, &cfg.contact, &cfg.domains, &cert_key).await?;
+        let issued =
+            morgana_acme::issue(&mut io, account, &cfg.directory, &cfg.contact, &cfg.domains, &cert_key).await?;
         self.cell
             .set_pem(issued.chain_pem.as_bytes(), issued.key_pem.as_bytes())
             .map_err(|e| Error::new(format!("the issued certificate: {e}")))?;
@@ -217,9 +226,12 @@ impl Manager {
 
     /// Runs forever: obtains, installs and renews the certificate.
     pub async fn run(mut self) {
-        let https = match self.files.read(&self.cfg.ca).map_err(|e| Error::new(format!("{e}"))).and_then(|ca| {
-            Https::new(self.net.clone(), self.rt.clone(), ca.as_bytes(), self.clock)
-        }) {
+        let https = match self
+            .files
+            .read(&self.cfg.ca)
+            .map_err(|e| Error::new(format!("{e}")))
+            .and_then(|ca| Https::new(self.net.clone(), self.rt.clone(), ca.as_bytes(), self.clock))
+        {
             Ok(h) => h,
             Err(e) => return warn!("ACME disabled: --acme-ca: {e}"),
         };
@@ -233,12 +245,12 @@ impl Manager {
         let names = self.cfg.domains.join(", ");
         let mut current = self.load_stored();
         if let Some((_, na)) = current {
-            info!("ACME: reusing the stored certificate for {names}, valid until {na} (Unix time)");
+            info!("ACME: reusing the stored certificate for {names}, valid until {}", date(na));
         }
         loop {
             if let Some(validity) = current {
                 let wait = (self.renew_at(validity) - self.now()).max(0) as u64;
-                info!("ACME: certificate for {names} valid until {}; renewal in {wait} s", validity.1);
+                info!("ACME: certificate for {names} valid until {}; renewal in {wait} s", date(validity.1));
                 self.rt.sleep(Duration::from_secs(wait)).await;
             }
             let mut backoff = FIRST_BACKOFF;

@@ -117,7 +117,9 @@ fn config(args: &mut Args) -> Result<Config, ArgError> {
     }
     let acme = acme::config(args)?;
     if acme.is_some() && cert.is_some() {
-        return Err(ArgError::Conflict("--acme-directory and --cert are two sources of one certificate: pick one".into()));
+        return Err(ArgError::Conflict(
+            "--acme-directory and --cert are two sources of one certificate: pick one".into(),
+        ));
     }
     if acme.is_some() && https.is_empty() {
         return Err(ArgError::Conflict("--acme-directory needs an HTTPS listener".into()));

@@ -1,0 +1,326 @@
+//! ACME end to end: the web unikernel (hosted) gets its HTTPS certificate
+//! from Pebble, a test ACME CA, on loopback. Pebble really fetches the
+//! HTTP-01 answer from the web app's plain-HTTP port (its `httpPort`;
+//! names resolve to 127.0.0.1 through pebble-challtestsrv's DNS), and curl
+//! checks the served chain against Pebble's root. Then: a short-lived
+//! certificate renewed while requests keep succeeding; Pebble stopped
+//! during renewal (the old certificate stays, retries are logged); a
+//! restart with `--acme-state` that reuses the stored certificate without
+//! Pebble. Pebble's own HTTPS uses a CA made here with openssl (the Debian
+//! package ships no test certificates). Tests whose tools are missing are
+//! ignored, or fail under CI=true.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use libtest_mimic::{Arguments, Failed};
+use morgana_tests::prereq::{trial, Prereq};
+use morgana_tests::process::{app_binary, free_port, Running};
+
+type Result<T = ()> = std::result::Result<T, Failed>;
+
+/// The name the certificate is for (pebble-challtestsrv answers every A
+/// query with 127.0.0.1).
+const NAME: &str = "web.acme.test";
+
+fn check(cond: bool, what: &str) -> Result {
+    if cond {
+        Ok(())
+    } else {
+        Err(what.into())
+    }
+}
+
+fn tmp(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("morgana-acme-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    dir
+}
+
+fn run_ok(cmd: &mut Command) -> Result<String> {
+    let out = cmd.output().map_err(|e| format!("{cmd:?}: {e}"))?;
+    check(out.status.success(), &format!("{cmd:?} failed: {}", String::from_utf8_lossy(&out.stderr)))?;
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// A CA and a certificate for 127.0.0.1 signed by it, for Pebble's HTTPS.
+fn pebble_tls(dir: &Path) -> Result {
+    let p = |f: &str| dir.join(f).to_string_lossy().into_owned();
+    run_ok(
+        Command::new("openssl").args(["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256"]).args([
+            "-nodes",
+            "-keyout",
+            &p("ca.key"),
+            "-out",
+            &p("ca.pem"),
+            "-days",
+            "2",
+            "-subj",
+            "/CN=Morgana test CA for Pebble",
+            "-addext",
+            "basicConstraints=critical,CA:TRUE",
+            "-addext",
+            "keyUsage=critical,keyCertSign",
+        ]),
+    )?;
+    run_ok(
+        Command::new("openssl").args(["req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes"]).args([
+            "-keyout",
+            &p("key.pem"),
+            "-out",
+            &p("req.csr"),
+            "-subj",
+            "/CN=localhost",
+        ]),
+    )?;
+    std::fs::write(dir.join("ext.cnf"), "subjectAltName=DNS:localhost,IP:127.0.0.1\nextendedKeyUsage=serverAuth\n")?;
+    run_ok(Command::new("openssl").args(["x509", "-req", "-in", &p("req.csr"), "-CA", &p("ca.pem")]).args([
+        "-CAkey",
+        &p("ca.key"),
+        "-CAcreateserial",
+        "-out",
+        &p("cert.pem"),
+        "-days",
+        "2",
+        "-extfile",
+        &p("ext.cnf"),
+    ]))?;
+    Ok(())
+}
+
+/// Pebble and its DNS, for a web app whose plain HTTP is on `http_port`.
+struct Pebble {
+    dir: PathBuf,
+    pebble: Running,
+    _dns: Running,
+    acme_port: u16,
+    mgmt_port: u16,
+}
+
+impl Pebble {
+    /// `validity`: the certificates' lifetime in seconds (Pebble's default
+    /// is five years).
+    fn start(dir: &Path, http_port: u16, validity: Option<u64>) -> Result<Pebble> {
+        pebble_tls(dir)?;
+        let (acme_port, mgmt_port, dns_port) = (free_port(), free_port(), free_port());
+        let validity = validity.map(|v| format!(r#", "certificateValidityPeriod": {v}"#)).unwrap_or_default();
+        let config = format!(
+            r#"{{"pebble": {{"listenAddress": "127.0.0.1:{acme_port}", "managementListenAddress": "127.0.0.1:{mgmt_port}",
+            "certificate": "{d}/cert.pem", "privateKey": "{d}/key.pem", "httpPort": {http_port}, "tlsPort": {tls},
+            "ocspResponderURL": "", "externalAccountBindingRequired": false{validity}}}}}"#,
+            d = dir.display(),
+            tls = free_port(),
+        );
+        std::fs::write(dir.join("pebble.json"), config)?;
+        let mut dns = Command::new("pebble-challtestsrv");
+        dns.args(["-defaultIPv4", "127.0.0.1", "-defaultIPv6", "", "-dns01", &format!("127.0.0.1:{dns_port}")]);
+        dns.args([
+            "-http01",
+            "",
+            "-https01",
+            "",
+            "-tlsalpn01",
+            "",
+            "-management",
+            &format!("127.0.0.1:{}", free_port()),
+        ]);
+        let mut dns = Running::start(dns);
+        dns.wait_for("Creating TCP and UDP DNS-01 challenge server", Duration::from_secs(10));
+        let mut cmd = Command::new("pebble");
+        cmd.arg("-config").arg(dir.join("pebble.json")).args(["-dnsserver", &format!("127.0.0.1:{dns_port}")]);
+        // Real validation, every time: no sleeps, no reused authorizations,
+        // and never PEBBLE_VA_ALWAYS_VALID.
+        cmd.env("PEBBLE_VA_NOSLEEP", "1").env("PEBBLE_AUTHZREUSE", "0").env_remove("PEBBLE_VA_ALWAYS_VALID");
+        let mut pebble = Running::start(cmd);
+        pebble.wait_for("ACME directory available", Duration::from_secs(10));
+        let p = Pebble { dir: dir.into(), pebble, _dns: dns, acme_port, mgmt_port };
+        // The root that issues the web app's certificates (made at start).
+        let root = run_ok(
+            Command::new("curl")
+                .args(["-sS", "--max-time", "10", "--cacert"])
+                .arg(dir.join("ca.pem"))
+                .arg(format!("https://127.0.0.1:{mgmt_port}/roots/0")),
+        )?;
+        check(root.contains("BEGIN CERTIFICATE"), "Pebble's root from /roots/0")?;
+        std::fs::write(dir.join("pebble-root.pem"), root)?;
+        Ok(p)
+    }
+
+    fn directory(&self) -> String {
+        format!("https://127.0.0.1:{}/dir", self.acme_port)
+    }
+
+    fn root(&self) -> PathBuf {
+        self.dir.join("pebble-root.pem")
+    }
+
+    fn stop(mut self) {
+        let _ = Command::new("kill").arg(self.pebble.pid().to_string()).status();
+        let _ = self.pebble.wait_exit(Duration::from_secs(10));
+    }
+}
+
+/// The web app with ACME from `pebble`.
+fn web(pebble: &Pebble, http: u16, https: u16, extra: &[&str]) -> Running {
+    let mut cmd = Command::new(app_binary("web"));
+    cmd.args(["--http", &format!("127.0.0.1:{http}"), "--https", &format!("127.0.0.1:{https}")]);
+    cmd.args(["--acme-directory", &pebble.directory(), "--acme-domain", NAME, "--acme-email", "ops@acme.test"]);
+    cmd.arg("--acme-ca").arg(pebble.dir.join("ca.pem")).args(extra);
+    Running::start(cmd)
+}
+
+/// `curl https://NAME:port/` verifying the chain against `root`: the
+/// certificate's expiry date as curl shows it.
+fn fetch(root: &Path, port: u16) -> Result<String> {
+    let out = Command::new("curl")
+        .args(["-sS", "-v", "--max-time", "10", "-o", "/dev/null", "-w", "%{http_code}", "--cacert"])
+        .arg(root)
+        .args(["--resolve", &format!("{NAME}:{port}:127.0.0.1"), &format!("https://{NAME}:{port}/")])
+        .output()?;
+    let err = String::from_utf8_lossy(&out.stderr);
+    check(out.status.success(), &format!("curl over HTTPS with Pebble's root: {err}"))?;
+    check(out.stdout == b"200", &format!("status {:?}", String::from_utf8_lossy(&out.stdout)))?;
+    check(err.contains("issuer: CN=Pebble Intermediate CA"), &format!("issued by Pebble: {err}"))?;
+    let expiry = err.lines().find(|l| l.contains("expire date:")).ok_or("curl shows the expiry")?;
+    Ok(expiry.trim().to_string())
+}
+
+fn first_certificate() -> Result {
+    let dir = tmp("first");
+    let (http, https) = (free_port(), free_port());
+    let pebble = Pebble::start(&dir, http, None)?;
+    let mut web = web(&pebble, http, https, &[]);
+    web.wait_for("until the ACME certificate for web.acme.test arrives", Duration::from_secs(60));
+    // Before the certificate arrives HTTPS serves the development one,
+    // which Pebble's root does not vouch for; afterwards it must.
+    let start = Instant::now();
+    web.wait_for("ACME: new certificate for web.acme.test in use", Duration::from_secs(60));
+    eprintln!("certificate after {:?}", start.elapsed());
+    fetch(&pebble.root(), https)?;
+    check(
+        pebble.pebble.output().iter().any(|l| {
+            l.contains(&format!("Attempting to validate w/ HTTP: http://{NAME}:{http}/.well-known/acme-challenge/"))
+        }),
+        "Pebble fetched the HTTP-01 answer from the web app",
+    )?;
+    // Once validated the answer is withdrawn; unknown tokens are 404.
+    let code = run_ok(
+        Command::new("curl")
+            .args(["-s", "--max-time", "10", "-o", "/dev/null", "-w", "%{http_code}"])
+            .arg(format!("http://127.0.0.1:{http}/.well-known/acme-challenge/unknownTokenAAAAAAAAAAAAAAAAAAAAAA")),
+    )?;
+    check(code == "404", &format!("unknown token: {code}"))?;
+    check(dir.join("pebble-root.pem").exists(), "root kept")?;
+    Ok(())
+}
+
+fn renewal_keeps_serving() -> Result {
+    let dir = tmp("renew");
+    let (http, https) = (free_port(), free_port());
+    // 20 s certificates renewed at half their life: every 10 s.
+    let pebble = Pebble::start(&dir, http, Some(20))?;
+    let mut web = web(&pebble, http, https, &["--acme-renew-at", "50"]);
+    web.wait_for("ACME: new certificate for web.acme.test in use", Duration::from_secs(60));
+    let first = fetch(&pebble.root(), https)?;
+    // Requests all along; the served certificate must change.
+    let deadline = Instant::now() + Duration::from_secs(40);
+    let mut requests = 0;
+    loop {
+        let now = fetch(&pebble.root(), https)?;
+        requests += 1;
+        if now != first {
+            eprintln!("renewed after {requests} requests: {first} -> {now}");
+            break;
+        }
+        check(Instant::now() < deadline, "the certificate was renewed within 40 s")?;
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    check(web.output().iter().filter(|l| l.contains("ACME: new certificate for")).count() >= 2, "two issuances")?;
+    Ok(())
+}
+
+fn failed_renewal_keeps_the_certificate() -> Result {
+    let dir = tmp("fail");
+    let (http, https) = (free_port(), free_port());
+    // 90 s certificates renewed after 10%: 9 s in, while Pebble is gone.
+    let pebble = Pebble::start(&dir, http, Some(90))?;
+    let root = pebble.root();
+    let mut web = web(&pebble, http, https, &["--acme-renew-at", "10"]);
+    web.wait_for("ACME: new certificate for web.acme.test in use", Duration::from_secs(60));
+    let before = fetch(&root, https)?;
+    pebble.stop();
+    let line = web.wait_for("ACME: attempt 1 failed", Duration::from_secs(30));
+    check(line.contains("retrying in 5 s; the current certificate stays"), &line)?;
+    let line = web.wait_for("ACME: attempt 2 failed", Duration::from_secs(30));
+    check(line.contains("retrying in 10 s"), &format!("backoff doubles: {line}"))?;
+    check(fetch(&root, https)? == before, "the old certificate is still served")?;
+    check(web.is_running(), "the web app is still running")?;
+    Ok(())
+}
+
+fn restart_reuses_the_stored_certificate() -> Result {
+    let dir = tmp("state");
+    let state = dir.join("state");
+    let state_arg = state.to_string_lossy().into_owned();
+    let (http, https) = (free_port(), free_port());
+    let pebble = Pebble::start(&dir, http, None)?;
+    let root = pebble.root();
+    let mut first = web(&pebble, http, https, &["--acme-state", &state_arg]);
+    first.wait_for("ACME: certificate stored in", Duration::from_secs(60));
+    let expiry = fetch(&root, https)?;
+    drop(first);
+    for f in ["account.key", "cert.key", "cert.pem"] {
+        let mode = std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(state.join(f))?.permissions());
+        check(mode & 0o077 == 0, &format!("{f} is private: {mode:o}"))?;
+    }
+    // Pebble is gone: the restart must not need it.
+    let dir_url = pebble.directory();
+    pebble.stop();
+    let mut cmd = Command::new(app_binary("web"));
+    cmd.args(["--http", &format!("127.0.0.1:{http}"), "--https", &format!("127.0.0.1:{https}")]);
+    cmd.args(["--acme-directory", &dir_url, "--acme-domain", NAME, "--acme-state", &state_arg]);
+    cmd.arg("--acme-ca").arg(dir.join("ca.pem"));
+    let mut second = Running::start(cmd);
+    second.wait_for("ACME: reusing the stored certificate for web.acme.test", Duration::from_secs(30));
+    check(fetch(&root, https)? == expiry, "the same certificate after the restart")?;
+    std::thread::sleep(Duration::from_secs(1));
+    check(!second.output().iter().any(|l| l.contains("ordering a certificate")), "no order after the restart")?;
+    Ok(())
+}
+
+fn bad_flags_are_refused() -> Result {
+    let cases: [(&[&str], &str); 5] = [
+        (&["--acme-domain", NAME], "need --acme-directory"),
+        (&["--acme-directory", "https://127.0.0.1:1/dir", "--acme-ca", "/x"], "at least one --acme-domain"),
+        (&["--acme-directory", "https://127.0.0.1:1/dir", "--acme-domain", NAME], "needs --acme-ca"),
+        (&["--acme-directory", "https://ca.example/dir", "--acme-domain", NAME, "--acme-ca", "/x"], "IP address"),
+        (&["--acme-directory", "https://127.0.0.1:1/d", "--acme-domain", "a b", "--acme-ca", "/x"], "not a DNS name"),
+    ];
+    for (args, want) in cases {
+        let out = Command::new(app_binary("web"))
+            .args(["--http", "127.0.0.1:0", "--https", "127.0.0.1:0"])
+            .args(args)
+            .output()?;
+        let err = String::from_utf8_lossy(&out.stderr);
+        check(!out.status.success() && err.contains(want), &format!("{args:?}: want {want:?}, got {err}"))?;
+    }
+    Ok(())
+}
+
+fn main() {
+    let args = Arguments::from_args();
+    let pebble = Prereq::program("pebble", "-h", "pebble");
+    let curl = Prereq::program("curl", "--version", "curl");
+    let openssl = Prereq::program("openssl", "version", "openssl");
+    let all = [&pebble, &curl, &openssl];
+    let tests = vec![
+        trial("acme_first_certificate_from_pebble", &all, first_certificate),
+        trial("acme_renewal_keeps_serving", &all, renewal_keeps_serving),
+        trial("acme_failed_renewal_keeps_the_certificate", &all, failed_renewal_keeps_the_certificate),
+        trial("acme_restart_reuses_the_stored_certificate", &all, restart_reuses_the_stored_certificate),
+        trial("acme_bad_flags_are_refused", &[], bad_flags_are_refused),
+    ];
+    libtest_mimic::run(&args, tests).exit();
+}
