@@ -41,9 +41,10 @@ impl TlsConnector {
         alpn: &[&[u8]],
         clock: C,
     ) -> Result<TlsConnector, TlsError> {
-        let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(roots_pem)
-            .collect::<Result<_, _>>()
-            .map_err(|e| TlsError::Config(alloc::format!("root certificates: {e:?}")))?;
+        let certs: Vec<CertificateDer<'static>> =
+            CertificateDer::pem_slice_iter(roots_pem)
+                .collect::<Result<_, _>>()
+                .map_err(|e| TlsError::Config(alloc::format!("root certificates: {e:?}")))?;
         let mut roots = RootCertStore::empty();
         for c in certs {
             roots.add(c).map_err(|e| TlsError::Config(alloc::format!("root certificate: {e}")))?;

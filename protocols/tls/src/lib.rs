@@ -102,4 +102,3 @@ impl<C: Clock + Send + Sync> rustls::time_provider::TimeProvider for WallClock<C
         self.0.wall().map(|w| UnixTime::since_unix_epoch(Duration::from_secs(w.unix_seconds())))
     }
 }
-

@@ -163,11 +163,8 @@ pub(super) fn respond<'a>(
                 *scratch = key_authorization;
                 let mut headers = String::new();
                 common_headers(&mut headers, clock);
-                let _ = write!(
-                    headers,
-                    "Content-Type: application/octet-stream\r\nContent-Length: {}\r\n",
-                    scratch.len()
-                );
+                let _ =
+                    write!(headers, "Content-Type: application/octet-stream\r\nContent-Length: {}\r\n", scratch.len());
                 Reply { status: 200, headers, body: scratch.as_bytes(), head_only: false, close: false }
             }
             None => error(404, clock, scratch, ""),
