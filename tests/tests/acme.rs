@@ -96,7 +96,6 @@ struct Pebble {
     pebble: Running,
     _dns: Running,
     acme_port: u16,
-    mgmt_port: u16,
 }
 
 impl Pebble {
@@ -135,7 +134,7 @@ impl Pebble {
         cmd.env("PEBBLE_VA_NOSLEEP", "1").env("PEBBLE_AUTHZREUSE", "0").env_remove("PEBBLE_VA_ALWAYS_VALID");
         let mut pebble = Running::start(cmd);
         pebble.wait_for("ACME directory available", Duration::from_secs(10));
-        let p = Pebble { dir: dir.into(), pebble, _dns: dns, acme_port, mgmt_port };
+        let p = Pebble { dir: dir.into(), pebble, _dns: dns, acme_port };
         // The root that issues the web app's certificates (made at start).
         let root = run_ok(
             Command::new("curl")
