@@ -289,6 +289,59 @@ fn restart_reuses_the_stored_certificate() -> Result {
     Ok(())
 }
 
+/// An "ACME server" that answers badly: `openssl s_server -HTTP` sends
+/// files holding whole HTTP responses. Each answer must give a logged
+/// error and a retry, with the web app still serving.
+fn hostile_server_gives_errors_and_retries() -> Result {
+    let dir = tmp("hostile");
+    pebble_tls(&dir)?;
+    let www = dir.join("www");
+    std::fs::create_dir_all(&www)?;
+    let response = |ctype: &str, len: Option<usize>, body: &[u8]| {
+        let mut r = format!("HTTP/1.1 200 OK\r\nContent-Type: {ctype}\r\n").into_bytes();
+        if let Some(n) = len {
+            r.extend(format!("Content-Length: {n}\r\n").bytes());
+        }
+        r.extend(b"\r\n");
+        r.extend(body);
+        r
+    };
+    let big = vec![b'{'; 1 << 20];
+    let cases: [(&str, Vec<u8>, &str); 4] = [
+        ("truncated", response("application/json", Some(9), br#"{"newNonc"#), "directory: EOF while parsing"),
+        ("html", response("text/html", Some(2), b"{}"), "content type \"text/html\", not JSON"),
+        ("huge", response("application/json", Some(big.len()), &big), "bytes is over 131072"),
+        ("endless", response("application/json", None, &big), "response larger than"),
+    ];
+    for (name, body, _) in &cases {
+        std::fs::write(www.join(name), body)?;
+    }
+    let port = free_port();
+    let mut server = Command::new("openssl");
+    server.current_dir(&www).args(["s_server", "-quiet", "-HTTP", "-accept", &format!("127.0.0.1:{port}")]);
+    server.arg("-cert").arg(dir.join("cert.pem")).arg("-key").arg(dir.join("key.pem"));
+    let _server = Running::start(server);
+    std::thread::sleep(Duration::from_millis(500));
+    for (name, _, want) in &cases {
+        let (http, https) = (free_port(), free_port());
+        let mut cmd = Command::new(app_binary("web"));
+        cmd.args(["--http", &format!("127.0.0.1:{http}"), "--https", &format!("127.0.0.1:{https}")]);
+        cmd.args(["--acme-directory", &format!("https://127.0.0.1:{port}/{name}"), "--acme-domain", NAME]);
+        cmd.arg("--acme-ca").arg(dir.join("ca.pem"));
+        let mut web = Running::start(cmd);
+        let line = web.wait_for("ACME: attempt 1 failed", Duration::from_secs(30));
+        check(line.contains(want) && line.contains("retrying in 5 s"), &format!("{name}: want {want:?}: {line}"))?;
+        web.wait_for("ACME: ordering a certificate for web.acme.test", Duration::from_secs(15));
+        let code = run_ok(
+            Command::new("curl")
+                .args(["-sk", "--max-time", "10", "-o", "/dev/null", "-w", "%{http_code}"])
+                .arg(format!("https://127.0.0.1:{https}/")),
+        )?;
+        check(code == "200" && web.is_running(), &format!("{name}: still serving HTTPS ({code})"))?;
+    }
+    Ok(())
+}
+
 fn bad_flags_are_refused() -> Result {
     let cases: [(&[&str], &str); 5] = [
         (&["--acme-domain", NAME], "need --acme-directory"),
@@ -319,6 +372,11 @@ fn main() {
         trial("acme_renewal_keeps_serving", &all, renewal_keeps_serving),
         trial("acme_failed_renewal_keeps_the_certificate", &all, failed_renewal_keeps_the_certificate),
         trial("acme_restart_reuses_the_stored_certificate", &all, restart_reuses_the_stored_certificate),
+        trial(
+            "acme_hostile_server_gives_errors_and_retries",
+            &[&curl, &openssl],
+            hostile_server_gives_errors_and_retries,
+        ),
         trial("acme_bad_flags_are_refused", &[], bad_flags_are_refused),
     ];
     libtest_mimic::run(&args, tests).exit();
