@@ -2,11 +2,13 @@
 //! from Pebble, a test ACME CA, on loopback. Pebble really fetches the
 //! HTTP-01 answer from the web app's plain-HTTP port (its `httpPort`;
 //! names resolve to 127.0.0.1 through pebble-challtestsrv's DNS), and curl
-//! checks the served chain against Pebble's root. Then: a short-lived
+//! checks the served chain against Pebble's root. The same with TLS-ALPN-01
+//! on the HTTPS port. Then: a short-lived
 //! certificate renewed while requests keep succeeding; Pebble stopped
 //! during renewal (the old certificate stays, retries are logged); a
 //! restart with `--acme-state` that reuses the stored certificate without
-//! Pebble. Pebble's own HTTPS uses a CA made here with openssl (the Debian
+//! Pebble; a hostile server whose bad answers give errors and retries.
+//! Pebble's own HTTPS uses a CA made here with openssl (the Debian
 //! package ships no test certificates). Tests whose tools are missing are
 //! ignored, or fail under CI=true.
 
@@ -102,15 +104,19 @@ impl Pebble {
     /// `validity`: the certificates' lifetime in seconds (Pebble's default
     /// is five years).
     fn start(dir: &Path, http_port: u16, validity: Option<u64>) -> Result<Pebble> {
+        Pebble::start_with_ports(dir, http_port, free_port(), validity)
+    }
+
+    /// Validation of HTTP-01 on `http_port`, of TLS-ALPN-01 on `tls_port`.
+    fn start_with_ports(dir: &Path, http_port: u16, tls_port: u16, validity: Option<u64>) -> Result<Pebble> {
         pebble_tls(dir)?;
         let (acme_port, mgmt_port, dns_port) = (free_port(), free_port(), free_port());
         let validity = validity.map(|v| format!(r#", "certificateValidityPeriod": {v}"#)).unwrap_or_default();
         let config = format!(
             r#"{{"pebble": {{"listenAddress": "127.0.0.1:{acme_port}", "managementListenAddress": "127.0.0.1:{mgmt_port}",
-            "certificate": "{d}/cert.pem", "privateKey": "{d}/key.pem", "httpPort": {http_port}, "tlsPort": {tls},
+            "certificate": "{d}/cert.pem", "privateKey": "{d}/key.pem", "httpPort": {http_port}, "tlsPort": {tls_port},
             "ocspResponderURL": "", "externalAccountBindingRequired": false{validity}}}}}"#,
             d = dir.display(),
-            tls = free_port(),
         );
         std::fs::write(dir.join("pebble.json"), config)?;
         let mut dns = Command::new("pebble-challtestsrv");
@@ -191,8 +197,8 @@ fn first_certificate() -> Result {
     let (http, https) = (free_port(), free_port());
     let pebble = Pebble::start(&dir, http, None)?;
     let mut web = web(&pebble, http, https, &[]);
-    web.wait_for("until the ACME certificate for web.acme.test arrives", Duration::from_secs(60));
-    // Before the certificate arrives HTTPS serves the development one,
+    web.wait_for("temporary self-signed certificate for web.acme.test", Duration::from_secs(60));
+    // Before the certificate arrives HTTPS serves a self-signed one,
     // which Pebble's root does not vouch for; afterwards it must.
     let start = Instant::now();
     web.wait_for("ACME: new certificate for web.acme.test in use", Duration::from_secs(60));
@@ -212,6 +218,31 @@ fn first_certificate() -> Result {
     )?;
     check(code == "404", &format!("unknown token: {code}"))?;
     check(dir.join("pebble-root.pem").exists(), "root kept")?;
+    Ok(())
+}
+
+/// TLS-ALPN-01 (RFC 8737): Pebble's `tlsPort` is the web app's HTTPS
+/// port, its `httpPort` a port where nothing listens, so only the
+/// `acme-tls/1` handshake can prove the name.
+fn tls_alpn_01() -> Result {
+    let dir = tmp("alpn");
+    let (http, https, nothing) = (free_port(), free_port(), free_port());
+    let pebble = Pebble::start_with_ports(&dir, nothing, https, None)?;
+    let mut web = web(&pebble, http, https, &["--acme-challenge", "tls-alpn-01"]);
+    web.wait_for("ACME: web.acme.test validated (tls-alpn-01)", Duration::from_secs(60));
+    web.wait_for("ACME: new certificate for web.acme.test in use", Duration::from_secs(60));
+    fetch(&pebble.root(), https)?;
+    check(
+        !pebble.pebble.output().iter().any(|l| l.contains("Attempting to validate w/ HTTP")),
+        "no HTTP-01 validation",
+    )?;
+    // With no challenge pending, `acme-tls/1` gets no certificate at all.
+    let out = Command::new("openssl")
+        .args(["s_client", "-connect", &format!("127.0.0.1:{https}"), "-servername", NAME, "-alpn", "acme-tls/1"])
+        .stdin(std::process::Stdio::null())
+        .output()?;
+    let text = String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    check(text.contains("alert") && !text.contains("BEGIN CERTIFICATE"), &format!("acme-tls/1 refused: {text}"))?;
     Ok(())
 }
 
@@ -332,12 +363,17 @@ fn hostile_server_gives_errors_and_retries() -> Result {
         let line = web.wait_for("ACME: attempt 1 failed", Duration::from_secs(30));
         check(line.contains(want) && line.contains("retrying in 5 s"), &format!("{name}: want {want:?}: {line}"))?;
         web.wait_for("ACME: ordering a certificate for web.acme.test", Duration::from_secs(15));
-        let code = run_ok(
-            Command::new("curl")
-                .args(["-sk", "--max-time", "10", "-o", "/dev/null", "-w", "%{http_code}"])
-                .arg(format!("https://127.0.0.1:{https}/")),
+        // Meanwhile HTTPS serves the temporary self-signed certificate.
+        let out = Command::new("curl")
+            .args(["-sSkv", "--max-time", "10", "-o", "/dev/null", "-w", "%{http_code}"])
+            .args(["--resolve", &format!("{NAME}:{https}:127.0.0.1"), &format!("https://{NAME}:{https}/")])
+            .output()?;
+        let err = String::from_utf8_lossy(&out.stderr);
+        check(out.stdout == b"200" && web.is_running(), &format!("{name}: still serving HTTPS: {err}"))?;
+        check(
+            err.contains(&format!("subject: CN={NAME}")) && err.contains(&format!("issuer: CN={NAME}")),
+            &format!("{name}: the temporary self-signed certificate: {err}"),
         )?;
-        check(code == "200" && web.is_running(), &format!("{name}: still serving HTTPS ({code})"))?;
     }
     Ok(())
 }
@@ -369,6 +405,7 @@ fn main() {
     let all = [&pebble, &curl, &openssl];
     let tests = vec![
         trial("acme_first_certificate_from_pebble", &all, first_certificate),
+        trial("acme_tls_alpn_01", &all, tls_alpn_01),
         trial("acme_renewal_keeps_serving", &all, renewal_keeps_serving),
         trial("acme_failed_renewal_keeps_the_certificate", &all, failed_renewal_keeps_the_certificate),
         trial("acme_restart_reuses_the_stored_certificate", &all, restart_reuses_the_stored_certificate),

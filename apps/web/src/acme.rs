@@ -1,4 +1,5 @@
-//! The web unikernel's own certificate from an ACME CA: obtained at start
+//! The web unikernel's own certificate from an ACME CA (HTTP-01 or
+//! TLS-ALPN-01): obtained at start
 //! (or reused from `--acme-state`), renewed at a fraction of its lifetime
 //! with retries and exponential backoff. A new certificate goes into the
 //! TLS server's cell, so new handshakes use it without a restart; a failed
@@ -12,7 +13,7 @@ use core::time::Duration;
 use morgana::log::{info, warn};
 use morgana::Clock;
 use morgana::{ArgError, Args, ClockDevice, Entropy, EntropyDevice, Files, Handle, Stack};
-use morgana_acme::{chain_validity, AccountKey, CertKey, Error, Https, Io, Issued};
+use morgana_acme::{chain_validity, x509, AccountKey, Answer, CertKey, ChallengeKind, Error, Https, Io, Issued};
 use morgana_http::Challenges;
 use morgana_tls::CertCell;
 
@@ -25,6 +26,7 @@ pub struct AcmeConfig {
     ca: String,
     state: Option<String>,
     renew_percent: u64,
+    challenge: ChallengeKind,
 }
 
 impl AcmeConfig {
@@ -32,6 +34,38 @@ impl AcmeConfig {
     pub fn domains(&self) -> &[String] {
         &self.domains
     }
+
+    /// Whether the CA validates over TLS (the HTTPS listeners must then
+    /// offer `acme-tls/1`).
+    pub fn tls_alpn(&self) -> bool {
+        self.challenge == ChallengeKind::TlsAlpn01
+    }
+}
+
+/// A fresh P-256 key.
+fn new_cert_key(entropy: &mut EntropyDevice) -> Result<CertKey, Error> {
+    loop {
+        let mut s = [0u8; 32];
+        entropy.fill(&mut s).map_err(|e| Error::new(format!("entropy: {e}")))?;
+        if let Some(k) = CertKey::from_secret(&s) {
+            return Ok(k);
+        }
+    }
+}
+
+fn wall(clock: &ClockDevice) -> i64 {
+    clock.wall().map_or(0, |w| w.unix_seconds() as i64)
+}
+
+/// A self-signed certificate for the names, served until the CA's
+/// arrives: (chain PEM, key PEM).
+pub fn temporary_certificate(
+    cfg: &AcmeConfig,
+    entropy: &mut EntropyDevice,
+    clock: &ClockDevice,
+) -> Result<(String, String), Error> {
+    let key = new_cert_key(entropy)?;
+    Ok((x509::temporary(&key, &cfg.domains, wall(clock), 7), key.to_pem()?))
 }
 
 /// A Unix time as an HTTP date, for the log.
@@ -63,8 +97,11 @@ pub fn config(args: &mut Args) -> Result<Option<AcmeConfig>, ArgError> {
         args.value("acme-state", "directory keeping the ACME account key and certificate across restarts (hosted)")?;
     let renew_percent: Option<u64> = args
         .value("acme-renew-at", "renew when this percentage of the certificate's lifetime has passed (default 67)")?;
+    let challenge: Option<String> =
+        args.value("acme-challenge", "how to prove the names: http-01 (port 80, default) or tls-alpn-01 (port 443)")?;
     let Some(directory) = directory else {
-        if !domains.is_empty() || email.is_some() || ca.is_some() || state.is_some() || renew_percent.is_some() {
+        let any = challenge.is_some() || renew_percent.is_some();
+        if any || !domains.is_empty() || email.is_some() || ca.is_some() || state.is_some() {
             return Err(ArgError::Conflict("the --acme-* flags need --acme-directory".into()));
         }
         return Ok(None);
@@ -90,8 +127,15 @@ pub fn config(args: &mut Args) -> Result<Option<AcmeConfig>, ArgError> {
     if email.as_deref().is_some_and(|e| !e.contains('@') || e.bytes().any(|b| b <= b' ')) {
         return Err(ArgError::Conflict("--acme-email is not an address".into()));
     }
+    let challenge = match challenge.as_deref() {
+        None | Some("http-01") => ChallengeKind::Http01,
+        Some("tls-alpn-01") => ChallengeKind::TlsAlpn01,
+        Some(other) => {
+            return Err(ArgError::Conflict(format!("--acme-challenge {other:?}: http-01 or tls-alpn-01")));
+        }
+    };
     let contact = email.into_iter().map(|e| format!("mailto:{e}")).collect();
-    Ok(Some(AcmeConfig { directory, domains, contact, ca, state, renew_percent }))
+    Ok(Some(AcmeConfig { directory, domains, contact, ca, state, renew_percent, challenge }))
 }
 
 /// What the manager uses of the environment.
@@ -111,11 +155,15 @@ const FIRST_BACKOFF: Duration = Duration::from_secs(5);
 const MAX_BACKOFF: Duration = Duration::from_secs(3600);
 
 /// [`Io`] for the ACME client: HTTPS, the executor's timers, and the
-/// plain-HTTP listeners' challenge answers.
+/// challenge answers: HTTP-01 on the plain-HTTP listeners, TLS-ALPN-01 in
+/// the HTTPS listeners' certificate cell.
 struct AppIo<'a> {
     https: &'a Https,
     rt: &'a Handle,
     challenges: &'a Challenges,
+    cell: &'a CertCell,
+    entropy: EntropyDevice,
+    clock: ClockDevice,
 }
 
 impl Io for AppIo<'_> {
@@ -130,11 +178,24 @@ impl Io for AppIo<'_> {
     async fn sleep(&mut self, d: Duration) {
         self.rt.sleep(d).await;
     }
-    fn publish(&mut self, token: &str, key_authorization: &str) {
-        self.challenges.publish(token, key_authorization);
+    fn publish(&mut self, answer: &Answer) -> Result<(), Error> {
+        match answer.kind {
+            ChallengeKind::Http01 => self.challenges.publish(&answer.token, &answer.key_authorization),
+            ChallengeKind::TlsAlpn01 => {
+                let key = new_cert_key(&mut self.entropy)?;
+                let cert = x509::tls_alpn01(&key, &answer.domain, &answer.key_authorization, wall(&self.clock))?;
+                self.cell
+                    .set_challenge(&answer.domain, cert.as_bytes(), key.to_pem()?.as_bytes())
+                    .map_err(|e| Error::new(format!("TLS-ALPN-01 certificate: {e}")))?;
+            }
+        }
+        Ok(())
     }
-    fn withdraw(&mut self, token: &str) {
-        self.challenges.withdraw(token);
+    fn withdraw(&mut self, answer: &Answer) {
+        match answer.kind {
+            ChallengeKind::Http01 => self.challenges.withdraw(&answer.token),
+            ChallengeKind::TlsAlpn01 => self.cell.remove_challenge(&answer.domain),
+        }
     }
 }
 
@@ -197,7 +258,7 @@ impl Manager {
     }
 
     fn now(&self) -> i64 {
-        self.clock.wall().map_or(0, |w| w.unix_seconds() as i64)
+        wall(&self.clock)
     }
 
     /// When to renew a certificate valid from `nb` to `na`.
@@ -208,15 +269,18 @@ impl Manager {
     /// One order: a fresh certificate key, the whole ACME flow, then the
     /// certificate into the cell (and the state directory).
     async fn obtain(&mut self, https: &Https, account: &AccountKey) -> Result<(i64, i64), Error> {
-        let cert_key = loop {
-            if let Some(k) = CertKey::from_secret(&self.secret()?) {
-                break k;
-            }
+        let cert_key = new_cert_key(&mut self.entropy)?;
+        let mut io = AppIo {
+            https,
+            rt: &self.rt,
+            challenges: &self.challenges,
+            cell: &self.cell,
+            entropy: self.entropy,
+            clock: self.clock,
         };
-        let mut io = AppIo { https, rt: &self.rt, challenges: &self.challenges };
         let cfg = &self.cfg;
-        let issued =
-            morgana_acme::issue(&mut io, account, &cfg.directory, &cfg.contact, &cfg.domains, &cert_key).await?;
+        let (dir, contact, domains) = (&cfg.directory, &cfg.contact, &cfg.domains);
+        let issued = morgana_acme::issue(&mut io, account, dir, contact, domains, &cert_key, cfg.challenge).await?;
         self.cell
             .set_pem(issued.chain_pem.as_bytes(), issued.key_pem.as_bytes())
             .map_err(|e| Error::new(format!("the issued certificate: {e}")))?;

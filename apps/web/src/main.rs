@@ -25,7 +25,7 @@ use morgana::{
     TcpListener, TcpStream,
 };
 use morgana_http::{serve_connection, Challenges, Site};
-use morgana_tls::{CertCell, TlsAcceptor};
+use morgana_tls::{CertCell, TlsAcceptor, ACME_TLS_ALPN};
 
 include!(concat!(env!("OUT_DIR"), "/site.rs"));
 include!(concat!(env!("OUT_DIR"), "/cert.rs"));
@@ -255,6 +255,12 @@ async fn tls_connection(stream: TcpStream, peer: SocketAddr, s: &Server, accepto
             return;
         }
     };
+    if tls.alpn() == Some(ACME_TLS_ALPN) {
+        // A CA's TLS-ALPN-01 check: nothing follows the handshake (RFC 8737 §3).
+        debug!("{peer}: TLS-ALPN-01 validation handshake");
+        let _ = tls.close().await;
+        return;
+    }
     match serve_connection(&mut tls, &s.site, &s.cfg, &s.rt, &s.clock).await {
         Ok((outcome, n)) => {
             debug!("{peer}: {n} requests over {:?}, {outcome:?}", tls.version());
@@ -264,19 +270,23 @@ async fn tls_connection(stream: TcpStream, peer: SocketAddr, s: &Server, accepto
     }
 }
 
-/// The HTTPS certificate's cell: filled from `--cert`/`--key` or the
-/// embedded certificate, which ACME (if on) replaces once it has its own.
-fn certificate(env: &Env, cfg: &Config) -> morgana::Result<CertCell> {
-    let (cert, key) = match (&cfg.cert, &cfg.key) {
-        (Some(c), Some(k)) => (env.read_file(c)?.into_bytes(), env.read_file(k)?.into_bytes()),
+/// The HTTPS certificate's cell: filled from `--cert`/`--key`, the
+/// embedded certificate, or with ACME a temporary self-signed one for the
+/// names, which the CA's replaces once it arrives.
+fn certificate(env: &mut Env, cfg: &Config) -> morgana::Result<CertCell> {
+    let (cert, key) = match (&cfg.cert, &cfg.key, &cfg.acme) {
+        (Some(c), Some(k), _) => (env.read_file(c)?.into_bytes(), env.read_file(k)?.into_bytes()),
+        (_, _, Some(acme)) => {
+            let (cert, key) = acme::temporary_certificate(acme, &mut env.entropy, &env.clock)
+                .map_err(|e| format!("temporary certificate: {e}"))?;
+            info!(
+                "HTTPS serves a temporary self-signed certificate for {} until the ACME certificate arrives",
+                acme.domains().join(", ")
+            );
+            (cert.into_bytes(), key.into_bytes())
+        }
         _ => {
-            if let Some(acme) = &cfg.acme {
-                info!(
-                    "HTTPS serves the {} certificate embedded at build time until the ACME certificate for {} arrives",
-                    if DEV_CERT { "self-signed development" } else { "" },
-                    acme.domains().join(", ")
-                );
-            } else if DEV_CERT {
+            if DEV_CERT {
                 info!(
                     "HTTPS uses the DEVELOPMENT certificate for localhost generated at build time: not for production"
                 );
@@ -303,9 +313,12 @@ async fn serve(mut env: Env, cfg: Config) -> morgana::Result {
     let slots = Slots::new(cfg.max_connections, env.rt.clone()).with_cost(CONNECTION_COST).with_metrics(&CONNECTIONS);
     morgana_http::metrics::register();
     morgana::metrics::register("web", |enc| CONNECTIONS.write(enc, "morgana_web", "HTTP and HTTPS"));
-    let cell = if cfg.https.is_empty() { None } else { Some(certificate(&env, &cfg)?) };
+    let cell = if cfg.https.is_empty() { None } else { Some(certificate(&mut env, &cfg)?) };
+    // With TLS-ALPN-01 the CA asks for `acme-tls/1` on the HTTPS listeners.
+    let alpn: &[&[u8]] =
+        if cfg.acme.as_ref().is_some_and(|a| a.tls_alpn()) { &[b"http/1.1", ACME_TLS_ALPN] } else { &[b"http/1.1"] };
     let tls = match &cell {
-        Some(cell) => Some(TlsAcceptor::with_cell(cell.clone(), &[b"http/1.1"], env.clock)?),
+        Some(cell) => Some(TlsAcceptor::with_cell(cell.clone(), alpn, env.clock)?),
         None => None,
     };
     let challenges = cfg.acme.as_ref().map(|_| Challenges::new());

@@ -15,6 +15,38 @@ use crate::msg::{
 };
 use crate::{der, Error};
 
+/// How to prove control of a name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChallengeKind {
+    /// HTTP-01 (RFC 8555 §8.3): an answer on port 80.
+    Http01,
+    /// TLS-ALPN-01 (RFC 8737): a certificate on port 443 for `acme-tls/1`.
+    TlsAlpn01,
+}
+
+impl ChallengeKind {
+    /// The challenge type's name in ACME.
+    pub fn name(self) -> &'static str {
+        match self {
+            ChallengeKind::Http01 => "http-01",
+            ChallengeKind::TlsAlpn01 => "tls-alpn-01",
+        }
+    }
+}
+
+/// An answer to publish while the CA validates.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Answer {
+    /// Which challenge.
+    pub kind: ChallengeKind,
+    /// The name being validated.
+    pub domain: String,
+    /// The challenge token (base64url).
+    pub token: String,
+    /// `token.thumbprint`.
+    pub key_authorization: String,
+}
+
 /// What the client needs from its surroundings.
 // The executor is single-threaded: no `Send` bound on these futures.
 #[allow(async_fn_in_trait)]
@@ -23,10 +55,10 @@ pub trait Io {
     async fn request(&mut self, method: &str, url: &str, body: Option<&[u8]>) -> Result<Response, Error>;
     /// Waits (between polls).
     async fn sleep(&mut self, duration: Duration);
-    /// Starts answering the HTTP-01 challenge `token` with `key_authorization`.
-    fn publish(&mut self, token: &str, key_authorization: &str);
-    /// Stops answering `token`.
-    fn withdraw(&mut self, token: &str);
+    /// Starts answering a challenge; an error fails the authorization.
+    fn publish(&mut self, answer: &Answer) -> Result<(), Error>;
+    /// Stops answering it.
+    fn withdraw(&mut self, answer: &Answer);
 }
 
 /// A certificate, as issued.
@@ -55,7 +87,7 @@ const MAX_POLLS: usize = 60;
 
 /// Obtains a certificate for `domains` from the CA at `directory`, with
 /// the account of `account` (created if new), proving control over each
-/// name with HTTP-01. `contact` are `mailto:` URLs.
+/// name with the challenge `kind`. `contact` are `mailto:` URLs.
 pub async fn issue<I: Io>(
     io: &mut I,
     account: &AccountKey,
@@ -63,12 +95,13 @@ pub async fn issue<I: Io>(
     contact: &[String],
     domains: &[String],
     cert_key: &CertKey,
+    kind: ChallengeKind,
 ) -> Result<Issued, Error> {
     let dir: Directory = json(&io.request("GET", directory, None).await?, "directory")?;
-    let mut s = Session { io, key: account, dir, nonce: None, kid: None, published: Vec::new() };
+    let mut s = Session { io, key: account, dir, nonce: None, kid: None, published: Vec::new(), kind };
     let r = s.run(contact, domains, cert_key).await;
-    for token in core::mem::take(&mut s.published) {
-        s.io.withdraw(&token);
+    for answer in core::mem::take(&mut s.published) {
+        s.io.withdraw(&answer);
     }
     r
 }
@@ -79,7 +112,8 @@ struct Session<'a, I> {
     dir: Directory,
     nonce: Option<String>,
     kid: Option<String>,
-    published: Vec<String>,
+    published: Vec<Answer>,
+    kind: ChallengeKind,
 }
 
 impl<I: Io> Session<'_, I> {
@@ -120,7 +154,7 @@ impl<I: Io> Session<'_, I> {
         Ok(Issued { chain_pem, key_pem: cert_key.to_pem()?, not_before, not_after })
     }
 
-    /// Gets one authorization to `valid` with HTTP-01.
+    /// Gets one authorization to `valid` with the chosen challenge.
     async fn authorize(&mut self, url: &str) -> Result<(), Error> {
         let authz: Authorization = json(&self.post(url, b"").await?, "authorization")?;
         let name = authz.identifier.value.clone();
@@ -129,21 +163,24 @@ impl<I: Io> Session<'_, I> {
             "pending" => {}
             other => return Err(Error::new(alloc::format!("authorization for {name}: {other}"))),
         }
-        let Some(ch) = authz.challenges.iter().find(|c| c.kind == "http-01") else {
-            return Err(Error::new(alloc::format!("authorization for {name}: no http-01 challenge")));
+        let kind = self.kind;
+        let Some(ch) = authz.challenges.iter().find(|c| c.kind == kind.name()) else {
+            return Err(Error::new(alloc::format!("authorization for {name}: no {} challenge", kind.name())));
         };
         let token = ch.token.clone().unwrap_or_default();
         if !token_is_valid(&token) {
             return Err(Error::new(alloc::format!("authorization for {name}: bad token {token:?}")));
         }
-        self.io.publish(&token, &self.key.key_authorization(&token));
-        self.published.push(token);
+        let answer =
+            Answer { kind, domain: name.clone(), key_authorization: self.key.key_authorization(&token), token };
+        self.io.publish(&answer)?;
+        self.published.push(answer);
         if ch.status == "pending" {
             self.post(&ch.url.clone(), b"{}").await?;
         }
         let authz = self.poll::<Authorization>(url, "authorization", |a| a.status == "pending").await?;
         if authz.status == "valid" {
-            log::info!("ACME: {name} validated (http-01)");
+            log::info!("ACME: {name} validated ({})", kind.name());
             return Ok(());
         }
         let why = authz.challenges.iter().find_map(|c| c.error.as_ref()).cloned().unwrap_or_default();

@@ -15,10 +15,10 @@ use crate::Error;
 
 const OID_EC_PUBLIC_KEY: &[u8] = &[0x06, 0x07, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01];
 const OID_P256: &[u8] = &[0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07];
-const OID_ECDSA_SHA256: &[u8] = &[0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x04, 0x03, 0x02];
+pub(crate) const OID_ECDSA_SHA256: &[u8] = &[0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x04, 0x03, 0x02];
 const OID_EXTENSION_REQUEST: &[u8] = &[0x06, 0x09, 0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x09, 0x0e];
-const OID_SUBJECT_ALT_NAME: &[u8] = &[0x06, 0x03, 0x55, 0x1d, 0x11];
-const OID_COMMON_NAME: &[u8] = &[0x06, 0x03, 0x55, 0x04, 0x03];
+pub(crate) const OID_SUBJECT_ALT_NAME: &[u8] = &[0x06, 0x03, 0x55, 0x1d, 0x11];
+pub(crate) const OID_COMMON_NAME: &[u8] = &[0x06, 0x03, 0x55, 0x04, 0x03];
 
 /// A certificate's private key.
 pub struct CertKey {
@@ -46,12 +46,21 @@ impl CertKey {
             .map_err(|e| Error::new(alloc::format!("certificate key: {e}")))
     }
 
+    /// The SubjectPublicKeyInfo (DER).
+    pub(crate) fn spki(&self) -> Vec<u8> {
+        let point = self.key.verifying_key().to_encoded_point(false);
+        seq(&[&seq(&[OID_EC_PUBLIC_KEY, OID_P256]), &bit_string(point.as_bytes())])
+    }
+
+    pub(crate) fn signing_key(&self) -> &SigningKey {
+        &self.key
+    }
+
     /// A DER certificate request for `domains` (at least one), signed with
     /// this key. The first domain is also the subject's common name when it
     /// fits (64 characters).
     pub fn csr(&self, domains: &[String]) -> Vec<u8> {
-        let point = self.key.verifying_key().to_encoded_point(false);
-        let spki = seq(&[&seq(&[OID_EC_PUBLIC_KEY, OID_P256]), &bit_string(point.as_bytes())]);
+        let spki = self.spki();
         let subject = match domains.first() {
             Some(d) if d.len() <= 64 => seq(&[&set(&[&seq(&[OID_COMMON_NAME, &tlv(0x0c, d.as_bytes())])])]),
             _ => seq(&[]),

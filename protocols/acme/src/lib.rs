@@ -1,5 +1,6 @@
 //! An ACME (RFC 8555) client: obtains certificates from a CA such as
-//! Let's Encrypt, proving control of each name with HTTP-01.
+//! Let's Encrypt, proving control of each name with HTTP-01 or TLS-ALPN-01
+//! (RFC 8737; [`x509`] writes its certificate).
 //!
 //! The protocol ([`client::issue`]) runs over an [`Io`]: HTTPS requests,
 //! sleeping, and publishing challenge answers. [`Https`] is the HTTPS part
@@ -19,11 +20,12 @@ pub mod http;
 pub mod jose;
 pub mod msg;
 pub mod transport;
+pub mod x509;
 
 #[cfg(test)]
 mod tests;
 
-pub use client::{chain_validity, issue, Io, Issued};
+pub use client::{chain_validity, issue, Answer, ChallengeKind, Io, Issued};
 pub use csr::CertKey;
 pub use jose::AccountKey;
 pub use transport::Https;

@@ -12,7 +12,7 @@ use core::time::Duration;
 use crate::csr::pem;
 use crate::der::{bit_string, seq, tlv};
 use crate::http::Response;
-use crate::{issue, AccountKey, CertKey, Error, Io};
+use crate::{issue, AccountKey, Answer, CertKey, ChallengeKind, Error, Io};
 
 /// Runs a future whose I/O is all in memory (it never waits).
 fn run<F: Future>(f: F) -> F::Output {
@@ -110,19 +110,21 @@ impl Io for FakeCa {
         self.slept += d;
     }
 
-    fn publish(&mut self, token: &str, key_authorization: &str) {
-        self.published.insert(token.into(), key_authorization.into());
+    fn publish(&mut self, answer: &Answer) -> Result<(), Error> {
+        assert_eq!(answer.kind, ChallengeKind::Http01);
+        self.published.insert(answer.token.clone(), answer.key_authorization.clone());
+        Ok(())
     }
 
-    fn withdraw(&mut self, token: &str) {
-        self.published.remove(token);
+    fn withdraw(&mut self, answer: &Answer) {
+        self.published.remove(&answer.token);
     }
 }
 
 fn attempt(ca: &mut FakeCa) -> Result<crate::Issued, Error> {
     let account = AccountKey::from_secret(&[3; 32]).unwrap();
     let cert_key = CertKey::from_secret(&[4; 32]).unwrap();
-    run(issue(ca, &account, "dir", &[], &["a.test".to_string()], &cert_key))
+    run(issue(ca, &account, "dir", &[], &["a.test".to_string()], &cert_key, ChallengeKind::Http01))
 }
 
 #[test]

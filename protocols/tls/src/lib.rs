@@ -25,7 +25,7 @@ mod server;
 mod stream;
 
 pub use client::{TlsClientStream, TlsConnector};
-pub use server::{certified_key, CertCell, TlsAcceptor};
+pub use server::{certified_key, CertCell, TlsAcceptor, ACME_TLS_ALPN};
 pub use stream::{Conn, TlsStream};
 
 use alloc::string::String;

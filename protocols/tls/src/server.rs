@@ -1,7 +1,8 @@
 //! The server side: accepting TLS connections with a fixed certificate
 //! chain, or with whatever a [`CertCell`] holds at each handshake.
 
-use alloc::string::ToString;
+use alloc::collections::BTreeMap;
+use alloc::string::{String, ToString};
 use alloc::sync::Arc;
 use alloc::vec::Vec;
 use core::fmt;
@@ -32,11 +33,25 @@ pub fn certified_key(chain_pem: &[u8], key_pem: &[u8]) -> Result<CertifiedKey, T
     CertifiedKey::from_der(chain, key, &rustls_rustcrypto::provider()).map_err(|e| TlsError::Config(e.to_string()))
 }
 
+/// The ALPN protocol of TLS-ALPN-01 validation (RFC 8737 §6.2).
+pub const ACME_TLS_ALPN: &[u8] = b"acme-tls/1";
+
+/// Most TLS-ALPN-01 challenge certificates held at once.
+const MAX_CHALLENGES: usize = 256;
+
+#[derive(Default)]
+struct Certs {
+    current: Option<Arc<CertifiedKey>>,
+    /// TLS-ALPN-01 certificates by server name.
+    challenges: BTreeMap<String, Arc<CertifiedKey>>,
+}
+
 /// The certificate new handshakes use, replaceable while connections run
-/// (a renewed certificate takes effect at the next handshake). Clones
-/// share the cell.
+/// (a renewed certificate takes effect at the next handshake), and the
+/// TLS-ALPN-01 challenge certificates shown to a CA that asks for
+/// `acme-tls/1`. Clones share the cell.
 #[derive(Clone, Default)]
-pub struct CertCell(Arc<spin::Mutex<Option<Arc<CertifiedKey>>>>);
+pub struct CertCell(Arc<spin::Mutex<Certs>>);
 
 impl fmt::Debug for CertCell {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -52,7 +67,7 @@ impl CertCell {
 
     /// Replaces the certificate for new handshakes.
     pub fn set(&self, key: CertifiedKey) {
-        *self.0.lock() = Some(Arc::new(key));
+        self.0.lock().current = Some(Arc::new(key));
     }
 
     /// Replaces the certificate with a PEM chain and key; on error the
@@ -64,13 +79,36 @@ impl CertCell {
 
     /// Whether a certificate is set.
     pub fn is_set(&self) -> bool {
-        self.0.lock().is_some()
+        self.0.lock().current.is_some()
+    }
+
+    /// Shows this TLS-ALPN-01 certificate (PEM) to clients that ask for
+    /// `acme-tls/1` with the server name `name`.
+    pub fn set_challenge(&self, name: &str, chain_pem: &[u8], key_pem: &[u8]) -> Result<(), TlsError> {
+        let key = Arc::new(certified_key(chain_pem, key_pem)?);
+        let mut certs = self.0.lock();
+        if certs.challenges.len() >= MAX_CHALLENGES && !certs.challenges.contains_key(name) {
+            return Err(TlsError::Config("too many TLS-ALPN-01 challenges at once".into()));
+        }
+        certs.challenges.insert(name.to_ascii_lowercase(), key);
+        Ok(())
+    }
+
+    /// Stops answering TLS-ALPN-01 for `name`.
+    pub fn remove_challenge(&self, name: &str) {
+        self.0.lock().challenges.remove(&name.to_ascii_lowercase());
     }
 }
 
 impl ResolvesServerCert for CertCell {
-    fn resolve(&self, _hello: rustls::server::ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
-        self.0.lock().clone()
+    fn resolve(&self, hello: rustls::server::ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        let certs = self.0.lock();
+        if hello.alpn().is_some_and(|mut protocols| protocols.any(|p| p == ACME_TLS_ALPN)) {
+            // Only the challenge certificate, or no handshake (RFC 8737 §3).
+            let name = hello.server_name()?.to_ascii_lowercase();
+            return certs.challenges.get(&name).cloned();
+        }
+        certs.current.clone()
     }
 }
 
