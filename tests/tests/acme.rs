@@ -47,8 +47,12 @@ fn run_ok(cmd: &mut Command) -> Result<String> {
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
-/// A CA and a certificate for 127.0.0.1 signed by it, for Pebble's HTTPS.
+/// A CA and a certificate for 127.0.0.1 signed by it, for Pebble's HTTPS
+/// (kept if `dir` has them already).
 fn pebble_tls(dir: &Path) -> Result {
+    if dir.join("cert.pem").exists() {
+        return Ok(());
+    }
     let p = |f: &str| dir.join(f).to_string_lossy().into_owned();
     run_ok(
         Command::new("openssl").args(["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256"]).args([
@@ -77,7 +81,9 @@ fn pebble_tls(dir: &Path) -> Result {
             "/CN=localhost",
         ]),
     )?;
-    std::fs::write(dir.join("ext.cnf"), "subjectAltName=DNS:localhost,IP:127.0.0.1\nextendedKeyUsage=serverAuth\n")?;
+    // 10.0.2.2: the host as a QEMU guest reaches it.
+    let ext = "subjectAltName=DNS:localhost,IP:127.0.0.1,IP:10.0.2.2\nextendedKeyUsage=serverAuth\n";
+    std::fs::write(dir.join("ext.cnf"), ext)?;
     run_ok(Command::new("openssl").args(["x509", "-req", "-in", &p("req.csr"), "-CA", &p("ca.pem")]).args([
         "-CAkey",
         &p("ca.key"),
@@ -378,6 +384,41 @@ fn hostile_server_gives_errors_and_retries() -> Result {
     Ok(())
 }
 
+/// The VM image: Pebble's test CA embedded at build time
+/// (`MORGANA_WEB_ACME_CA`), the directory reached at 10.0.2.2 through QEMU's
+/// user networking, the HTTP-01 fetch forwarded to the guest's port 80.
+/// Nothing is kept: the log says the certificate is obtained at every boot.
+fn vm_certificate_at_boot() -> Result {
+    let dir = tmp("vm");
+    pebble_tls(&dir)?;
+    // Its own build (the CA path is part of the image), copied away at once.
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let status = Command::new(cargo)
+        .current_dir(xtask::workspace())
+        .args(["build", "--quiet", "--release", "-p", "web", "--target", "x86_64-unknown-none"])
+        .env("MORGANA_WEB_ACME_CA", dir.join("ca.pem"))
+        .env_remove("RUSTFLAGS")
+        .status()?;
+    check(status.success(), "building the web image with the ACME CA")?;
+    let image = dir.join("web.img");
+    run_ok(Command::new("strip").arg("-o").arg(&image).arg(xtask::debug_elf("web", true)))?;
+    let (http, https) = (free_port(), free_port());
+    let pebble = Pebble::start_with_ports(&dir, http, free_port(), None)?;
+    let mut vm = xtask::Vm::new(&image);
+    vm.forwards = vec![format!("tcp:127.0.0.1:{http}-:80").parse()?, format!("tcp:127.0.0.1:{https}-:443").parse()?];
+    vm.memory_mib = 128;
+    vm.cmdline = format!("--acme-directory=https://10.0.2.2:{}/dir --acme-domain={NAME}", pebble.acme_port);
+    let mut q = Running::start(vm.command());
+    q.wait_for("the certificate is obtained anew at every start", Duration::from_secs(120));
+    q.wait_for("ACME: new certificate for web.acme.test in use", Duration::from_secs(180));
+    fetch(&pebble.root(), https)?;
+    check(
+        pebble.pebble.output().iter().any(|l| l.contains("Attempting to validate w/ HTTP")),
+        "Pebble fetched the HTTP-01 answer from the VM",
+    )?;
+    Ok(())
+}
+
 fn bad_flags_are_refused() -> Result {
     let cases: [(&[&str], &str); 5] = [
         (&["--acme-domain", NAME], "need --acme-directory"),
@@ -402,6 +443,7 @@ fn main() {
     let pebble = Prereq::program("pebble", "-h", "pebble");
     let curl = Prereq::program("curl", "--version", "curl");
     let openssl = Prereq::program("openssl", "version", "openssl");
+    let qemu = Prereq::program("qemu-system-x86_64", "--version", "qemu-system-x86");
     let all = [&pebble, &curl, &openssl];
     let tests = vec![
         trial("acme_first_certificate_from_pebble", &all, first_certificate),
@@ -415,6 +457,7 @@ fn main() {
             hostile_server_gives_errors_and_retries,
         ),
         trial("acme_bad_flags_are_refused", &[], bad_flags_are_refused),
+        trial("acme_vm_certificate_at_boot", &[&pebble, &curl, &openssl, &qemu], vm_certificate_at_boot),
     ];
     libtest_mimic::run(&args, tests).exit();
 }

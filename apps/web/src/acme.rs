@@ -23,7 +23,7 @@ pub struct AcmeConfig {
     directory: String,
     domains: Vec<String>,
     contact: Vec<String>,
-    ca: String,
+    ca: Ca,
     state: Option<String>,
     renew_percent: u64,
     challenge: ChallengeKind,
@@ -40,6 +40,15 @@ impl AcmeConfig {
     pub fn tls_alpn(&self) -> bool {
         self.challenge == ChallengeKind::TlsAlpn01
     }
+}
+
+/// Where the roots for the ACME directory's HTTPS come from.
+#[derive(Debug, Clone)]
+enum Ca {
+    /// `--acme-ca FILE` (hosted).
+    File(String),
+    /// Embedded at build time (`MORGANA_WEB_ACME_CA`).
+    Embedded(&'static [u8]),
 }
 
 /// A fresh P-256 key.
@@ -92,7 +101,10 @@ pub fn config(args: &mut Args) -> Result<Option<AcmeConfig>, ArgError> {
         .value("acme-directory", "get the HTTPS certificate from this ACME directory (https://ADDRESS[:PORT]/PATH)")?;
     let domains: Vec<String> = args.values("acme-domain", "name the ACME certificate is for (repeatable)")?;
     let email: Option<String> = args.value("acme-email", "contact address given to the ACME CA")?;
-    let ca: Option<String> = args.value("acme-ca", "PEM root certificates trusted for the ACME directory's HTTPS")?;
+    let ca: Option<String> = args.value(
+        "acme-ca",
+        "PEM root certificates trusted for the ACME directory's HTTPS (hosted; default: those embedded at build time)",
+    )?;
     let state: Option<String> =
         args.value("acme-state", "directory keeping the ACME account key and certificate across restarts (hosted)")?;
     let renew_percent: Option<u64> = args
@@ -114,11 +126,24 @@ pub fn config(args: &mut Args) -> Result<Option<AcmeConfig>, ArgError> {
     if let Some(bad) = domains.iter().find(|d| !valid_domain(d)) {
         return Err(ArgError::Conflict(format!("--acme-domain {bad:?} is not a DNS name")));
     }
-    let Some(ca) = ca else {
-        return Err(ArgError::Conflict("--acme-directory needs --acme-ca (there are no built-in roots)".into()));
+    let ca = match (ca, crate::ACME_CA) {
+        (Some(_), _) if !morgana::HOSTED => {
+            return Err(ArgError::Conflict(
+                "--acme-ca needs files, which VM images do not have: embed the roots with MORGANA_WEB_ACME_CA=PEM at build time".into(),
+            ))
+        }
+        (Some(file), _) => Ca::File(file),
+        (None, Some(pem)) => Ca::Embedded(pem),
+        (None, None) => {
+            return Err(ArgError::Conflict(
+                "--acme-directory needs --acme-ca, or roots embedded at build time (MORGANA_WEB_ACME_CA=PEM)".into(),
+            ))
+        }
     };
-    if !morgana::HOSTED {
-        return Err(ArgError::Conflict("ACME needs --acme-ca, a file, which VM images do not have (yet)".into()));
+    if state.is_some() && !morgana::HOSTED {
+        return Err(ArgError::Conflict(
+            "--acme-state needs files, which VM images do not have: the certificate is obtained at every boot".into(),
+        ));
     }
     let renew_percent = renew_percent.unwrap_or(67);
     if !(1..=99).contains(&renew_percent) {
@@ -290,12 +315,11 @@ impl Manager {
 
     /// Runs forever: obtains, installs and renews the certificate.
     pub async fn run(mut self) {
-        let https = match self
-            .files
-            .read(&self.cfg.ca)
-            .map_err(|e| Error::new(format!("{e}")))
-            .and_then(|ca| Https::new(self.net.clone(), self.rt.clone(), ca.as_bytes(), self.clock))
-        {
+        let ca = match &self.cfg.ca {
+            Ca::File(path) => self.files.read(path).map(String::into_bytes).map_err(|e| Error::new(format!("{e}"))),
+            Ca::Embedded(pem) => Ok(pem.to_vec()),
+        };
+        let https = match ca.and_then(|ca| Https::new(self.net.clone(), self.rt.clone(), &ca, self.clock)) {
             Ok(h) => h,
             Err(e) => return warn!("ACME disabled: --acme-ca: {e}"),
         };
@@ -304,7 +328,8 @@ impl Manager {
             Err(e) => return warn!("ACME disabled: account key: {e}"),
         };
         if self.cfg.state.is_none() {
-            info!("ACME: no --acme-state: the certificate is obtained anew at every start");
+            let why = if morgana::HOSTED { "no --acme-state" } else { "VM images have no files" };
+            info!("ACME: nothing is kept across restarts ({why}): the certificate is obtained anew at every start");
         }
         let names = self.cfg.domains.join(", ");
         let mut current = self.load_stored();
