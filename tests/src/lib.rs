@@ -5,6 +5,7 @@
 
 pub mod client;
 pub mod dnsmsg;
+pub mod dnspeers;
 pub mod frames;
 pub mod netns;
 pub mod prereq;

@@ -15,16 +15,18 @@ use core::cell::RefCell;
 use core::str::FromStr;
 use core::time::Duration;
 
-use morgana::kv::Kind;
 use morgana::log::{info, warn};
-use morgana::{ArgError, Args, Clock, Content, Context, Entropy, Env, KeyValue, ListenAddr};
+use morgana::{ArgError, Args, Clock, Context, Entropy, Env, ListenAddr};
 use morgana_dns::rrl;
+use morgana_dns::secondary::{self, Downstream, Follower, Secondary};
+use morgana_dns::served::Served;
 use morgana_dns::server;
 use morgana_dns::tsig::Key;
 use morgana_dns::xfr::{Access, Allow, WallClock};
-use morgana_dns::{Catalog, Name, Zone};
 
-include!(concat!(env!("OUT_DIR"), "/zones.rs"));
+mod zones;
+
+use zones::ZoneFile;
 
 /// `--listen`: `ADDR:PORT`, `[V6]:PORT` or `:PORT` (all addresses).
 #[derive(Debug, Clone, Copy)]
@@ -48,28 +50,12 @@ impl FromStr for TsigKey {
     }
 }
 
-/// `--zone ORIGIN=PATH`.
-#[derive(Debug, Clone)]
-struct ZoneFile {
-    origin: Name,
-    path: String,
-}
-
-impl FromStr for ZoneFile {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        let (origin, path) = s.split_once('=').ok_or("expected ORIGIN=PATH")?;
-        let origin = Name::parse(origin, Some(&Name::root())).map_err(|e| format!("bad origin '{origin}': {e}"))?;
-        if path.is_empty() {
-            return Err(String::from("empty path"));
-        }
-        Ok(ZoneFile { origin, path: path.into() })
-    }
-}
-
 struct Config {
     listen: Vec<Listen>,
     zones: Vec<ZoneFile>,
+    secondaries: Vec<Secondary>,
+    notify: Vec<Downstream>,
+    watch: Option<Duration>,
     server: server::Config,
 }
 
@@ -92,6 +78,32 @@ fn config(args: &mut Args) -> Result<Config, ArgError> {
     let keys: Vec<Key> = keys.into_iter().map(|k| k.0).collect();
     if let Some(dup) = keys.iter().enumerate().find(|(i, k)| keys[..*i].iter().any(|o| o.name == k.name)) {
         return Err(ArgError::Conflict(format!("--tsig-key {} given twice", dup.1.name)));
+    }
+    let secondaries: Vec<Secondary> = args.values(
+        "secondary",
+        "ORIGIN=ADDR[:PORT][,key=KEYNAME]: follow the zone's primary by SOA refresh, NOTIFY, IXFR and AXFR (repeatable)",
+    )?;
+    for (i, s) in secondaries.iter().enumerate() {
+        if secondaries[..i].iter().any(|o| o.origin == s.origin) {
+            return Err(ArgError::Conflict(format!("--secondary {} given twice", s.origin)));
+        }
+        if let Some(k) = s.key.as_ref().filter(|k| !keys.iter().any(|key| key.name == **k)) {
+            return Err(ArgError::Conflict(format!("--secondary {}: no --tsig-key named {k}", s.origin)));
+        }
+    }
+    let notify: Vec<Downstream> = args.values(
+        "notify",
+        "ADDR[:PORT][,key=KEYNAME]: send NOTIFY there when a zone changes here (a --zone file reloaded, a --secondary zone transferred; repeatable)",
+    )?;
+    let watch: Option<u64> = args.value(
+        "watch-zones",
+        "check --zone files for changes every SECONDS and reload them (default 1; 0: only on SIGHUP)",
+    )?;
+    let watch = Some(Duration::from_secs(watch.unwrap_or(1))).filter(|d| !d.is_zero());
+    if let Some((d, k)) =
+        notify.iter().find_map(|d| d.key.as_ref().filter(|k| !keys.iter().any(|key| key.name == **k)).map(|k| (d, k)))
+    {
+        return Err(ArgError::Conflict(format!("--notify {}: no --tsig-key named {k}", d.addr)));
     }
     let axfr = Access { allow, keys, clock: WallClock::default() };
     axfr.check().map_err(ArgError::Conflict)?;
@@ -123,67 +135,7 @@ fn config(args: &mut Args) -> Result<Config, ArgError> {
             size: size.unwrap_or(d.rrl.size),
         },
     };
-    Ok(Config { listen, zones, server })
-}
-
-async fn load(env: &mut Env, cfg: &Config) -> morgana::Result<Catalog> {
-    let mut zones = match env.content.as_mut() {
-        Some(content) => content_zones(content).await?,
-        None => embedded_zones()?,
-    };
-    if !morgana::HOSTED && !cfg.zones.is_empty() {
-        return Err("--zone needs files, which VM images do not have; embed zones at build time".into());
-    }
-    for z in cfg.zones.iter().filter(|_| morgana::HOSTED) {
-        let text = env.read_file(&z.path).context(format_args!("zone {}", z.origin))?;
-        let dir = z.path.rsplit_once('/').map(|(d, _)| d).unwrap_or(".");
-        let include = |p: &str| -> Result<String, String> {
-            let full = if p.starts_with('/') { String::from(p) } else { format!("{dir}/{p}") };
-            env.read_file(&full).map_err(|e| format!("{e}"))
-        };
-        let zone = Zone::parse(&text, &z.origin, &z.path, Some(&include))?;
-        info!("zone {}: {} records, serial {} ({})", zone.origin, zone.records, zone.soa.1.serial, z.path);
-        zones.push(zone);
-    }
-    if zones.is_empty() {
-        return Err("no zones to serve".into());
-    }
-    Ok(Catalog::new(zones))
-}
-
-/// The zones embedded at build time.
-fn embedded_zones() -> morgana::Result<Vec<Zone>> {
-    let mut zones = Vec::new();
-    for (origin, file, records) in ZONES {
-        let name = Name::parse(origin, None).context(origin)?;
-        let zone = Zone::from_binary(records, &name, file)?;
-        info!("zone {}: {} records, serial {} (embedded {file})", zone.origin, zone.records, zone.soa.1.serial);
-        zones.push(zone);
-    }
-    Ok(zones)
-}
-
-/// The `ORIGIN.zone` files at the root of the content archive, in place of
-/// the embedded zones. Any bad zone fails the whole load (file and line in
-/// the error): the server never starts with part of its zones.
-async fn content_zones(content: &mut Content) -> morgana::Result<Vec<Zone>> {
-    let from = format!("content from {}", content.source());
-    let mut zones = Vec::new();
-    for (file, kind) in content.list("").await.context(&from)? {
-        let Some(stem) = file.strip_suffix(".zone").filter(|_| kind == Kind::File) else { continue };
-        let origin = format!("{}.", stem.trim_end_matches('.'));
-        let origin = Name::parse(&origin, None).map_err(|e| format!("{from}: {file}: bad origin: {e}"))?;
-        let bytes = content.get(&file).await.context(&from)?;
-        let text = String::from_utf8(bytes).map_err(|e| format!("{from}: {file}: not UTF-8 text: {e}"))?;
-        let no_include = |_: &str| -> Result<String, String> { Err("not supported in a content archive".into()) };
-        let zone = Zone::parse(&text, &origin, &file, Some(&no_include)).context(&from)?;
-        info!("zone {}: {} records, serial {} ({file}, {from})", zone.origin, zone.records, zone.soa.1.serial);
-        zones.push(zone);
-    }
-    if zones.is_empty() {
-        return Err(format!("{from}: no ORIGIN.zone files at the archive's root").into());
-    }
-    Ok(zones)
+    Ok(Config { listen, zones, secondaries, notify, watch, server })
 }
 
 /// The UDP rate limiter, its hash keyed from the entropy source (from the
@@ -210,25 +162,38 @@ fn limiter(env: &mut Env, cfg: &rrl::Config) -> Option<Rc<RefCell<rrl::Limiter>>
 }
 
 async fn serve(mut env: Env, cfg: Config) -> morgana::Result {
-    let catalog = Rc::new(load(&mut env, &cfg).await?);
+    let catalog = zones::load(&mut env, &cfg.zones, &cfg.secondaries).await?;
+    let followers: Vec<Rc<Follower>> = cfg.secondaries.iter().cloned().map(|s| Rc::new(Follower::new(s))).collect();
+    let served = Rc::new(Served::new(catalog, followers));
     let mut server_cfg = cfg.server.clone();
     let clock = env.clock;
     server_cfg.axfr.clock = WallClock::new(move || clock.wall().map(|w| w.0 / 1_000_000_000));
     let server_cfg = Rc::new(server_cfg);
+    let access = Rc::new(server_cfg.axfr.clone());
+    let downstream: Rc<[Downstream]> = cfg.notify.clone().into();
+    for f in served.followers() {
+        let key = f.config.key.as_ref().map_or(String::new(), |k| format!(", key {k}"));
+        info!("zone {}: secondary of {}{key}; SERVFAIL until the first transfer", f.config.origin, f.config.primary);
+        let (net, rt) = (env.net.clone(), env.rt.clone());
+        let follow = secondary::follow(f.clone(), served.clone(), downstream.clone(), net, access.clone(), rt);
+        env.spawn(follow);
+    }
     let limiter = limiter(&mut env, &cfg.server.rrl);
     for l in &cfg.listen {
         let udp = env.net.udp_bind(l.0).context(format_args!("UDP {}", l.0))?;
         let tcp = env.net.tcp_listen(l.0).context(format_args!("TCP {}", l.0))?;
-        env.spawn(server::serve_udp(udp, catalog.clone(), limiter.clone(), server_cfg.clone(), env.rt.clone()));
-        env.spawn(server::serve_tcp(tcp, catalog.clone(), server_cfg.clone(), env.rt.clone()));
+        env.spawn(server::serve_udp(udp, served.clone(), limiter.clone(), server_cfg.clone(), env.rt.clone()));
+        env.spawn(server::serve_tcp(tcp, served.clone(), server_cfg.clone(), env.rt.clone()));
         info!("serving DNS on {} (UDP and TCP)", l.0);
     }
     // A hint for the developer running it as a process; a VM's address is
     // its own (and often forwarded), so no guess is printed there.
-    if let (true, Some(l), Some(zone)) = (morgana::HOSTED, cfg.listen.first(), catalog.zones().last()) {
+    if let (true, Some(l), Some(zone)) = (morgana::HOSTED, cfg.listen.first(), served.catalog().zones().last().cloned())
+    {
         let at = l.0.ip.map(|ip| format!("{ip}")).unwrap_or_else(|| String::from("127.0.0.1"));
         info!("try: dig @{at} -p {} www.{}", l.0.port, zone.origin);
     }
+    zones::watch(&env, &cfg.zones, cfg.watch, &served, downstream, access).await;
     core::future::pending::<()>().await;
     Ok(())
 }

@@ -17,6 +17,7 @@ mod block;
 mod boot;
 mod console;
 mod reactor;
+mod reload;
 pub mod sandbox;
 pub mod sockets;
 pub mod tap;
@@ -99,8 +100,10 @@ pub fn log_sink() -> Box<dyn morgana_runtime::logger::LogSink> {
     Box::new(StderrSink)
 }
 
-/// The executor platform.
+/// The executor platform (and the SIGHUP handler, set up before any
+/// sandbox).
 pub fn platform() -> std::io::Result<std::rc::Rc<Reactor>> {
+    reload::install()?;
     Reactor::new()
 }
 
@@ -111,8 +114,27 @@ pub fn since_entry() -> core::time::Duration {
 
 /// Reads a text file.
 pub fn read_file(path: &str) -> Result<String, String> {
+    no_files_in_sandbox()?;
     std::fs::read_to_string(path).map_err(|e| e.to_string())
 }
+
+/// When the file was last modified, in nanoseconds since the Unix epoch.
+pub fn file_modified(path: &str) -> Result<u64, String> {
+    no_files_in_sandbox()?;
+    let modified = std::fs::metadata(path).and_then(|m| m.modified()).map_err(|e| e.to_string())?;
+    let since = modified.duration_since(std::time::UNIX_EPOCH).map_err(|e| e.to_string())?;
+    Ok(u64::try_from(since.as_nanos()).unwrap_or(u64::MAX))
+}
+
+/// Inside the sandbox, file system calls would kill the process: refuse.
+fn no_files_in_sandbox() -> Result<(), String> {
+    match sandbox::sealed() {
+        true => Err("the sandbox allows no file access after start".into()),
+        false => Ok(()),
+    }
+}
+
+pub use reload::reload_requested;
 
 /// Writes a file whole, readable by its owner only: a temporary file
 /// renamed over `path`, so a crash leaves the old or the new contents.
@@ -120,9 +142,7 @@ pub fn read_file(path: &str) -> Result<String, String> {
 pub fn write_file(path: &str, contents: &[u8]) -> Result<(), String> {
     use std::io::Write as _;
     use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _};
-    if sandbox::sealed() {
-        return Err("files cannot be written inside the sandbox".into());
-    }
+    no_files_in_sandbox()?;
     let path = std::path::Path::new(path);
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir).map_err(|e| e.to_string())?;
@@ -142,6 +162,7 @@ pub fn write_file(path: &str, contents: &[u8]) -> Result<(), String> {
 /// Reads every file under `dir`: (path relative to `dir` with `/`
 /// separators, bytes, modification time in Unix seconds).
 pub fn load_dir(dir: &str) -> Result<Vec<morgana_runtime::FileEntry>, String> {
+    no_files_in_sandbox()?;
     fn walk(
         root: &std::path::Path,
         dir: &std::path::Path,

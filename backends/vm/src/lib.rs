@@ -86,6 +86,16 @@ pub fn read_file(_path: &str) -> Result<String, &'static str> {
     Err("files are not available in a VM image (embed data at build time)")
 }
 
+/// VM images have no files.
+pub fn file_modified(_path: &str) -> Result<u64, &'static str> {
+    Err("files are not available in a VM image (embed data at build time)")
+}
+
+/// No operator signals reach a VM image.
+pub fn reload_requested() -> bool {
+    false
+}
+
 /// VM images have no files to write.
 pub fn write_file(_path: &str, _contents: &[u8]) -> Result<(), &'static str> {
     Err("files are not available in a VM image")

@@ -133,6 +133,18 @@ impl Env {
     pub fn read_file(&self, path: &str) -> core::result::Result<alloc::string::String, FileError> {
         backend::read_file(path).map_err(|e| FileError(alloc::format!("{path}: {e}")))
     }
+
+    /// When a file was last modified (nanoseconds since the Unix epoch),
+    /// to notice changes. Hosted only, and not inside `--sandbox`.
+    pub fn file_modified(&self, path: &str) -> core::result::Result<u64, FileError> {
+        backend::file_modified(path).map_err(|e| FileError(alloc::format!("{path}: {e}")))
+    }
+
+    /// Whether the operator asked the app to reload its files since the
+    /// last call (SIGHUP to a hosted process; never in a VM image).
+    pub fn reload_requested(&self) -> bool {
+        backend::reload_requested()
+    }
 }
 
 impl Env {

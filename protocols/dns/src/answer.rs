@@ -8,12 +8,15 @@
 //! section; a response whose required sections do not fit the UDP limit is
 //! sent with TC set and no records.
 
+use alloc::rc::Rc;
 use alloc::vec::Vec;
 
+use crate::dnssec;
 use crate::name::{self, Name};
 use crate::rdata::Rdata;
-use crate::wire::{self, flags, parse_query, rcode, rtype, Query, QueryError, Section, Writer, CLASS_ANY, CLASS_IN};
-use crate::zone::{Node, RRset, Zone};
+use crate::response::{self, push_rrset, Response, Rr};
+use crate::wire::{self, flags, parse_query, rcode, rtype, Query, QueryError, Writer, CLASS_ANY, CLASS_IN};
+use crate::zone::{Node, Zone};
 
 /// The largest UDP response, whatever the client offers (the DNS flag day
 /// 2020 value, also NSD's default).
@@ -34,48 +37,34 @@ pub enum Transport {
 #[derive(Debug, Clone, Default)]
 pub struct Catalog {
     /// Zones, the most specific origin first (longest match wins).
-    zones: Vec<Zone>,
-}
-
-/// One record of a response, borrowed from the zone and the query.
-#[derive(Debug, Clone, Copy)]
-struct Rr<'a> {
-    owner: &'a [u8],
-    rtype: u16,
-    ttl: u32,
-    rdata: &'a Rdata,
-}
-
-#[derive(Default)]
-struct Response<'a> {
-    rcode: u16,
-    aa: bool,
-    answer: Vec<Rr<'a>>,
-    authority: Vec<Rr<'a>>,
-    additional: Vec<Rr<'a>>,
-    /// The authority section is required (negative answers, referrals).
-    authority_required: bool,
+    zones: Vec<Rc<Zone>>,
+    /// Origins we are authoritative for without data to serve (a secondary
+    /// zone not yet transferred, or expired): SERVFAIL.
+    unavailable: Vec<Name>,
 }
 
 /// Where a name lands in a zone.
 enum Lookup<'z> {
     /// The name exists (possibly as an empty non-terminal).
     Found(&'z Node),
-    /// The name is at or below a delegation point.
-    Referral(&'z Name, &'z RRset),
-    /// No such name, but the wildcard at its closest encloser exists.
-    Wildcard(&'z Node),
-    /// No such name.
-    NxDomain,
-}
-
-fn push_rrset<'a>(out: &mut Vec<Rr<'a>>, owner: &'a [u8], set: &'a RRset) {
-    out.extend(set.rdatas.iter().map(|rdata| Rr { owner, rtype: set.rtype, ttl: set.ttl, rdata }));
+    /// The name is at or below a delegation point (its name and node).
+    Referral(&'z Name, &'z Node),
+    /// No such name, but the wildcard at its closest encloser (given)
+    /// exists.
+    Wildcard(&'z Node, &'z [u8]),
+    /// No such name; the closest encloser.
+    NxDomain(&'z [u8]),
 }
 
 impl Catalog {
     /// A catalog of `zones`. Two zones with the same origin: the last wins.
-    pub fn new(mut zones: Vec<Zone>) -> Catalog {
+    pub fn new(zones: Vec<Zone>) -> Catalog {
+        Catalog::with(zones.into_iter().map(Rc::new).collect(), Vec::new())
+    }
+
+    /// A catalog of shared `zones` (the last of two with the same origin
+    /// wins), and of `unavailable` origins, answered with SERVFAIL.
+    pub fn with(mut zones: Vec<Rc<Zone>>, unavailable: Vec<Name>) -> Catalog {
         zones.reverse();
         let mut seen: Vec<Name> = Vec::new();
         zones.retain(|z| {
@@ -84,17 +73,30 @@ impl Catalog {
             !dup
         });
         zones.sort_by_key(|z| core::cmp::Reverse(z.origin.wire().len()));
-        Catalog { zones }
+        Catalog { zones, unavailable }
     }
 
     /// The zones.
-    pub fn zones(&self) -> &[Zone] {
+    pub fn zones(&self) -> &[Rc<Zone>] {
         &self.zones
+    }
+
+    /// The origins without data to serve.
+    pub fn unavailable(&self) -> &[Name] {
+        &self.unavailable
+    }
+
+    /// Whether `name` is in an unavailable zone more specific than any
+    /// zone with data.
+    fn is_unavailable(&self, name: &[u8]) -> bool {
+        let best =
+            self.zones.iter().find(|z| name::is_within(name, z.origin.wire())).map_or(0, |z| z.origin.wire().len());
+        self.unavailable.iter().any(|o| name::is_within(name, o.wire()) && o.wire().len() > best)
     }
 
     /// The zone with the longest origin that contains `name`.
     pub fn find_zone(&self, name: &Name) -> Option<&Zone> {
-        self.zones.iter().find(|z| name.is_within(&z.origin))
+        self.zones.iter().find(|z| name.is_within(&z.origin)).map(|z| &**z)
     }
 
     /// The zone that answers `qtype` at `name`: the longest match, except
@@ -151,8 +153,8 @@ impl Catalog {
         let mut w = Writer::new(q.id, hdr, Some((&q.qname_raw, q.qtype, q.qclass)));
         let edns = q.edns;
         let finish = |mut w: Writer, ext_rcode: u8| {
-            if edns.is_some() {
-                w.opt(MAX_UDP as u16, ext_rcode, false);
+            if let Some(e) = edns {
+                w.opt(MAX_UDP as u16, ext_rcode, e.dnssec_ok);
             }
             w.finish()
         };
@@ -168,6 +170,10 @@ impl Catalog {
             w.set_rcode(rcode::NOTIMP);
             return finish(w, 0);
         }
+        if self.is_unavailable(q.qname.wire()) {
+            w.set_rcode(rcode::SERVFAIL);
+            return finish(w, 0);
+        }
         let Some(zone) = self.zone_for(q.qname.wire(), q.qtype) else {
             w.set_rcode(rcode::REFUSED);
             return finish(w, 0);
@@ -177,6 +183,7 @@ impl Catalog {
             // As NSD: data from the IN zone, not authoritative, no extras.
             r.aa = false;
             r.authority.clear();
+            r.optional_at = None;
             r.additional.clear();
         }
         let limit = match transport {
@@ -191,36 +198,7 @@ impl Catalog {
         if r.aa {
             w.set_flags(flags::AA);
         }
-        let empty = w.mark();
-        let write = |w: &mut Writer, section: Section, rrs: &[Rr<'_>]| {
-            for rr in rrs {
-                let at = w.begin_record(section, rr.owner, rr.rtype, CLASS_IN, rr.ttl);
-                rr.rdata.write(w);
-                w.end_record(at);
-            }
-        };
-        write(&mut w, Section::Answer, &r.answer);
-        if w.len() > limit {
-            w.truncate(empty);
-            w.set_flags(flags::TC);
-            return finish(w, 0);
-        }
-        let mark = w.mark();
-        write(&mut w, Section::Authority, &r.authority);
-        if w.len() > limit {
-            if r.authority_required {
-                w.truncate(empty);
-                w.set_flags(flags::TC);
-                return finish(w, 0);
-            }
-            w.truncate(mark);
-            return finish(w, 0);
-        }
-        let mark = w.mark();
-        write(&mut w, Section::Additional, &r.additional);
-        if w.len() > limit {
-            w.truncate(mark); // extra data may be left out without TC (RFC 2181 §9)
-        }
+        response::encode(&mut w, &r, limit);
         finish(w, 0)
     }
 }
@@ -239,43 +217,55 @@ fn lookup<'z>(zone: &'z Zone, qname: &[u8], qtype: u16) -> Lookup<'z> {
     for &off in offsets[..count].iter().rev() {
         let off = off as usize;
         let candidate = &qname[off..];
-        let Some(node) = zone.nodes.get(candidate) else {
+        // Hashed NSEC3 owners are not names of the zone (RFC 5155 §7.2.8).
+        let Some(node) = zone.nodes.get(candidate).filter(|n| !dnssec::is_nsec3_only(n)) else {
             // No such name: the wildcard at the closest encloser, if any.
             let mut wild = Vec::with_capacity(encloser.len() + 2);
             wild.extend_from_slice(&[1, b'*']);
             wild.extend_from_slice(encloser);
             return match zone.nodes.get(&wild[..]) {
-                Some(w) => Lookup::Wildcard(w),
-                None => Lookup::NxDomain,
+                Some(w) => Lookup::Wildcard(w, encloser),
+                None => Lookup::NxDomain(encloser),
             };
         };
-        if candidate.len() != apex_len {
-            if let Some(ns) = node.get(rtype::NS) {
-                // The parent side answers DS for a delegation (RFC 4035 §3.1.4.1).
-                let is_ds_at_cut = off == 0 && qtype == rtype::DS;
-                if !is_ds_at_cut {
-                    let (cut, _) = zone.nodes.get_key_value(candidate).expect("node exists");
-                    return Lookup::Referral(cut, ns);
-                }
+        if candidate.len() != apex_len && node.get(rtype::NS).is_some() {
+            // The parent side answers DS for a delegation (RFC 4035 §3.1.4.1).
+            let is_ds_at_cut = off == 0 && qtype == rtype::DS;
+            if !is_ds_at_cut {
+                let (cut, _) = zone.nodes.get_key_value(candidate).expect("node exists");
+                return Lookup::Referral(cut, node);
             }
         }
-        encloser = candidate;
+        let (key, _) = zone.nodes.get_key_value(candidate).expect("node exists");
+        encloser = key.wire();
     }
     match zone.nodes.get(qname) {
         Some(node) => Lookup::Found(node),
-        None => Lookup::NxDomain,
+        None => Lookup::NxDomain(encloser),
     }
 }
 
 fn negative<'a>(zone: &'a Zone, r: &mut Response<'a>, code: u16) {
     r.rcode = code;
     let (ttl, _) = zone.soa;
-    if let Some(set) = zone.nodes.get(&zone.origin).and_then(|n| n.get(rtype::SOA)) {
+    if let Some((apex, set)) = zone.nodes.get(&zone.origin).and_then(|n| Some((n, n.get(rtype::SOA)?))) {
         let neg_ttl = match &set.rdatas[0] {
             Rdata::Soa(s) => ttl.min(s.minimum),
             _ => ttl,
         };
-        r.authority.push(Rr { owner: zone.origin.wire(), rtype: rtype::SOA, ttl: neg_ttl, rdata: &set.rdatas[0] });
+        let soa = Rr { owner: zone.origin.wire(), rtype: rtype::SOA, ttl: neg_ttl, rdata: &set.rdatas[0], first: true };
+        r.authority.push(soa);
+        // The signatures get the negative TTL too, as NSD sends them.
+        if let Some(sigs) = r.sigs(apex, rtype::SOA) {
+            let owner = zone.origin.wire();
+            r.authority.extend(sigs.rdatas.iter().map(|rdata| Rr {
+                owner,
+                rtype: rtype::RRSIG,
+                ttl: neg_ttl,
+                rdata,
+                first: false,
+            }));
+        }
     }
     r.authority_required = true;
 }
@@ -293,7 +283,8 @@ fn add_addresses<'a>(zone: &'a Zone, target: &'a Name, r: &mut Response<'a>) {
         if present(&r.answer) || present(&r.additional) {
             continue;
         }
-        push_rrset(&mut r.additional, owner.wire(), set);
+        let sigs = r.sigs(node, t);
+        push_rrset(&mut r.additional, owner.wire(), set, sigs);
     }
 }
 
@@ -308,18 +299,24 @@ fn additional_for<'a>(zone: &'a Zone, rrs: &[Rr<'a>], r: &mut Response<'a>) {
 }
 
 fn apex_ns<'a>(zone: &'a Zone, r: &mut Response<'a>) {
-    if let Some(ns) = zone.nodes.get(&zone.origin).and_then(|n| n.get(rtype::NS)) {
-        push_rrset(&mut r.authority, zone.origin.wire(), ns);
+    if let Some(apex) = zone.nodes.get(&zone.origin) {
+        if let Some(ns) = apex.get(rtype::NS) {
+            r.optional_at = Some(r.authority.len());
+            let sigs = r.sigs(apex, rtype::NS);
+            push_rrset(&mut r.authority, zone.origin.wire(), ns, sigs);
+        }
     }
 }
 
 impl Catalog {
     fn resolve<'a>(&'a self, first_zone: &'a Zone, q: &'a Query) -> Response<'a> {
+        let dnssec_ok = q.edns.is_some_and(|e| e.dnssec_ok);
         let mut r = Response {
             aa: true,
             answer: Vec::with_capacity(8),
             authority: Vec::with_capacity(4),
             additional: Vec::with_capacity(4),
+            dnssec_ok,
             ..Response::default()
         };
         let mut zone = first_zone;
@@ -327,36 +324,80 @@ impl Catalog {
         let mut visited: Vec<&[u8]> = Vec::new();
         for _ in 0..MAX_CHAIN {
             visited.push(name);
+            r.sign = dnssec_ok && zone.dnssec.signed;
+            // The name that stands for the answer in NODATA proofs: the
+            // matched wildcard, not its expansion (RFC 4035 §3.1.3.4).
+            let mut original: &'a [u8] = name;
             let node = match lookup(zone, name, q.qtype) {
-                Lookup::Referral(cut, ns) => {
+                Lookup::Referral(cut, node) => {
                     if r.answer.is_empty() {
                         r.aa = false;
-                        push_rrset(&mut r.authority, cut.wire(), ns);
-                        r.authority_required = true;
-                        let auth = r.authority.clone();
-                        additional_for(zone, &auth, &mut r);
+                        referral(zone, cut, node, &mut r);
                     }
                     return r;
                 }
-                Lookup::NxDomain => {
+                Lookup::NxDomain(ce) => {
+                    // Proofs before the SOA, as NSD (it matters under TC).
+                    if dnssec_ok {
+                        r.proofs(zone, zone.dnssec.nxdomain(name, ce));
+                    }
                     negative(zone, &mut r, rcode::NXDOMAIN);
                     return r;
                 }
-                Lookup::Found(node) | Lookup::Wildcard(node) => node,
+                Lookup::Wildcard(node, ce) => {
+                    if dnssec_ok {
+                        r.proofs(zone, zone.dnssec.wildcard(name, ce));
+                    }
+                    let (star, _) =
+                        zone.nodes.get_key_value(&[&[1, b'*'][..], ce].concat()[..]).expect("wildcard exists");
+                    original = star.wire();
+                    node
+                }
+                Lookup::Found(node) => node,
+            };
+            let nodata = |r: &mut Response<'a>| {
+                let (proofs, first) = match dnssec_ok {
+                    true => zone.dnssec.nodata(zone.origin.wire(), original, q.qtype, node.get(rtype::NS).is_some()),
+                    false => (Vec::new(), false),
+                };
+                if first {
+                    r.proofs(zone, proofs.clone());
+                }
+                negative(zone, r, rcode::NOERROR);
+                r.proofs(zone, proofs);
             };
             if q.qtype == rtype::ANY {
-                // RFC 8482: one RRset is enough.
-                if let Some(set) = node.rrsets.first() {
-                    push_rrset(&mut r.answer, name, set);
+                // RFC 8482: one RRset is enough (not a hashed-chain record,
+                // nor signatures when they come with their RRset anyway).
+                let skip = |t: u16| t == rtype::NSEC3 || (r.sign && t == rtype::RRSIG);
+                if let Some(set) = node.rrsets.iter().find(|s| !skip(s.rtype)) {
+                    let sigs = r.sigs(node, set.rtype);
+                    push_rrset(&mut r.answer, name, set, sigs);
                     let ans = r.answer.clone();
                     additional_for(zone, &ans, &mut r);
                 } else {
-                    negative(zone, &mut r, rcode::NOERROR);
+                    nodata(&mut r);
                 }
                 return r;
             }
+            if q.qtype == rtype::NSEC3 {
+                // Hashed owners are no names: NSEC3 is never data (as NSD).
+                nodata(&mut r);
+                return r;
+            }
             if let Some(set) = node.get(q.qtype) {
-                push_rrset(&mut r.answer, name, set);
+                let sigs = r.sigs(node, set.rtype);
+                push_rrset(&mut r.answer, name, set, sigs);
+                // RRSIG: the signatures of every type covered.
+                for more in node
+                    .rrsets
+                    .iter()
+                    .filter(|s| set.rtype == rtype::RRSIG && s.rtype == rtype::RRSIG && !core::ptr::eq(*s, set))
+                {
+                    let at = r.answer.len();
+                    push_rrset(&mut r.answer, name, more, None);
+                    r.answer[at].first = false; // one RRSIG RRset, as NSD has it
+                }
                 apex_ns_if_not_answer(zone, q.qtype, name, &mut r);
                 let ans = r.answer.clone();
                 additional_for(zone, &ans, &mut r);
@@ -365,7 +406,8 @@ impl Catalog {
                 return r;
             }
             if let Some(cname) = node.get(rtype::CNAME) {
-                push_rrset(&mut r.answer, name, cname);
+                let sigs = r.sigs(node, rtype::CNAME);
+                push_rrset(&mut r.answer, name, cname, sigs);
                 let Some(target) = cname.rdatas[0].target() else { return r };
                 if visited.contains(&target.wire()) {
                     return r; // a loop: what we have is the answer
@@ -378,15 +420,38 @@ impl Catalog {
                 name = target.wire();
                 continue;
             }
-            negative(zone, &mut r, rcode::NOERROR);
+            nodata(&mut r);
             return r;
         }
         r
     }
 }
 
+/// A referral to `cut`: its NS RRset and glue, and with DO in a signed
+/// zone its DS RRset or the proof that there is none (RFC 4035 §3.1.4).
+fn referral<'a>(zone: &'a Zone, cut: &'a Name, node: &'a Node, r: &mut Response<'a>) {
+    let Some(ns) = node.get(rtype::NS) else { return };
+    let sigs = r.sigs(node, rtype::NS);
+    push_rrset(&mut r.authority, cut.wire(), ns, sigs);
+    r.authority_required = true;
+    if r.dnssec_ok && zone.dnssec.active() {
+        match node.get(rtype::DS) {
+            Some(ds) => {
+                let sigs = r.sigs(node, rtype::DS);
+                push_rrset(&mut r.authority, cut.wire(), ds, sigs);
+            }
+            None => r.proofs(zone, zone.dnssec.unsigned_referral(cut)),
+        }
+    }
+    let auth = r.authority.clone();
+    additional_for(zone, &auth, r);
+}
+
+/// NSD leaves the apex NS RRset out of answers for NS at the apex, and for
+/// DNSKEY and DS (large RRsets).
 fn apex_ns_if_not_answer<'a>(zone: &'a Zone, qtype: u16, name: &[u8], r: &mut Response<'a>) {
-    if !(qtype == rtype::NS && name == zone.origin.wire()) {
+    let ns_at_apex = qtype == rtype::NS && name == zone.origin.wire();
+    if !ns_at_apex && qtype != rtype::DNSKEY && qtype != rtype::DS {
         apex_ns(zone, r);
     }
 }
@@ -394,6 +459,7 @@ fn apex_ns_if_not_answer<'a>(zone: &'a Zone, qtype: u16, name: &[u8], r: &mut Re
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::wire::Section;
     use alloc::vec;
 
     const ZONE: &str = "\

@@ -8,14 +8,25 @@
 //!   data for any other type;
 //! * [`zone`]: RFC 1035 master files and the checks a zone must pass;
 //! * [`answer`]: the RFC 1034 §4.3.2 algorithm over a set of zones;
+//! * [`dnssec`]: serving zones signed offline (by `dnssec-signzone` or
+//!   `ldns-signzone`): RRSIGs with every RRset and NSEC or NSEC3 (also
+//!   opt-out) denial of existence when the query has the DO bit;
 //! * [`rrl`]: response rate limiting for UDP, in fixed memory;
 //! * [`tsig`]: TSIG transaction signatures (RFC 8945), HMAC-SHA256/512;
 //! * [`server`]: DNS over UDP and TCP (RFC 7766) on the framework's sockets;
-//! * [`xfr`]: AXFR (RFC 5936) out, to addresses or TSIG keys allowed.
+//! * [`xfr`]: AXFR (RFC 5936) and IXFR (RFC 1995) out, to addresses or
+//!   TSIG keys allowed;
+//! * [`message`]: whole responses read back, names in data decompressed;
+//! * [`secondary`]: following a primary: AXFR and IXFR (RFC 1995) in,
+//!   SOA timers, NOTIFY (RFC 1996) in and out;
+//! * [`served`]: the catalog being served, replaced whole on a change;
+//! * [`journal`]: recent versions' differences, for IXFR out.
 //!
-//! Not implemented: DNSSEC (no signatures are served; the DO bit is
-//! ignored), IXFR, NOTIFY, dynamic updates, NSID and other EDNS options
-//! (ignored in queries), classes other than IN.
+//! Not implemented: online DNSSEC signing (zones must be signed before they
+//! are loaded; signatures are served as they are, never made or refreshed
+//! here), IXFR over UDP, NOTIFY for zones loaded from files (only
+//! secondary zones change at run time), dynamic updates, NSID and other
+//! EDNS options (ignored in queries), classes other than IN.
 #![no_std]
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
@@ -23,10 +34,16 @@
 extern crate alloc;
 
 pub mod answer;
+pub mod dnssec;
+pub mod journal;
+pub mod message;
 mod metrics;
 pub mod name;
 pub mod rdata;
+mod response;
 pub mod rrl;
+pub mod secondary;
+pub mod served;
 pub mod server;
 pub mod tsig;
 pub mod wire;

@@ -316,7 +316,10 @@ pub fn parse_text(rtype: u16, tokens: &[Token], origin: &Name) -> Result<Rdata, 
             out.extend_from_slice(&value);
             Rdata::Opaque(out)
         }
-        other => return Err(format!("type {} needs the generic \\# syntax (RFC 3597)", type_name(other))),
+        other => match crate::dnssec::text::parse(other, tokens, origin) {
+            Some(wire) => Rdata::Opaque(wire?),
+            None => return Err(format!("type {} needs the generic \\# syntax (RFC 3597)", type_name(other))),
+        },
     })
 }
 
@@ -357,6 +360,13 @@ pub fn type_name(t: u16) -> String {
         rtype::AAAA => "AAAA",
         rtype::SRV => "SRV",
         rtype::DS => "DS",
+        rtype::RRSIG => "RRSIG",
+        rtype::NSEC => "NSEC",
+        rtype::DNSKEY => "DNSKEY",
+        rtype::NSEC3 => "NSEC3",
+        rtype::NSEC3PARAM => "NSEC3PARAM",
+        rtype::CDS => "CDS",
+        rtype::CDNSKEY => "CDNSKEY",
         rtype::CAA => "CAA",
         rtype::AXFR => "AXFR",
         rtype::IXFR => "IXFR",
@@ -381,6 +391,13 @@ pub fn type_from_name(s: &str) -> Option<u16> {
         "AAAA" => rtype::AAAA,
         "SRV" => rtype::SRV,
         "DS" => rtype::DS,
+        "RRSIG" => rtype::RRSIG,
+        "NSEC" => rtype::NSEC,
+        "DNSKEY" => rtype::DNSKEY,
+        "NSEC3" => rtype::NSEC3,
+        "NSEC3PARAM" => rtype::NSEC3PARAM,
+        "CDS" => rtype::CDS,
+        "CDNSKEY" => rtype::CDNSKEY,
         "CAA" => rtype::CAA,
         _ => return up.strip_prefix("TYPE").and_then(|n| n.parse().ok()),
     })

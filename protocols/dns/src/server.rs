@@ -15,10 +15,12 @@ use core::time::Duration;
 use morgana_net::{Error, Slots, TcpListener, TcpStream, UdpSocket};
 use morgana_runtime::Handle;
 
-use crate::answer::{Catalog, Transport, MAX_UDP};
+use crate::answer::{Transport, MAX_UDP};
 use crate::metrics::{self, Via};
 use crate::rdata::type_name;
 use crate::rrl::{self, Limiter, Verdict};
+use crate::secondary::notify;
+use crate::served::Served;
 use crate::wire::{parse_query, rtype, CLASS_IN};
 
 /// An address or network, `192.0.2.0/24` or `::1`.
@@ -127,12 +129,12 @@ pub fn udp_limiter(config: &rrl::Config, seed: [u8; 16]) -> Option<Rc<RefCell<Li
     Limiter::new(config, seed).map(|l| Rc::new(RefCell::new(l)))
 }
 
-/// Answers queries on `socket` forever, through `limiter` if there is one
-/// (time from `rt`'s clock); answers to signed queries are signed with
-/// `config`'s TSIG keys.
+/// Answers queries on `socket` forever from what `served` holds, through
+/// `limiter` if there is one (time from `rt`'s clock); answers to signed
+/// queries are signed with `config`'s TSIG keys.
 pub async fn serve_udp(
     mut socket: UdpSocket,
-    catalog: Rc<Catalog>,
+    served: Rc<Served>,
     limiter: Option<Rc<RefCell<Limiter>>>,
     config: Rc<Config>,
     rt: Handle,
@@ -148,6 +150,14 @@ pub async fn serve_udp(
             }
         };
         let query = &buf[..n];
+        if notify::is_notify(query) {
+            metrics::query(Via::Udp);
+            if let Some(r) = notify::answer(&served, query, peer, &config.axfr) {
+                let _ = socket.send_to(&r, peer).await;
+            }
+            continue;
+        }
+        let catalog = served.catalog();
         let parsed = parse_query(query);
         let mut response = catalog.respond(&parsed, Transport::Udp);
         metrics::query(Via::Udp);
@@ -194,7 +204,7 @@ pub async fn serve_udp(
 const TCP_CONNECTION_COST: usize = 8 * 1024;
 
 /// Accepts DNS-over-TCP connections on `listener` forever.
-pub async fn serve_tcp(mut listener: TcpListener, catalog: Rc<Catalog>, config: Rc<Config>, rt: Handle) {
+pub async fn serve_tcp(mut listener: TcpListener, served: Rc<Served>, config: Rc<Config>, rt: Handle) {
     // At the cap the client that has waited longest (idle, or a query
     // trickling in) makes way for the newcomer.
     metrics::register();
@@ -214,9 +224,9 @@ pub async fn serve_tcp(mut listener: TcpListener, catalog: Rc<Catalog>, config: 
             continue;
         };
         stream.attach(slot);
-        let (catalog, config, rt2) = (catalog.clone(), config.clone(), rt.clone());
+        let (served, config, rt2) = (served.clone(), config.clone(), rt.clone());
         rt.spawn(async move {
-            if let Err(e) = connection(stream, peer, &catalog, &config, &rt2).await {
+            if let Err(e) = connection(stream, peer, &served, &config, &rt2).await {
                 log::debug!("{peer}: TCP connection: {e}");
             }
         });
@@ -247,7 +257,7 @@ pub(crate) async fn send(stream: &mut TcpStream, msg: &[u8]) -> Result<(), Error
 
 /// Reads one length-prefixed message into `buf`; `Ok(None)` when the client
 /// has closed between messages.
-async fn read_frame(stream: &mut TcpStream, buf: &mut Vec<u8>) -> Result<Option<usize>, Error> {
+pub(crate) async fn read_frame(stream: &mut TcpStream, buf: &mut Vec<u8>) -> Result<Option<usize>, Error> {
     let mut len = [0u8; 2];
     if !read_exact(stream, &mut len).await? {
         return Ok(None);
@@ -263,7 +273,7 @@ async fn read_frame(stream: &mut TcpStream, buf: &mut Vec<u8>) -> Result<Option<
 async fn connection(
     mut stream: TcpStream,
     peer: SocketAddr,
-    catalog: &Catalog,
+    served: &Served,
     config: &Config,
     rt: &Handle,
 ) -> Result<(), Error> {
@@ -284,9 +294,21 @@ async fn connection(
         };
         let query = &buf[..len];
         metrics::query(Via::Tcp);
+        if notify::is_notify(query) {
+            match notify::answer(served, query, peer, &config.axfr) {
+                Some(r) => send(&mut stream, &r).await?,
+                None => {
+                    stream.abort();
+                    return Ok(());
+                }
+            }
+            continue;
+        }
+        let catalog = served.catalog();
         if let Ok(q) = parse_query(query) {
-            if q.qtype == rtype::AXFR && q.edns.is_none_or(|e| e.version == 0) && q.qclass == CLASS_IN {
-                crate::xfr::serve(&mut stream, peer, query, &q, catalog, &config.axfr).await?;
+            let transfer = q.qtype == rtype::AXFR || q.qtype == rtype::IXFR;
+            if transfer && q.edns.is_none_or(|e| e.version == 0) && q.qclass == CLASS_IN {
+                crate::xfr::serve(&mut stream, peer, query, &q, served, &config.axfr).await?;
                 continue;
             }
         }

@@ -315,13 +315,23 @@ pub fn verify(msg: &[u8], t: &Tsig, keys: &[Key], prior_mac: Option<&[u8]>, now:
 }
 
 /// Checks a later message of a multi-message answer (an AXFR stream,
-/// §5.3.1): its MAC covers the previous MAC, the message and the timers.
-pub fn verify_continuation(msg: &[u8], t: &Tsig, key: &Key, prior_mac: &[u8], now: u64) -> Result<(), Refused> {
+/// §5.3.1): its MAC covers the previous MAC, the unsigned messages since
+/// (`unsigned_before`, whole, one after another), the message and the
+/// timers.
+pub fn verify_continuation(
+    msg: &[u8],
+    t: &Tsig,
+    key: &Key,
+    prior_mac: &[u8],
+    unsigned_before: &[u8],
+    now: u64,
+) -> Result<(), Refused> {
     if t.key != key.name || t.algorithm != key.algorithm.name() {
         return Err(Refused { error: error::BADKEY, key: None });
     }
     let mut mac = key.hmac();
     prior(&mut mac, Some(prior_mac));
+    mac.update(unsigned_before);
     mac.update(&unsigned(msg, t));
     mac.update(&timers(t.time_signed, t.fudge));
     if t.mac.len() != key.algorithm.mac_len() || !mac.verify(&t.mac) {

@@ -22,6 +22,10 @@ pub mod rtype {
     pub const RRSIG: u16 = 46;
     pub const NSEC: u16 = 47;
     pub const DNSKEY: u16 = 48;
+    pub const NSEC3: u16 = 50;
+    pub const NSEC3PARAM: u16 = 51;
+    pub const CDS: u16 = 59;
+    pub const CDNSKEY: u16 = 60;
     pub const CAA: u16 = 257;
     pub const IXFR: u16 = 251;
     pub const AXFR: u16 = 252;
@@ -106,6 +110,9 @@ pub struct Query {
     pub qclass: u16,
     /// EDNS, if the query has an OPT record.
     pub edns: Option<Edns>,
+    /// For IXFR: the serial of the version the client has (the SOA in
+    /// the authority section, RFC 1995 §3).
+    pub ixfr_serial: Option<u32>,
 }
 
 /// Why a message is not a usable query.
@@ -175,14 +182,28 @@ pub fn parse_query(msg: &[u8]) -> Result<Query, QueryError> {
     if counts[0] != 1 {
         return Err(bad("a query needs exactly one question"));
     }
-    if counts[1] != 0 || counts[2] != 0 {
-        return Err(bad("a query has no answer or authority records"));
-    }
     let (qname, mut pos) = Name::read(msg, HEADER).map_err(|_| bad("bad question name"))?;
     let qname_raw = raw_name(msg, HEADER).ok_or(bad("bad question name"))?;
     let qtype = u16_at(msg, pos).ok_or(bad("truncated question"))?;
     let qclass = u16_at(msg, pos + 2).ok_or(bad("truncated question"))?;
     pos += 4;
+    let ixfr = qtype == rtype::IXFR && counts[2] == 1;
+    if counts[1] != 0 || (counts[2] != 0 && !ixfr) {
+        return Err(bad("a query has no answer or authority records"));
+    }
+    let mut ixfr_serial = None;
+    if ixfr {
+        let (owner, rt, _, _, rdata) = read_rr(msg, pos).map_err(bad)?;
+        if rt != rtype::SOA || owner != qname {
+            return Err(bad("an IXFR query's authority record must be the zone's SOA"));
+        }
+        let names = Name::read(msg, rdata.start).and_then(|(_, p)| Name::read(msg, p)).map_err(|_| bad("bad SOA"))?;
+        if names.1 + 20 != rdata.end {
+            return Err(bad("bad SOA"));
+        }
+        ixfr_serial = u32_at(msg, names.1);
+        pos = rdata.end;
+    }
     let mut edns = None;
     for _ in 0..counts[3] {
         let (owner, rt, class, ttl, rdata) = read_rr(msg, pos).map_err(bad)?;
@@ -219,6 +240,7 @@ pub fn parse_query(msg: &[u8]) -> Result<Query, QueryError> {
         qtype,
         qclass,
         edns,
+        ixfr_serial,
     })
 }
 

@@ -12,8 +12,10 @@ use core::str::FromStr;
 
 use morgana_net::{Error, TcpStream};
 
-use crate::answer::Catalog;
+use crate::journal::Step;
 use crate::name::Name;
+use crate::rdata::Rdata;
+use crate::served::Served;
 use crate::server::{send, Network};
 use crate::tsig::{self, Key, Tsig};
 use crate::wire::{self, flags, rcode, rtype, Section, Writer, CLASS_IN};
@@ -50,7 +52,8 @@ impl WallClock {
         WallClock(Rc::new(now))
     }
 
-    fn now(&self) -> Option<u64> {
+    /// Seconds since the Unix epoch, if the clock knows.
+    pub fn now(&self) -> Option<u64> {
         (self.0)()
     }
 }
@@ -125,7 +128,13 @@ fn refusal(q: &wire::Query, code: u16) -> Vec<u8> {
 /// NOTAUTH with the TSIG error `refused`: signed for BADTIME and BADTRUNC
 /// (RFC 8945 §5.2.3, §5.2.2.1), unsigned with an empty MAC otherwise.
 fn tsig_refusal(q: &wire::Query, t: &Tsig, refused: tsig::Refused, access: &Access, now: u64) -> Vec<u8> {
-    let mut answer = refusal(q, rcode::NOTAUTH);
+    tsig_error(refusal(q, rcode::NOTAUTH), t, refused, access, now)
+}
+
+/// Adds the TSIG record of an answer refused for `refused` (§5.2) to
+/// `answer`, which should be a NOTAUTH answer to the request signed with
+/// `t`.
+pub(crate) fn tsig_error(mut answer: Vec<u8>, t: &Tsig, refused: tsig::Refused, access: &Access, now: u64) -> Vec<u8> {
     match refused.key {
         Some(i) if refused.error != tsig::error::BADSIG => {
             let other = if refused.error == tsig::error::BADTIME { &tsig::time_other(now)[..] } else { &[] };
@@ -174,13 +183,15 @@ pub fn sign_response(query: &[u8], response: Vec<u8>, access: &Access, udp_limit
     signed
 }
 
-/// Answers the AXFR request `query` (parsed as `q`) from `peer`.
+/// Answers the AXFR or IXFR request `query` (parsed as `q`) from `peer`
+/// with what `served` holds: IXFR from the journal when it reaches back to
+/// the client's version, else the whole zone.
 pub(crate) async fn serve(
     stream: &mut TcpStream,
     peer: SocketAddr,
     query: &[u8],
     q: &wire::Query,
-    catalog: &Catalog,
+    served: &Served,
     access: &Access,
 ) -> Result<(), Error> {
     let signed: Option<Tsig> = match tsig::find(query) {
@@ -214,40 +225,105 @@ pub(crate) async fn serve(
         Allow::Key(name) => signer.as_ref().is_some_and(|s| s.key.name == *name),
     });
     let how = signer.as_ref().map_or(String::new(), |s| alloc::format!(" (key {})", s.key.name));
-    log::info!("{peer}: AXFR {}{how} {}", q.qname, if allowed { "allowed" } else { "refused" });
+    let what = crate::rdata::type_name(q.qtype);
+    log::info!("{peer}: {what} {}{how} {}", q.qname, if allowed { "allowed" } else { "refused" });
     crate::metrics::axfr(allowed);
-    let mut seal = |msg: Vec<u8>| match signer.as_mut() {
-        Some(s) => s.seal(msg),
-        None => msg,
-    };
+    let catalog = served.catalog();
     let zone = catalog.find_zone(&q.qname).filter(|z| z.origin == q.qname);
-    let Some(zone) = zone else { return send(stream, &seal(refusal(q, rcode::NOTAUTH))).await };
+    let mut out = Out {
+        stream,
+        signer,
+        w: Writer::new(q.id, flags::QR | flags::AA, Some((&q.qname_raw, q.qtype, q.qclass))),
+        id: q.id,
+    };
+    let Some(zone) = zone else { return out.alone(refusal(q, rcode::NOTAUTH)).await };
     if !allowed {
-        return send(stream, &seal(refusal(q, rcode::REFUSED))).await;
+        return out.alone(refusal(q, rcode::REFUSED)).await;
     }
-    let question = Some((q.qname_raw.as_slice(), q.qtype, q.qclass));
-    let soa = zone.nodes.get(&zone.origin).and_then(|n| n.get(rtype::SOA));
-    let records = zone.records().chain(soa.map(|s| (&zone.origin, s)));
-    let mut w = Writer::new(q.id, flags::QR | flags::AA, question);
-    for (owner, set) in records {
-        for rdata in &set.rdatas {
-            let mark = w.mark();
-            let at = w.begin_record(Section::Answer, owner.wire(), set.rtype, CLASS_IN, set.ttl);
-            rdata.write(&mut w);
-            w.end_record(at);
-            let had_records = mark.2[Section::Answer as usize] > 0;
-            if w.len() > MESSAGE && had_records {
-                // Full: send what came before and start the next message.
-                w.truncate(mark);
-                let full = core::mem::replace(&mut w, Writer::new(q.id, flags::QR | flags::AA, None));
-                send(stream, &seal(full.finish())).await?;
-                let at = w.begin_record(Section::Answer, owner.wire(), set.rtype, CLASS_IN, set.ttl);
-                rdata.write(&mut w);
-                w.end_record(at);
+    let origin = zone.origin.wire();
+    let (soa_ttl, soa) = (zone.soa.0, Rdata::Soa(zone.soa.1.clone()));
+    if let (rtype::IXFR, Some(serial)) = (q.qtype, q.ixfr_serial) {
+        if !crate::secondary::serial_newer(zone.soa.1.serial, serial) {
+            // Up to date (or ahead): the SOA alone (RFC 1995 §4).
+            out.record(origin, rtype::SOA, soa_ttl, &soa).await?;
+            return out.finish().await;
+        }
+        if let Some(steps) = served.steps_since(&zone.origin, serial) {
+            log::info!("{peer}: IXFR {} from serial {serial}: {} steps", q.qname, steps.len());
+            out.record(origin, rtype::SOA, soa_ttl, &soa).await?;
+            for Step { from, to, deleted, added } in &steps {
+                out.record(origin, rtype::SOA, from.0, &Rdata::Soa(from.1.clone())).await?;
+                for (owner, t, ttl, d) in deleted {
+                    out.record(owner.wire(), *t, *ttl, d).await?;
+                }
+                out.record(origin, rtype::SOA, to.0, &Rdata::Soa(to.1.clone())).await?;
+                for (owner, t, ttl, d) in added {
+                    out.record(owner.wire(), *t, *ttl, d).await?;
+                }
             }
+            out.record(origin, rtype::SOA, soa_ttl, &soa).await?;
+            return out.finish().await;
         }
     }
-    send(stream, &seal(w.finish())).await
+    // The whole zone, between two copies of its SOA.
+    for (owner, set) in zone.records() {
+        for rdata in &set.rdatas {
+            out.record(owner.wire(), set.rtype, set.ttl, rdata).await?;
+        }
+    }
+    out.record(origin, rtype::SOA, soa_ttl, &soa).await?;
+    out.finish().await
+}
+
+/// A transfer answer being written: messages of up to [`MESSAGE`] bytes,
+/// each signed when the request was.
+struct Out<'s, 'k> {
+    stream: &'s mut TcpStream,
+    signer: Option<Signer<'k>>,
+    w: Writer,
+    id: u16,
+}
+
+impl Out<'_, '_> {
+    fn seal(&mut self, msg: Vec<u8>) -> Vec<u8> {
+        match self.signer.as_mut() {
+            Some(s) => s.seal(msg),
+            None => msg,
+        }
+    }
+
+    /// Sends `msg` as the whole answer.
+    async fn alone(mut self, msg: Vec<u8>) -> Result<(), Error> {
+        let msg = self.seal(msg);
+        send(self.stream, &msg).await
+    }
+
+    /// Adds a record, sending the message first when it is full.
+    async fn record(&mut self, owner: &[u8], rtype: u16, ttl: u32, rdata: &Rdata) -> Result<(), Error> {
+        let mark = self.w.mark();
+        let at = self.w.begin_record(Section::Answer, owner, rtype, CLASS_IN, ttl);
+        rdata.write(&mut self.w);
+        self.w.end_record(at);
+        let had_records = mark.2[Section::Answer as usize] > 0;
+        if self.w.len() > MESSAGE && had_records {
+            // Full: send what came before and start the next message.
+            self.w.truncate(mark);
+            let full = core::mem::replace(&mut self.w, Writer::new(self.id, flags::QR | flags::AA, None));
+            let msg = self.seal(full.finish());
+            send(self.stream, &msg).await?;
+            let at = self.w.begin_record(Section::Answer, owner, rtype, CLASS_IN, ttl);
+            rdata.write(&mut self.w);
+            self.w.end_record(at);
+        }
+        Ok(())
+    }
+
+    /// Sends the last message.
+    async fn finish(mut self) -> Result<(), Error> {
+        let w = core::mem::replace(&mut self.w, Writer::new(0, 0, None));
+        let msg = self.seal(w.finish());
+        send(self.stream, &msg).await
+    }
 }
 
 /// Largest AXFR message we build (well under the 64 KiB limit).

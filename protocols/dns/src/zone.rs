@@ -3,6 +3,7 @@
 
 use alloc::collections::BTreeMap;
 use alloc::format;
+use alloc::rc::Rc;
 use alloc::string::String;
 use alloc::vec::Vec;
 use core::fmt;
@@ -46,7 +47,17 @@ pub struct RRset {
     pub rdatas: Vec<Rdata>,
 }
 
-/// The RRsets at one name; empty for an empty non-terminal.
+impl RRset {
+    /// Whether a record of type `rtype` with data `rdata` belongs in this
+    /// RRset (an RRSIG: in the set of the type it covers).
+    pub fn holds(&self, rtype: u16, rdata: &Rdata) -> bool {
+        self.rtype == rtype && (rtype != rtype::RRSIG || self.rdatas.first().and_then(covered) == covered(rdata))
+    }
+}
+
+/// The RRsets at one name; empty for an empty non-terminal. RRSIG records
+/// form one RRset per type covered (each with its own TTL), in file order
+/// with the others.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Node {
     /// The RRsets.
@@ -57,6 +68,19 @@ impl Node {
     /// The RRset of `rtype`, if any.
     pub fn get(&self, rtype: u16) -> Option<&RRset> {
         self.rrsets.iter().find(|s| s.rtype == rtype)
+    }
+
+    /// The RRSIGs covering `rtype`.
+    pub fn sigs(&self, rtype: u16) -> Option<&RRset> {
+        self.rrsets.iter().find(|s| s.rtype == rtype::RRSIG && covered(&s.rdatas[0]) == Some(rtype))
+    }
+}
+
+/// The type an RRSIG covers (RFC 4034 §3.1.1).
+pub fn covered(sig: &Rdata) -> Option<u16> {
+    match sig {
+        Rdata::Opaque(b) if b.len() >= 2 => Some(u16::from_be_bytes([b[0], b[1]])),
+        _ => None,
     }
 }
 
@@ -71,6 +95,8 @@ pub struct Zone {
     pub soa: (u32, Soa),
     /// Number of records.
     pub records: usize,
+    /// Signatures and denial-of-existence chains, for DNSSEC answers.
+    pub dnssec: crate::dnssec::Index,
 }
 
 /// Reads the file named by `$INCLUDE` (hosted builds pass one; VM images
@@ -191,7 +217,7 @@ struct Parsed {
     rtype: u16,
     ttl: u32,
     rdata: Rdata,
-    file: String,
+    file: Rc<str>,
     line: usize,
 }
 
@@ -205,6 +231,7 @@ struct Parser<'a> {
 impl Parser<'_> {
     fn file(&mut self, text: &str, file: &str, mut origin: Name, depth: usize) -> Result<(), ZoneError> {
         let mut last_owner: Option<Name> = None;
+        let shared: Rc<str> = file.into();
         for line in tokenize(text, file)? {
             let err = |message: String| ZoneError { file: file.into(), line: line.number, message };
             let t = &line.tokens;
@@ -286,7 +313,7 @@ impl Parser<'_> {
                 None => self.default_ttl.or(self.last_ttl).ok_or_else(|| err("no TTL: give one or set $TTL".into()))?,
             };
             last_owner = Some(owner.clone());
-            self.out.push(Parsed { owner, rtype: rt, ttl, rdata: data, file: file.into(), line: line.number });
+            self.out.push(Parsed { owner, rtype: rt, ttl, rdata: data, file: shared.clone(), line: line.number });
         }
         Ok(())
     }
@@ -302,9 +329,8 @@ impl Zone {
     }
 
     fn build(origin: &Name, records: Vec<Parsed>, file: &str) -> Result<Zone, ZoneError> {
-        let at = |r: &Parsed, message: String| ZoneError { file: r.file.clone(), line: r.line, message };
+        let at = |r: &Parsed, message: String| ZoneError { file: String::from(&*r.file), line: r.line, message };
         let mut nodes: BTreeMap<Name, Node> = BTreeMap::new();
-        let mut lines: BTreeMap<(Name, u16), usize> = BTreeMap::new();
         let mut soa = None;
         let mut count = 0;
         for r in &records {
@@ -323,12 +349,19 @@ impl Zone {
                 }
             }
             let node = nodes.entry(r.owner.clone()).or_default();
+            // RRSIG and NSEC may sit next to a CNAME (RFC 4035 §2.5).
+            let dnssec = |t: u16| matches!(t, rtype::RRSIG | rtype::NSEC);
             let has_cname = node.get(rtype::CNAME).is_some();
-            let other_data = node.rrsets.iter().any(|s| s.rtype != rtype::CNAME);
-            if has_cname || (r.rtype == rtype::CNAME && other_data) {
+            let other_data = node.rrsets.iter().any(|s| s.rtype != rtype::CNAME && !dnssec(s.rtype));
+            if (has_cname && !dnssec(r.rtype)) || (r.rtype == rtype::CNAME && other_data) {
                 return Err(at(r, format!("'{}' has a CNAME and other data (RFC 1034 §3.6.2)", r.owner)));
             }
-            match node.rrsets.iter_mut().find(|s| s.rtype == r.rtype) {
+            let cov = covered(&r.rdata);
+            let same = |s: &RRset| s.rtype == r.rtype && (r.rtype != rtype::RRSIG || covered(&s.rdatas[0]) == cov);
+            if r.rtype == rtype::RRSIG && cov.is_none() {
+                return Err(at(r, "RRSIG data too short".into()));
+            }
+            match node.rrsets.iter_mut().find(|s| same(s)) {
                 Some(set) => {
                     if !set.rdatas.contains(&r.rdata) {
                         set.rdatas.push(r.rdata.clone());
@@ -337,13 +370,29 @@ impl Zone {
                 }
                 None => {
                     node.rrsets.push(RRset { rtype: r.rtype, ttl: r.ttl, rdatas: alloc::vec![r.rdata.clone()] });
-                    lines.insert((r.owner.clone(), r.rtype), r.line);
                     count += 1;
                 }
             }
         }
         let whole = |message: String| ZoneError { file: file.into(), line: 0, message };
         let soa = soa.ok_or_else(|| whole(format!("no SOA record at the apex {origin}")))?;
+        let ns_line =
+            |name: &Name| records.iter().find(|r| r.owner == *name && r.rtype == rtype::NS).map_or(0, |r| r.line);
+        Zone::complete(origin, nodes, soa, count, file, &ns_line)
+    }
+
+    /// The checks that need the whole zone (NS at the apex, glue), the
+    /// empty non-terminals, and the DNSSEC index. `ns_line` finds the line
+    /// of a delegation's NS records, for errors.
+    fn complete(
+        origin: &Name,
+        mut nodes: BTreeMap<Name, Node>,
+        soa: (u32, Soa),
+        count: usize,
+        file: &str,
+        ns_line: &dyn Fn(&Name) -> usize,
+    ) -> Result<Zone, ZoneError> {
+        let whole = |message: String| ZoneError { file: file.into(), line: 0, message };
         if nodes.get(origin).and_then(|n| n.get(rtype::NS)).is_none() {
             return Err(whole(format!("no NS records at the apex {origin}")));
         }
@@ -358,10 +407,9 @@ impl Zone {
                     let has_addr =
                         nodes.get(target).is_some_and(|n| n.get(rtype::A).is_some() || n.get(rtype::AAAA).is_some());
                     if !has_addr {
-                        let line = lines.get(&(name.clone(), rtype::NS)).copied().unwrap_or(0);
                         return Err(ZoneError {
                             file: file.into(),
-                            line,
+                            line: ns_line(name),
                             message: format!(
                                 "delegation '{name}' to '{target}' needs glue (an A or AAAA record for '{target}')"
                             ),
@@ -371,18 +419,55 @@ impl Zone {
             }
         }
         // Empty non-terminals exist too (RFC 4592 §2.2.2).
-        let names: Vec<Name> = nodes.keys().cloned().collect();
-        for name in names {
+        let mut missing: Vec<Name> = Vec::new();
+        for name in nodes.keys() {
             let mut cur = name.parent();
             while let Some(p) = cur {
-                if !p.is_within(origin) || nodes.contains_key(&p) {
+                if !p.is_within(origin) || nodes.contains_key(&p) || missing.last() == Some(&p) {
                     break;
                 }
-                nodes.insert(p.clone(), Node::default());
                 cur = p.parent();
+                missing.push(p);
             }
         }
-        Ok(Zone { origin: origin.clone(), nodes, soa, records: count })
+        for name in missing {
+            nodes.entry(name).or_default();
+        }
+        let dnssec = crate::dnssec::Index::build(origin, &nodes);
+        Ok(Zone { origin: origin.clone(), nodes, soa, records: count, dnssec })
+    }
+
+    /// A zone from `nodes` changed in place (by a zone transfer's
+    /// differences), with `soa` at the apex: checked as a zone file would
+    /// be, its empty non-terminals recomputed. `source` names it in errors.
+    pub fn from_nodes(
+        origin: &Name,
+        mut nodes: BTreeMap<Name, Node>,
+        soa: (u32, Soa),
+        source: &str,
+    ) -> Result<Zone, ZoneError> {
+        let at = |message: String| ZoneError { file: source.into(), line: 0, message };
+        nodes.retain(|_, n| !n.rrsets.is_empty());
+        let apex = nodes.entry(origin.clone()).or_default();
+        apex.rrsets.retain(|s| s.rtype != rtype::SOA);
+        apex.rrsets.insert(0, RRset { rtype: rtype::SOA, ttl: soa.0, rdatas: alloc::vec![Rdata::Soa(soa.1.clone())] });
+        let dnssec = |t: u16| matches!(t, rtype::RRSIG | rtype::NSEC);
+        let mut count = 0;
+        for (name, node) in &nodes {
+            if !name.is_within(origin) {
+                return Err(at(format!("'{name}' is outside the zone {origin}")));
+            }
+            if node.get(rtype::CNAME).is_some()
+                && node.rrsets.iter().any(|s| s.rtype != rtype::CNAME && !dnssec(s.rtype))
+            {
+                return Err(at(format!("'{name}' has a CNAME and other data (RFC 1034 §3.6.2)")));
+            }
+            if name != origin && node.get(rtype::SOA).is_some() {
+                return Err(at(format!("SOA record at '{name}', not at the apex {origin}")));
+            }
+            count += node.rrsets.iter().map(|s| s.rdatas.len()).sum::<usize>();
+        }
+        Zone::complete(origin, nodes, soa, count, source, &|_| 0)
     }
 
     /// The zone as compact binary records (owner, type, TTL, data length,
@@ -408,6 +493,7 @@ impl Zone {
     /// zone file.
     pub fn from_binary(bytes: &[u8], origin: &Name, file: &str) -> Result<Zone, ZoneError> {
         let err = |message: String| ZoneError { file: file.into(), line: 0, message };
+        let shared: Rc<str> = file.into();
         let mut records = Vec::new();
         let mut pos = 0;
         while pos < bytes.len() {
@@ -417,10 +503,25 @@ impl Zone {
             let ttl = u32::from_be_bytes(field(2, 4)?.try_into().unwrap_or_default());
             let len = u16::from_be_bytes(field(6, 2)?.try_into().unwrap_or_default()) as usize;
             let rdata = Rdata::from_wire(rtype, field(8, len)?).map_err(err)?;
-            records.push(Parsed { owner, rtype, ttl, rdata, file: file.into(), line: 0 });
+            records.push(Parsed { owner, rtype, ttl, rdata, file: shared.clone(), line: 0 });
             pos = p + 8 + len;
         }
         Zone::build(origin, records, file)
+    }
+
+    /// Checks records from a zone transfer (owner, type, TTL, data) like a
+    /// zone file; `source` names them in errors.
+    pub fn from_records(
+        origin: &Name,
+        records: impl IntoIterator<Item = (Name, u16, u32, Rdata)>,
+        source: &str,
+    ) -> Result<Zone, ZoneError> {
+        let shared: Rc<str> = source.into();
+        let records = records
+            .into_iter()
+            .map(|(owner, rtype, ttl, rdata)| Parsed { owner, rtype, ttl, rdata, file: shared.clone(), line: 0 })
+            .collect();
+        Zone::build(origin, records, source)
     }
 
     /// Every record, the apex SOA first, for zone transfers.
@@ -517,6 +618,23 @@ gen TYPE65534 \\# 3 abcdef
         assert_eq!(b.nodes, z.nodes);
         assert_eq!(b.records, z.records);
         assert!(Zone::from_binary(&z.to_binary()[..20], &origin(), "bin").is_err());
+    }
+
+    #[test]
+    fn signed_zone_keeps_rrsigs_by_type_and_round_trips() {
+        // Signed by dnssec-signzone with NSEC3 opt-out (the fuzz seed).
+        let text = include_str!("../../../fuzz/seeds/dns_zone/signed-nsec3.zone");
+        let z = parse(text).unwrap();
+        assert!(z.dnssec.active());
+        let apex = &z.nodes[&origin()];
+        for t in [rtype::SOA, rtype::NS, rtype::DNSKEY, rtype::NSEC3PARAM] {
+            let sigs = apex.sigs(t).unwrap_or_else(|| panic!("no RRSIG for {t}"));
+            assert!(sigs.rdatas.iter().all(|r| covered(r) == Some(t)));
+        }
+        assert!(apex.sigs(rtype::DNSKEY).unwrap().rdatas.len() == 2, "KSK and ZSK signatures");
+        let b = Zone::from_binary(&z.to_binary(), &origin(), "bin").unwrap();
+        assert_eq!(b.nodes, z.nodes);
+        assert_eq!(b.dnssec, z.dnssec);
     }
 
     #[test]

@@ -135,7 +135,11 @@ async fn serve(mut env: Env, cfg: Config) -> morgana::Result {
                 Ok(_) => info!("forbidden-call: a new socket was bound"),
                 Err(e) => info!("forbidden-call: no new socket: {e}"),
             }
-            // Opening a file is not on any allow-list.
+            // Opening a file is not on any allow-list. (Straight to the
+            // system: the framework's file calls refuse inside a sandbox.)
+            #[cfg(not(target_os = "none"))]
+            let status = std::fs::read_to_string("/proc/self/status").map_err(|e| alloc::format!("{e}"))?;
+            #[cfg(target_os = "none")]
             let status = env.read_file("/proc/self/status")?;
             info!("forbidden-call: read {} bytes of /proc/self/status", status.len());
         }

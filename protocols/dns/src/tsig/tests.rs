@@ -69,11 +69,11 @@ fn signed_responses_and_streams_verify_on_the_other_side() {
     let mac2 = sign_continuation(&mut second, &key, &mac1, now + 1);
     let t2 = find(&second).unwrap().unwrap();
     assert_eq!(t2.mac, mac2);
-    assert_eq!(verify_continuation(&second, &t2, &key, &mac1, now + 1), Ok(()));
-    assert!(verify_continuation(&second, &t2, &key, &mac2, now + 1).is_err());
+    assert_eq!(verify_continuation(&second, &t2, &key, &mac1, &[], now + 1), Ok(()));
+    assert!(verify_continuation(&second, &t2, &key, &mac2, &[], now + 1).is_err());
     // A changed ID is undone by the original ID (a forwarder may change it).
     second[0] = 0x99;
-    assert_eq!(verify_continuation(&second, &t2, &key, &mac1, now + 1), Ok(()));
+    assert_eq!(verify_continuation(&second, &t2, &key, &mac1, &[], now + 1), Ok(()));
 }
 
 #[test]
