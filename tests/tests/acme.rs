@@ -202,7 +202,9 @@ fn first_certificate() -> Result {
     let dir = tmp("first");
     let (http, https) = (free_port(), free_port());
     let pebble = Pebble::start(&dir, http, None)?;
-    let mut web = web(&pebble, http, https, &[]);
+    // With the redirect, the answer must still come before it (the CA
+    // would follow it to HTTPS, where there is no answer).
+    let mut web = web(&pebble, http, https, &["--redirect-https"]);
     web.wait_for("temporary self-signed certificate for web.acme.test", Duration::from_secs(60));
     // Before the certificate arrives HTTPS serves a self-signed one,
     // which Pebble's root does not vouch for; afterwards it must.
@@ -260,6 +262,14 @@ fn renewal_keeps_serving() -> Result {
     let mut web = web(&pebble, http, https, &["--acme-renew-at", "50"]);
     web.wait_for("ACME: new certificate for web.acme.test in use", Duration::from_secs(60));
     let first = fetch(&pebble.root(), https)?;
+    // A connection opened now and used after the renewal.
+    let mut held = Command::new("openssl")
+        .args(["s_client", "-quiet", "-connect", &format!("127.0.0.1:{https}"), "-servername", NAME])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()?;
+    std::thread::sleep(Duration::from_millis(500));
     // Requests all along; the served certificate must change.
     let deadline = Instant::now() + Duration::from_secs(40);
     let mut requests = 0;
@@ -274,6 +284,24 @@ fn renewal_keeps_serving() -> Result {
         std::thread::sleep(Duration::from_millis(300));
     }
     check(web.output().iter().filter(|l| l.contains("ACME: new certificate for")).count() >= 2, "two issuances")?;
+    // The connection from before the renewal still works.
+    use std::io::{Read as _, Write as _};
+    let mut stdin = held.stdin.take().ok_or("s_client stdin")?;
+    stdin.write_all(format!("GET / HTTP/1.1\r\nHost: {NAME}\r\nConnection: close\r\n\r\n").as_bytes())?;
+    let mut stdout = held.stdout.take().ok_or("s_client stdout")?;
+    let reader = std::thread::spawn(move || {
+        let mut out = Vec::new();
+        let _ = stdout.read_to_end(&mut out);
+        out
+    });
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !reader.is_finished() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = held.kill();
+    let _ = held.wait();
+    let out = String::from_utf8_lossy(&reader.join().map_err(|_| "reader")?).into_owned();
+    check(out.starts_with("HTTP/1.1 200"), &format!("the connection opened before the renewal: {out:.200}"))?;
     Ok(())
 }
 
