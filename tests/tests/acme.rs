@@ -331,9 +331,22 @@ fn restart_reuses_the_stored_certificate() -> Result {
     let (http, https) = (free_port(), free_port());
     let pebble = Pebble::start(&dir, http, None)?;
     let root = pebble.root();
-    let mut first = web(&pebble, http, https, &["--acme-state", &state_arg]);
+    let metrics = free_port();
+    let metrics_arg = format!("127.0.0.1:{metrics}");
+    let mut first = web(&pebble, http, https, &["--acme-state", &state_arg, "--metrics", &metrics_arg]);
     first.wait_for("ACME: certificate stored in", Duration::from_secs(60));
     let expiry = fetch(&root, https)?;
+    first.wait_for("renewal in", Duration::from_secs(10));
+    let scrape =
+        run_ok(Command::new("curl").args(["-sS", "--max-time", "10"]).arg(format!("http://{metrics_arg}/metrics")))?;
+    let value = |name: &str| -> Option<f64> {
+        scrape.lines().find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+    };
+    check(value("morgana_acme_orders_total") == Some(1.0), &format!("one order: {scrape}"))?;
+    check(value("morgana_acme_order_failures_total") == Some(0.0), &format!("no failure: {scrape}"))?;
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_secs() as f64;
+    let not_after = value("morgana_acme_certificate_not_after_seconds").unwrap_or(0.0);
+    check(not_after > now + 86_400.0, &format!("the expiry, years ahead: {scrape}"))?;
     drop(first);
     for f in ["account.key", "cert.key", "cert.pem"] {
         let mode = std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(state.join(f))?.permissions());

@@ -11,6 +11,7 @@ use alloc::vec::Vec;
 use core::time::Duration;
 
 use morgana::log::{info, warn};
+use morgana::metrics::{Counter, Encoder, Gauge};
 use morgana::Clock;
 use morgana::{ArgError, Args, ClockDevice, Entropy, EntropyDevice, Files, Handle, Stack};
 use morgana_acme::{chain_validity, x509, AccountKey, Answer, CertKey, ChallengeKind, Error, Https, Io, Issued};
@@ -175,6 +176,21 @@ pub struct Manager {
     pub challenges: Challenges,
 }
 
+/// Orders placed, orders that failed, and the certificate in use.
+static ORDERS: Counter = Counter::new();
+static FAILURES: Counter = Counter::new();
+static NOT_AFTER: Gauge = Gauge::new();
+
+fn write_metrics(enc: &mut Encoder<'_>) {
+    enc.counter("morgana_acme_orders_total", "ACME orders placed (first tries, renewals and retries).", ORDERS.get());
+    enc.counter("morgana_acme_order_failures_total", "ACME orders that failed (each retried later).", FAILURES.get());
+    enc.gauge(
+        "morgana_acme_certificate_not_after_seconds",
+        "Unix time the certificate from the CA expires (0 while there is none).",
+        NOT_AFTER.get(),
+    );
+}
+
 /// First retry after a failed attempt; doubled each time, up to `MAX_BACKOFF`.
 const FIRST_BACKOFF: Duration = Duration::from_secs(5);
 const MAX_BACKOFF: Duration = Duration::from_secs(3600);
@@ -331,6 +347,7 @@ impl Manager {
             let why = if morgana::HOSTED { "no --acme-state" } else { "VM images have no files" };
             info!("ACME: nothing is kept across restarts ({why}): the certificate is obtained anew at every start");
         }
+        morgana::metrics::register("acme", write_metrics);
         let names = self.cfg.domains.join(", ");
         let mut current = self.load_stored();
         if let Some((_, na)) = current {
@@ -338,6 +355,7 @@ impl Manager {
         }
         loop {
             if let Some(validity) = current {
+                NOT_AFTER.set(validity.1);
                 let wait = (self.renew_at(validity) - self.now()).max(0) as u64;
                 info!("ACME: certificate for {names} valid until {}; renewal in {wait} s", date(validity.1));
                 self.rt.sleep(Duration::from_secs(wait)).await;
@@ -346,12 +364,14 @@ impl Manager {
             let mut attempt = 1u32;
             current = loop {
                 info!("ACME: ordering a certificate for {names} from {} (attempt {attempt})", self.cfg.directory);
+                ORDERS.inc();
                 match self.obtain(&https, &account).await {
                     Ok(v) => {
                         info!("ACME: new certificate for {names} in use for new connections");
                         break Some(v);
                     }
                     Err(e) => {
+                        FAILURES.inc();
                         let keep = if current.is_some() { "; the current certificate stays" } else { "" };
                         warn!("ACME: attempt {attempt} failed: {e}; retrying in {} s{keep}", backoff.as_secs());
                         self.rt.sleep(backoff).await;
