@@ -329,20 +329,23 @@ impl Manager {
         Ok((issued.not_before, issued.not_after))
     }
 
-    /// Runs forever: obtains, installs and renews the certificate.
-    pub async fn run(mut self) {
+    /// Reads the CA's roots and the account key (made and stored if new):
+    /// what fails here stops the app at start, before it serves.
+    pub fn prepare(&mut self) -> Result<(Https, AccountKey), Error> {
         let ca = match &self.cfg.ca {
-            Ca::File(path) => self.files.read(path).map(String::into_bytes).map_err(|e| Error::new(format!("{e}"))),
-            Ca::Embedded(pem) => Ok(pem.to_vec()),
+            Ca::File(path) => {
+                self.files.read(path).map(String::into_bytes).map_err(|e| Error::new(format!("--acme-ca {e}")))?
+            }
+            Ca::Embedded(pem) => pem.to_vec(),
         };
-        let https = match ca.and_then(|ca| Https::new(self.net.clone(), self.rt.clone(), &ca, self.clock)) {
-            Ok(h) => h,
-            Err(e) => return warn!("ACME disabled: --acme-ca: {e}"),
-        };
-        let account = match self.account_key() {
-            Ok(k) => k,
-            Err(e) => return warn!("ACME disabled: account key: {e}"),
-        };
+        let https = Https::new(self.net.clone(), self.rt.clone(), &ca, self.clock)
+            .map_err(|e| Error::new(format!("--acme-ca: {e}")))?;
+        let account = self.account_key().map_err(|e| Error::new(format!("account key: {e}")))?;
+        Ok((https, account))
+    }
+
+    /// Runs forever: obtains, installs and renews the certificate.
+    pub async fn run(mut self, https: Https, account: AccountKey) {
         if self.cfg.state.is_none() {
             let why = if morgana::HOSTED { "no --acme-state" } else { "VM images have no files" };
             info!("ACME: nothing is kept across restarts ({why}): the certificate is obtained anew at every start");

@@ -323,19 +323,18 @@ async fn serve(mut env: Env, cfg: Config) -> morgana::Result {
     };
     let challenges = cfg.acme.as_ref().map(|_| Challenges::new());
     if let (Some(acme), Some(cell), Some(challenges)) = (cfg.acme.clone(), cell, challenges.clone()) {
-        env.spawn(
-            acme::Manager {
-                cfg: acme,
-                net: env.net.clone(),
-                rt: env.rt.clone(),
-                clock: env.clock,
-                entropy: env.entropy,
-                files: env.files(),
-                cell,
-                challenges,
-            }
-            .run(),
-        );
+        let mut manager = acme::Manager {
+            cfg: acme,
+            net: env.net.clone(),
+            rt: env.rt.clone(),
+            clock: env.clock,
+            entropy: env.entropy,
+            files: env.files(),
+            cell,
+            challenges,
+        };
+        let (https, account) = manager.prepare().map_err(|e| format!("ACME: {e}"))?;
+        env.spawn(manager.run(https, account));
     }
     let listeners = cfg.http.iter().map(|l| (l, None)).chain(cfg.https.iter().map(|l| (l, tls.clone())));
     for (l, tls) in listeners {

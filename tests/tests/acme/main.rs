@@ -285,7 +285,13 @@ fn vm_certificate_at_boot() -> Result {
 }
 
 fn bad_flags_are_refused() -> Result {
-    let cases: [(&[&str], &str); 5] = [
+    let garbage = tmp("garbage-ca");
+    std::fs::write(garbage.join("ca.pem"), "not a certificate")?;
+    let garbage = garbage.join("ca.pem").to_string_lossy().into_owned();
+    let dir = "https://127.0.0.1:1/dir";
+    let cases: [(&[&str], &str); 7] = [
+        (&["--acme-directory", dir, "--acme-domain", NAME, "--acme-ca", "/nonexistent/ca.pem"], "--acme-ca"),
+        (&["--acme-directory", dir, "--acme-domain", NAME, "--acme-ca", &garbage], "no root certificate"),
         (&["--acme-domain", NAME], "need --acme-directory"),
         (&["--acme-directory", "https://127.0.0.1:1/dir", "--acme-ca", "/x"], "at least one --acme-domain"),
         (&["--acme-directory", "https://127.0.0.1:1/dir", "--acme-domain", NAME], "needs --acme-ca"),
