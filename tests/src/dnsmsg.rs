@@ -219,3 +219,47 @@ pub fn parse(m: &[u8]) -> Result<Message, String> {
     let [answer, authority, additional] = sections;
     Ok(Message { id, flags, question, answer, authority, additional, opt })
 }
+
+/// A query with EDNS (UDP size 1232, version 0) carrying the COOKIE option
+/// `cookie` (client cookie, then any server cookie; any length, so tests
+/// can send malformed ones).
+pub fn cookie_query(id: u16, name: &str, qtype: u16, cookie: &[u8]) -> Vec<u8> {
+    let mut m = query(id, name, qtype, 1, 0, Some((1232, 0)));
+    let at = m.len() - 2; // the OPT record's data length, 0 so far
+    m[at..].copy_from_slice(&((4 + cookie.len()) as u16).to_be_bytes());
+    m.extend_from_slice(&10u16.to_be_bytes());
+    m.extend_from_slice(&(cookie.len() as u16).to_be_bytes());
+    m.extend_from_slice(cookie);
+    m
+}
+
+/// The data of the EDNS option `code` in the OPT record of message `m`, if
+/// it has one.
+pub fn edns_option(m: &[u8], code: u16) -> Result<Option<Vec<u8>>, String> {
+    let mut r = Reader { m, pos: 4 };
+    let counts = [r.u16()?, r.u16()?, r.u16()?, r.u16()?];
+    for _ in 0..counts[0] {
+        r.name()?;
+        r.pos += 4;
+    }
+    for _ in 0..counts[1] + counts[2] + counts[3] {
+        r.name()?;
+        let (rtype, _, _, len) = (r.u16()?, r.u16()?, r.u32()?, r.u16()? as usize);
+        let end = r.pos + len;
+        if end > m.len() {
+            return Err("record data truncated".into());
+        }
+        if rtype == 41 {
+            while r.pos + 4 <= end {
+                let (c, l) = (r.u16()?, r.u16()? as usize);
+                let data = m.get(r.pos..r.pos + l).filter(|_| r.pos + l <= end).ok_or("EDNS option truncated")?;
+                if c == code {
+                    return Ok(Some(data.to_vec()));
+                }
+                r.pos += l;
+            }
+        }
+        r.pos = end;
+    }
+    Ok(None)
+}

@@ -53,6 +53,12 @@ fn start(args: &[String]) -> Result<Primary> {
     let dir = temp_dir("primary")?;
     let file = dir.join("primary.test.zone");
     write_zone(&file, 1, "192.0.2.10")?;
+    let proc = run_dns(port, &file, args);
+    Ok(Primary { proc, port, dir, file })
+}
+
+/// The DNS app serving `file` at `port`, signing transfers with the key.
+fn run_dns(port: u16, file: &Path, args: &[String]) -> Running {
     let mut cmd = Command::new(app_binary("dns"));
     cmd.args(["--listen", &format!("127.0.0.1:{port}")])
         .arg("--zone")
@@ -61,7 +67,7 @@ fn start(args: &[String]) -> Result<Primary> {
         .args(args);
     let mut proc = Running::start(cmd);
     proc.wait_for("serving DNS on", Duration::from_secs(30));
-    Ok(Primary { proc, port, dir, file })
+    proc
 }
 
 fn check(ok: bool, what: &str, out: &str) -> Result {
@@ -105,6 +111,27 @@ fn edited_file_reaches_nsd_and_knot() -> Result {
     check(knot_log.contains("IXFR, incoming") && knot_log.contains("serial 1 -> 2"), "Knot used no IXFR", &knot_log)?;
     let l = log(&m);
     check(l.matches("IXFR primary.test. from serial 1: 1 steps").count() == 2, "IXFR to both", &l)?;
+    drop(nsd);
+    let _ = std::fs::remove_dir_all(&peers);
+    Ok(())
+}
+
+/// A zone edited while the primary was down reaches its secondary when
+/// the primary starts again: it sends NOTIFY for every zone at start.
+fn restart_notifies_secondaries() -> Result {
+    let nsd_port = free_port();
+    let notify = ["--notify".to_string(), format!("127.0.0.1:{nsd_port},key=xfr-key")];
+    let mut m = start(&notify)?;
+    let peers = temp_dir("primary-restart")?;
+    let nsd = dnspeers::nsd_secondary(&peers, nsd_port, ZONE, m.port, SECRET)?;
+    dnspeers::wait_serial(nsd_port, ZONE, 1, Duration::from_secs(20))?;
+    // Stop the primary (its process is killed when dropped).
+    drop(std::mem::replace(&mut m.proc, Running::start(Command::new("true"))));
+    write_zone(&m.file, 2, "192.0.2.15")?;
+    m.proc = run_dns(m.port, &m.file, &notify);
+    // NSD's refresh is 600 s: only the NOTIFY at start brings serial 2.
+    dnspeers::wait_serial(nsd_port, ZONE, 2, Duration::from_secs(10))?;
+    m.proc.wait_for(&format!("serial 2 to 127.0.0.1:{nsd_port}: acknowledged"), Duration::from_secs(5));
     drop(nsd);
     let _ = std::fs::remove_dir_all(&peers);
     Ok(())
@@ -159,6 +186,7 @@ fn main() {
             &[&dig],
             sighup_reloads_and_bad_edits_keep_the_old_version,
         ),
+        prereq::trial("restart_notifies_secondaries", &[&dig, &nsd], restart_notifies_secondaries),
         prereq::trial("sandboxed_watcher_stops_cleanly", &[&dig], sandboxed_watcher_stops_cleanly),
     ];
     libtest_mimic::run(&args, tests).exit();

@@ -17,8 +17,9 @@ use core::time::Duration;
 
 use morgana::log::{info, warn};
 use morgana::{ArgError, Args, Clock, Context, Entropy, Env, ListenAddr};
+use morgana_dns::cookie::Secret;
 use morgana_dns::rrl;
-use morgana_dns::secondary::{self, Downstream, Follower, Secondary};
+use morgana_dns::secondary::{self, notify, Downstream, Follower, Secondary};
 use morgana_dns::served::Served;
 use morgana_dns::server;
 use morgana_dns::tsig::Key;
@@ -118,6 +119,10 @@ fn config(args: &mut Args) -> Result<Config, ArgError> {
     let slip: Option<u32> =
         args.value("rrl-slip", "send every Nth rate-limited UDP response truncated (TC); 0: none, 1: all (default 2)")?;
     let size: Option<usize> = args.value("rrl-size", "entries in the rate-limiting table (default 8192)")?;
+    let cookie_secret: Option<Secret> = args.value(
+        "cookie-secret",
+        "HEX: 128-bit secret of DNS cookies (32 hex digits), the same on every server of an anycast name (default: random)",
+    )?;
     let too_big = |flag, value: String, max: usize| ArgError::Invalid { flag, value, reason: format!("at most {max}") };
     if let Some(r) = rate.filter(|r| *r > rrl::MAX_RATE) {
         return Err(too_big("rrl-rate", r.to_string(), rrl::MAX_RATE as usize));
@@ -134,6 +139,7 @@ fn config(args: &mut Args) -> Result<Config, ArgError> {
             slip: slip.unwrap_or(d.rrl.slip),
             size: size.unwrap_or(d.rrl.size),
         },
+        cookies: cookie_secret,
     };
     Ok(Config { listen, zones, secondaries, notify, watch, server })
 }
@@ -161,16 +167,46 @@ fn limiter(env: &mut Env, cfg: &rrl::Config) -> Option<Rc<RefCell<rrl::Limiter>>
     limiter
 }
 
+/// The secret of DNS cookies: `--cookie-secret`, else random. Without
+/// entropy cookies are off: a guessable secret would let spoofed queries
+/// past rate limiting.
+fn cookie_secret(env: &mut Env, given: Option<Secret>) -> Option<Secret> {
+    let time = match env.clock.wall() {
+        Some(_) => "stamped with the wall clock",
+        None => "stamped with the time since boot (no wall clock): valid at this server only, until it restarts",
+    };
+    if given.is_some() {
+        info!("DNS cookies: secret from --cookie-secret, {time}");
+        return given;
+    }
+    let mut key = [0u8; 16];
+    if let Err(e) = env.entropy.fill(&mut key) {
+        warn!("DNS cookies off: no entropy for their secret ({e}); give --cookie-secret");
+        return None;
+    }
+    info!("DNS cookies: random secret, {time}");
+    Some(Secret::new(key))
+}
+
 async fn serve(mut env: Env, cfg: Config) -> morgana::Result {
     let catalog = zones::load(&mut env, &cfg.zones, &cfg.secondaries).await?;
     let followers: Vec<Rc<Follower>> = cfg.secondaries.iter().cloned().map(|s| Rc::new(Follower::new(s))).collect();
     let served = Rc::new(Served::new(catalog, followers));
     let mut server_cfg = cfg.server.clone();
+    server_cfg.cookies = cookie_secret(&mut env, server_cfg.cookies.take());
     let clock = env.clock;
     server_cfg.axfr.clock = WallClock::new(move || clock.wall().map(|w| w.0 / 1_000_000_000));
     let server_cfg = Rc::new(server_cfg);
     let access = Rc::new(server_cfg.axfr.clone());
     let downstream: Rc<[Downstream]> = cfg.notify.clone().into();
+    // Our secondaries may have missed changes while we were down: tell
+    // them the serial of every zone we start with.
+    for zone in served.catalog().zones() {
+        for d in downstream.iter() {
+            let (net, rt) = (env.net.clone(), env.rt.clone());
+            env.spawn(notify::send(zone.origin.clone(), zone.soa.1.clone(), d.clone(), net, access.clone(), rt));
+        }
+    }
     for f in served.followers() {
         let key = f.config.key.as_ref().map_or(String::new(), |k| format!(", key {k}"));
         info!("zone {}: secondary of {}{key}; SERVFAIL until the first transfer", f.config.origin, f.config.primary);

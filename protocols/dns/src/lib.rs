@@ -12,6 +12,8 @@
 //!   `ldns-signzone`): RRSIGs with every RRset and NSEC or NSEC3 (also
 //!   opt-out) denial of existence when the query has the DO bit;
 //! * [`rrl`]: response rate limiting for UDP, in fixed memory;
+//! * [`cookie`]: DNS cookies (RFC 7873) with RFC 9018 server cookies;
+//!   queries with a valid one are not rate limited;
 //! * [`tsig`]: TSIG transaction signatures (RFC 8945), HMAC-SHA256/512;
 //! * [`server`]: DNS over UDP and TCP (RFC 7766) on the framework's sockets;
 //! * [`xfr`]: AXFR (RFC 5936) and IXFR (RFC 1995) out, to addresses or
@@ -26,7 +28,7 @@
 //! are loaded; signatures are served as they are, never made or refreshed
 //! here), IXFR over UDP, NOTIFY for zones loaded from files (only
 //! secondary zones change at run time), dynamic updates, NSID and other
-//! EDNS options (ignored in queries), classes other than IN.
+//! EDNS options but COOKIE (ignored in queries), classes other than IN.
 #![no_std]
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
@@ -34,6 +36,7 @@
 extern crate alloc;
 
 pub mod answer;
+pub mod cookie;
 pub mod dnssec;
 pub mod journal;
 pub mod message;

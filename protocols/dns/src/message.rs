@@ -191,7 +191,7 @@ mod tests {
             minimum: 4,
         };
         let mut w = Writer::new(9, flags::QR | flags::AA, Some((origin.wire(), rtype::AXFR, CLASS_IN)));
-        for (t, data) in [(rtype::SOA, Rdata::Soa(soa.clone())), (rtype::NS, Rdata::Name(ns.clone()))] {
+        for (t, data) in [(rtype::SOA, Rdata::Soa(soa.clone().into())), (rtype::NS, Rdata::Name(ns.clone()))] {
             let at = w.begin_record(Section::Answer, origin.wire(), t, CLASS_IN, 300);
             data.write(&mut w);
             w.end_record(at);
@@ -204,7 +204,7 @@ mod tests {
         let m = parse(&bytes).unwrap();
         assert_eq!(m.id, 9);
         assert_eq!(m.questions, [(origin.clone(), rtype::AXFR, CLASS_IN)]);
-        assert_eq!(m.answer[0].rdata, Rdata::Soa(soa));
+        assert_eq!(m.answer[0].rdata, Rdata::Soa(soa.into()));
         assert_eq!(m.answer[1].rdata, Rdata::Name(ns));
         assert_eq!(m.answer[2].rdata, Rdata::Mx(10, origin));
         assert_eq!(m.answer[2].ttl, 60);

@@ -3,6 +3,8 @@
 //! written in the Prometheus text format only when scraped.
 
 use morgana_net::SlotMetrics;
+
+use crate::cookie::Outcome;
 use morgana_runtime::metrics::{self, Counter, Encoder, Kind};
 
 /// Transports, in label order.
@@ -17,6 +19,9 @@ struct Dns {
     rrl_dropped: Counter,
     rrl_slipped: Counter,
     axfr: [Counter; 2],
+    /// By [`Outcome`]: client cookie only, valid, invalid.
+    cookies: [Counter; 3],
+    badcookie: Counter,
 }
 
 static DNS: Dns = Dns {
@@ -25,6 +30,8 @@ static DNS: Dns = Dns {
     rrl_dropped: Counter::new(),
     rrl_slipped: Counter::new(),
     axfr: [const { Counter::new() }; 2],
+    cookies: [const { Counter::new() }; 3],
+    badcookie: Counter::new(),
 };
 
 /// DNS-over-TCP connections (all listeners).
@@ -65,6 +72,18 @@ pub(crate) fn limited(slipped: bool) {
     if slipped { &DNS.rrl_slipped } else { &DNS.rrl_dropped }.inc();
 }
 
+/// A query carried a COOKIE option, judged so.
+#[inline]
+pub(crate) fn cookie(outcome: Outcome) {
+    DNS.cookies[outcome as usize].inc();
+}
+
+/// A BADCOOKIE answer went out in place of a rate-limited one.
+#[inline]
+pub(crate) fn badcookie() {
+    DNS.badcookie.inc();
+}
+
 /// An AXFR request, allowed or refused.
 pub(crate) fn axfr(allowed: bool) {
     DNS.axfr[usize::from(!allowed)].inc();
@@ -98,6 +117,17 @@ fn write(enc: &mut Encoder<'_>) {
         "Zone transfer requests, allowed or refused.",
         "result",
         &[("allowed", &DNS.axfr[0]), ("refused", &DNS.axfr[1])],
+    );
+    enc.labelled(
+        "morgana_dns_cookies_total",
+        "Queries with a DNS cookie, by what their server cookie was.",
+        "server_cookie",
+        &[("none", &DNS.cookies[0]), ("valid", &DNS.cookies[1]), ("invalid", &DNS.cookies[2])],
+    );
+    enc.counter(
+        "morgana_dns_badcookie_total",
+        "BADCOOKIE answers sent in place of rate-limited UDP responses.",
+        DNS.badcookie.get(),
     );
     TCP.write(enc, "morgana_dns_tcp", "DNS-over-TCP");
 }

@@ -39,8 +39,9 @@ pub enum Rdata {
     Name(Name),
     /// MX: preference and exchange.
     Mx(u16, Name),
-    /// SOA.
-    Soa(Soa),
+    /// SOA (boxed: it is rare and large, and keeps every other record
+    /// small).
+    Soa(alloc::boxed::Box<Soa>),
     /// SRV: priority, weight, port, target (never compressed, RFC 2782).
     Srv(u16, u16, u16, Name),
     /// Any other type (TXT, CAA, unknown): the wire bytes.
@@ -138,7 +139,9 @@ impl Rdata {
                     return Err("SOA data has the wrong length".into());
                 }
                 let v = |i: usize| u32::from_be_bytes(b[p + 4 * i..p + 4 * i + 4].try_into().unwrap_or([0; 4]));
-                Rdata::Soa(Soa { mname, rname, serial: v(0), refresh: v(1), retry: v(2), expire: v(3), minimum: v(4) })
+                Rdata::Soa(
+                    Soa { mname, rname, serial: v(0), refresh: v(1), retry: v(2), expire: v(3), minimum: v(4) }.into(),
+                )
             }
             _ => Rdata::Opaque(b.to_vec()),
         })
@@ -281,15 +284,18 @@ pub fn parse_text(rtype: u16, tokens: &[Token], origin: &Name) -> Result<Rdata, 
                     parse_ttl(&tokens[i].text).map_err(|e| format!("SOA {what}: {e}"))
                 }
             };
-            Rdata::Soa(Soa {
-                mname: name(&tokens[0])?,
-                rname: name(&tokens[1])?,
-                serial: t(2, "serial")?,
-                refresh: t(3, "refresh")?,
-                retry: t(4, "retry")?,
-                expire: t(5, "expire")?,
-                minimum: t(6, "minimum")?,
-            })
+            Rdata::Soa(
+                Soa {
+                    mname: name(&tokens[0])?,
+                    rname: name(&tokens[1])?,
+                    serial: t(2, "serial")?,
+                    refresh: t(3, "refresh")?,
+                    retry: t(4, "retry")?,
+                    expire: t(5, "expire")?,
+                    minimum: t(6, "minimum")?,
+                }
+                .into(),
+            )
         }
         rtype::TXT => {
             if tokens.is_empty() {

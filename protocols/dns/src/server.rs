@@ -16,12 +16,13 @@ use morgana_net::{Error, Slots, TcpListener, TcpStream, UdpSocket};
 use morgana_runtime::Handle;
 
 use crate::answer::{Transport, MAX_UDP};
+use crate::cookie::{self, Outcome, Reply, Secret};
 use crate::metrics::{self, Via};
 use crate::rdata::type_name;
 use crate::rrl::{self, Limiter, Verdict};
 use crate::secondary::notify;
 use crate::served::Served;
-use crate::wire::{parse_query, rtype, CLASS_IN};
+use crate::wire::{parse_query, rtype, Query, QueryError, CLASS_IN};
 
 /// An address or network, `192.0.2.0/24` or `::1`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -89,6 +90,8 @@ pub struct Config {
     pub axfr: crate::xfr::Access,
     /// Response rate limiting of UDP (TCP is never limited).
     pub rrl: rrl::Config,
+    /// The secret of DNS cookies; `None`: COOKIE options are ignored.
+    pub cookies: Option<Secret>,
 }
 
 impl Default for Config {
@@ -98,6 +101,7 @@ impl Default for Config {
             tcp_max_connections: 128,
             axfr: crate::xfr::Access::default(),
             rrl: rrl::Config::default(),
+            cookies: None,
         }
     }
 }
@@ -121,6 +125,28 @@ fn describe(peer: SocketAddr, proto: &str, query: &[u8], response: Option<&[u8]>
         }
         _ => format!("{peer} {proto} {what} -> dropped{limited}"),
     }
+}
+
+/// Seconds server cookies are stamped with: the wall clock's, else the
+/// monotonic clock's (its cookies then hold at this server only, and only
+/// until it restarts).
+fn cookie_time(config: &Config, rt: &Handle) -> u32 {
+    config.axfr.clock.now().unwrap_or_else(|| rt.now().as_nanos() / 1_000_000_000) as u32
+}
+
+/// What the query's COOKIE proves, and the option of the response; `None`
+/// without one (or with cookies off).
+fn judge_cookie(
+    config: &Config,
+    parsed: &Result<Query, QueryError>,
+    peer: SocketAddr,
+    rt: &Handle,
+) -> Option<(Outcome, Reply)> {
+    let secret = config.cookies.as_ref()?;
+    let received = parsed.as_ref().ok()?.edns?.cookie?;
+    let judged = secret.check(&received, peer.ip(), cookie_time(config, rt));
+    metrics::cookie(judged.0);
+    Some(judged)
 }
 
 /// The rate limiter for UDP responses that `config` asks for (`None` when
@@ -159,18 +185,31 @@ pub async fn serve_udp(
         }
         let catalog = served.catalog();
         let parsed = parse_query(query);
-        let mut response = catalog.respond(&parsed, Transport::Udp);
+        let cookie = judge_cookie(&config, &parsed, peer, &rt);
+        let options = cookie.as_ref().map_or(&[][..], |(_, reply)| &reply[..]);
+        let mut response = catalog.respond_with(&parsed, Transport::Udp, options);
         metrics::query(Via::Udp);
         if let Some(r) = &response {
             metrics::response(Via::Udp, r);
         }
         let mut verdict = Verdict::Send;
-        if let (Some(r), Some(limiter)) = (response.as_mut(), &limiter) {
+        // A valid server cookie proves the source address: no rate limit.
+        let proven = cookie.is_some_and(|(o, _)| o == Outcome::Valid);
+        if let (Some(r), Some(limiter), false) = (response.as_mut(), &limiter, proven) {
             let (kind, name) = rrl::classify(parsed.as_ref().ok(), r, &catalog);
             let now_ms = rt.now().as_nanos() / 1_000_000;
             let mut limiter = limiter.borrow_mut();
             verdict = limiter.check(now_ms, peer.ip(), kind, &name);
-            if verdict == Verdict::Slip {
+            if let (Some((Outcome::Invalid, reply)), Ok(q), true) = (&cookie, &parsed, verdict == Verdict::Slip) {
+                // A stale or foreign server cookie over the limit: in place
+                // of the truncated answer, BADCOOKIE with a fresh cookie (no
+                // larger than the query but for 8 octets), so a real client
+                // retries with it, unlimited. A dropped answer stays dropped:
+                // forged cookies buy a flood no more reflection than none.
+                *r = cookie::badcookie(q, reply);
+                metrics::badcookie();
+                verdict = Verdict::Send;
+            } else if verdict == Verdict::Slip {
                 rrl::slip(r);
             }
             if verdict != Verdict::Send {
@@ -305,14 +344,17 @@ async fn connection(
             continue;
         }
         let catalog = served.catalog();
-        if let Ok(q) = parse_query(query) {
+        let parsed = parse_query(query);
+        if let Ok(q) = &parsed {
             let transfer = q.qtype == rtype::AXFR || q.qtype == rtype::IXFR;
             if transfer && q.edns.is_none_or(|e| e.version == 0) && q.qclass == CLASS_IN {
-                crate::xfr::serve(&mut stream, peer, query, &q, served, &config.axfr).await?;
+                crate::xfr::serve(&mut stream, peer, query, q, served, &config.axfr).await?;
                 continue;
             }
         }
-        let response = catalog.answer(query, Transport::Tcp);
+        let cookie = judge_cookie(config, &parsed, peer, rt);
+        let options = cookie.as_ref().map_or(&[][..], |(_, reply)| &reply[..]);
+        let response = catalog.respond_with(&parsed, Transport::Tcp, options);
         if let Some(r) = &response {
             metrics::response(Via::Tcp, r);
         }

@@ -2,6 +2,7 @@
 
 use alloc::vec::Vec;
 
+use crate::cookie::{self, Received};
 use crate::name::{self, Name, NameError};
 
 /// Record types Morgana knows by name.
@@ -87,6 +88,8 @@ pub struct Edns {
     pub version: u8,
     /// The DO bit.
     pub dnssec_ok: bool,
+    /// The first COOKIE option (EDNS version 0 only).
+    pub cookie: Option<Received>,
 }
 
 /// A parsed query.
@@ -215,16 +218,25 @@ pub fn parse_query(msg: &[u8]) -> Result<Query, QueryError> {
             if owner != Name::root() {
                 return Err(bad("OPT record not owned by the root"));
             }
-            // Options are ignored, but must be well formed (RFC 6891 §6.1.2).
+            // Options must be well formed (RFC 6891 §6.1.2); only the
+            // first COOKIE is read (as BIND), the others are ignored.
+            let version = (ttl >> 16) as u8;
+            let mut cookie = None;
             let mut o = rdata.start;
             while o < rdata.end {
+                let code = u16_at(msg, o).ok_or(bad("truncated EDNS option"))?;
                 let len = u16_at(msg, o + 2).ok_or(bad("truncated EDNS option"))? as usize;
+                if code == cookie::OPTION && version == 0 && cookie.is_none() {
+                    let data = msg.get(o + 4..(o + 4 + len).min(rdata.end)).unwrap_or(&[]);
+                    // RFC 7873 §5.2.2: a malformed COOKIE is a FORMERR.
+                    cookie = Some(Received::parse(data).ok_or(bad("malformed COOKIE option"))?);
+                }
                 o += 4 + len;
             }
             if o != rdata.end {
                 return Err(bad("EDNS option runs past its record"));
             }
-            edns = Some(Edns { udp_size: class, version: (ttl >> 16) as u8, dnssec_ok: ttl & 0x8000 != 0 });
+            edns = Some(Edns { udp_size: class, version, dnssec_ok: ttl & 0x8000 != 0, cookie });
         }
     }
     if pos != msg.len() {
@@ -423,8 +435,15 @@ impl Writer {
     /// Appends an OPT record (EDNS version 0) advertising `udp_size`, with
     /// `ext_rcode` (the upper 8 bits of a 12-bit RCODE).
     pub fn opt(&mut self, udp_size: u16, ext_rcode: u8, dnssec_ok: bool) {
+        self.opt_with(udp_size, ext_rcode, dnssec_ok, &[]);
+    }
+
+    /// [`Writer::opt`] carrying `options` (already encoded: code, length,
+    /// data each).
+    pub fn opt_with(&mut self, udp_size: u16, ext_rcode: u8, dnssec_ok: bool, options: &[u8]) {
         let ttl = (ext_rcode as u32) << 24 | if dnssec_ok { 0x8000 } else { 0 };
         let at = self.begin_record(Section::Additional, &[0], rtype::OPT, udp_size, ttl);
+        self.bytes(options);
         self.end_record(at);
     }
 
@@ -438,76 +457,4 @@ impl Writer {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use alloc::vec;
-
-    fn query(name: &[u8], qtype: u16, opt: Option<(u16, u8)>) -> Vec<u8> {
-        let mut m = vec![0x12, 0x34, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, opt.is_some() as u8];
-        m.extend_from_slice(name);
-        m.extend_from_slice(&qtype.to_be_bytes());
-        m.extend_from_slice(&1u16.to_be_bytes());
-        if let Some((size, version)) = opt {
-            m.extend_from_slice(&[0, 0, 41]);
-            m.extend_from_slice(&size.to_be_bytes());
-            m.extend_from_slice(&[0, version, 0, 0, 0, 0]);
-        }
-        m
-    }
-
-    #[test]
-    fn rfc1035_4_1_query_parses() {
-        let q = parse_query(&query(b"\x03WWW\x07example\x03com\x00", 1, None)).unwrap();
-        assert_eq!((q.id, q.qtype, q.qclass, q.rd), (0x1234, 1, 1, true));
-        assert_eq!(q.qname.wire(), b"\x03www\x07example\x03com\x00");
-        assert_eq!(q.qname_raw, b"\x03WWW\x07example\x03com\x00");
-        assert_eq!(q.edns, None);
-    }
-
-    #[test]
-    fn rfc6891_6_1_opt_record() {
-        let q = parse_query(&query(b"\x00", 6, Some((4096, 0)))).unwrap();
-        assert_eq!(q.edns, Some(Edns { udp_size: 4096, version: 0, dnssec_ok: false }));
-        let q = parse_query(&query(b"\x00", 6, Some((1232, 1)))).unwrap();
-        assert_eq!(q.edns.unwrap().version, 1);
-    }
-
-    #[test]
-    fn rfc1035_4_1_1_malformed_queries() {
-        assert_eq!(parse_query(&[0; 5]), Err(QueryError::NoHeader));
-        let mut m = query(b"\x00", 1, None);
-        m.truncate(m.len() - 1);
-        assert!(matches!(parse_query(&m), Err(QueryError::Malformed { id: 0x1234, .. })));
-        let mut m = query(b"\x00", 1, None);
-        m[5] = 2; // two questions
-        assert!(matches!(parse_query(&m), Err(QueryError::Malformed { .. })));
-        let mut m = query(b"\x00", 1, None);
-        m[2] |= 0x80; // a response
-        assert_eq!(parse_query(&m), Err(QueryError::IsResponse));
-        let mut m = query(b"\x00", 1, None);
-        m[2] = 0x28; // opcode 5 (UPDATE)
-        assert_eq!(parse_query(&m), Err(QueryError::NotImplemented { id: 0x1234, opcode: 5 }));
-        let mut m = query(b"\x00", 1, None);
-        m.push(0); // trailing garbage
-        assert!(matches!(parse_query(&m), Err(QueryError::Malformed { .. })));
-    }
-
-    #[test]
-    fn rfc1035_4_1_4_writer_compresses() {
-        let name = Name::parse("www.example.com.", None).unwrap();
-        let mut w = Writer::new(1, flags::QR, Some((b"\x03WWW\x07example\x03com\x00", 1, 1)));
-        let at = w.begin_record(Section::Answer, name.wire(), 1, 1, 60);
-        w.bytes(&[1, 2, 3, 4]);
-        w.end_record(at);
-        let mx = Name::parse("mail.example.com.", None).unwrap();
-        let at = w.begin_record(Section::Answer, mx.wire(), 1, 1, 60);
-        w.end_record(at);
-        let msg = w.finish();
-        // Answer owner is a pointer to the question name (offset 12).
-        assert_eq!(&msg[12 + 17 + 4..12 + 17 + 6], &[0xc0, 12]);
-        // "mail" then a pointer to "example.com" at offset 16.
-        let tail = &msg[msg.len() - 10 - 7..msg.len() - 10];
-        assert_eq!(tail, b"\x04mail\xc0\x10");
-        assert_eq!(u16::from_be_bytes([msg[6], msg[7]]), 2);
-    }
-}
+mod tests;

@@ -241,7 +241,7 @@ pub(crate) async fn serve(
         return out.alone(refusal(q, rcode::REFUSED)).await;
     }
     let origin = zone.origin.wire();
-    let (soa_ttl, soa) = (zone.soa.0, Rdata::Soa(zone.soa.1.clone()));
+    let (soa_ttl, soa) = (zone.soa.0, Rdata::Soa(zone.soa.1.clone().into()));
     if let (rtype::IXFR, Some(serial)) = (q.qtype, q.ixfr_serial) {
         if !crate::secondary::serial_newer(zone.soa.1.serial, serial) {
             // Up to date (or ahead): the SOA alone (RFC 1995 §4).
@@ -252,11 +252,11 @@ pub(crate) async fn serve(
             log::info!("{peer}: IXFR {} from serial {serial}: {} steps", q.qname, steps.len());
             out.record(origin, rtype::SOA, soa_ttl, &soa).await?;
             for Step { from, to, deleted, added } in &steps {
-                out.record(origin, rtype::SOA, from.0, &Rdata::Soa(from.1.clone())).await?;
+                out.record(origin, rtype::SOA, from.0, &Rdata::Soa(from.1.clone().into())).await?;
                 for (owner, t, ttl, d) in deleted {
                     out.record(owner.wire(), *t, *ttl, d).await?;
                 }
-                out.record(origin, rtype::SOA, to.0, &Rdata::Soa(to.1.clone())).await?;
+                out.record(origin, rtype::SOA, to.0, &Rdata::Soa(to.1.clone().into())).await?;
                 for (owner, t, ttl, d) in added {
                     out.record(owner.wire(), *t, *ttl, d).await?;
                 }

@@ -133,7 +133,7 @@ impl Reader {
             State::Whole(mut records) => {
                 if soa.is_some() {
                     let first = self.first.clone().expect("read first");
-                    records.push((self.origin.clone(), rtype::SOA, first.0, Rdata::Soa(first.1)));
+                    records.push((self.origin.clone(), rtype::SOA, first.0, Rdata::Soa(first.1.into())));
                     State::WholeDone(records)
                 } else {
                     records.push((r.owner, r.rtype, r.ttl, r.rdata));
@@ -213,7 +213,7 @@ impl Reader {
                     set.rdatas.push(r.rdata);
                 }
             }
-            None => node.rrsets.push(RRset { rtype: r.rtype, ttl: r.ttl, rdatas: alloc::vec![r.rdata] }),
+            None => node.rrsets.push(RRset { rtype: r.rtype, ttl: r.ttl, rdatas: smallvec::smallvec![r.rdata] }),
         }
     }
 
@@ -257,7 +257,7 @@ mod tests {
             expire: 600,
             minimum: 30,
         };
-        Record { owner: name("example."), rtype: rtype::SOA, class: CLASS_IN, ttl: 300, rdata: Rdata::Soa(soa) }
+        Record { owner: name("example."), rtype: rtype::SOA, class: CLASS_IN, ttl: 300, rdata: Rdata::Soa(soa.into()) }
     }
 
     fn a(owner: &str, last: u8) -> Record {
@@ -322,7 +322,7 @@ mod tests {
         assert_eq!((steps[0].from.1.serial, steps[0].to.1.serial, steps[1].to.1.serial), (1, 2, 3));
         assert_eq!(z3.soa.1.serial, 3);
         let www = z3.nodes.get(&name("www.example.")).and_then(|n| n.get(rtype::A)).unwrap();
-        assert_eq!(www.rdatas, [Rdata::A([192, 0, 2, 11].into())]);
+        assert_eq!(www.rdatas[..], [Rdata::A([192, 0, 2, 11].into())]);
         assert!(z3.nodes.contains_key(&name("mail.example.")));
         assert_eq!(z3.records, 5);
     }

@@ -128,7 +128,7 @@ pub async fn send(origin: Name, soa: Soa, to: Downstream, net: Stack, access: Rc
     let id = (rt.now().as_nanos() >> 10) as u16;
     let mut w = Writer::new(id, u16::from(OPCODE) << 11 | flags::AA, Some((origin.wire(), rtype::SOA, CLASS_IN)));
     let at = w.begin_record(Section::Answer, origin.wire(), rtype::SOA, CLASS_IN, 0);
-    Rdata::Soa(soa.clone()).write(&mut w);
+    Rdata::Soa(soa.clone().into()).write(&mut w);
     w.end_record(at);
     let msg = w.finish();
     let mut buf = alloc::vec![0u8; 1024];

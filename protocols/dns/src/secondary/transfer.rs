@@ -84,7 +84,7 @@ impl<'a> Exchange<'a> {
         let mut w = Writer::new(self.id, 0, Some((origin, qtype, CLASS_IN)));
         if let Some((ttl, soa)) = soa {
             let at = w.begin_record(Section::Authority, origin, rtype::SOA, CLASS_IN, *ttl);
-            Rdata::Soa(soa.clone()).write(&mut w);
+            Rdata::Soa(soa.clone().into()).write(&mut w);
             w.end_record(at);
         }
         let mut msg = w.finish();
@@ -183,7 +183,7 @@ async fn primary_soa(config: &Secondary, net: &Stack, access: &Access, rt: &Hand
     m.answer
         .iter()
         .find_map(|r| match &r.rdata {
-            Rdata::Soa(s) if r.owner == config.origin => Some(s.clone()),
+            Rdata::Soa(s) if r.owner == config.origin => Some((**s).clone()),
             _ => None,
         })
         .ok_or_else(|| "no SOA in the primary's answer".into())
