@@ -1,7 +1,8 @@
 //! Embeds the files of `site/` (or of `MORGANA_WEB_SITE`) into the image,
 //! like MirageOS's crunch: the VM needs no disk. Also embeds a certificate
 //! and key: the files named by `MORGANA_WEB_CERT` and `MORGANA_WEB_KEY`, or
-//! else a development certificate for localhost generated here once.
+//! else a development certificate for localhost generated here once; and
+//! the ACME CA's roots named by `MORGANA_WEB_ACME_CA`, if set.
 
 use std::fmt::Write;
 use std::path::{Path, PathBuf};
@@ -75,6 +76,20 @@ fn certificate(out_dir: &Path) {
         "/// The embedded certificate chain (PEM).\npub static CERT: &[u8] = include_bytes!({:?});\n/// Its key (PEM).\npub static KEY: &[u8] = include_bytes!({:?});\n/// Whether it is the generated development certificate.\npub const DEV_CERT: bool = {dev};\n",
         cert.display().to_string(),
         key.display().to_string()
+    );
+    // Roots for the ACME directory's HTTPS, for images (which have no
+    // files for --acme-ca).
+    println!("cargo:rerun-if-env-changed=MORGANA_WEB_ACME_CA");
+    let acme_ca = match std::env::var_os("MORGANA_WEB_ACME_CA") {
+        Some(path) => {
+            let path = PathBuf::from(path);
+            println!("cargo:rerun-if-changed={}", path.display());
+            format!("Some(include_bytes!({:?}))", path.display().to_string())
+        }
+        None => "None".into(),
+    };
+    let rs = format!(
+        "{rs}/// Root certificates trusted for the ACME directory's HTTPS (PEM), embedded at build time.\npub static ACME_CA: Option<&[u8]> = {acme_ca};\n"
     );
     std::fs::write(out_dir.join("cert.rs"), rs).expect("write cert.rs");
 }

@@ -216,6 +216,7 @@ fuzz_target!(|data: &[u8]| {
             _ => None,
         },
         hsts: (cfg_byte & 16 != 0).then_some(31_536_000),
+        acme_challenges: None,
     };
     let stalls_writes = cfg_byte & 4 != 0;
     let clock = FuzzClock { time: time.clone(), wall: cfg_byte & 8 != 0 };

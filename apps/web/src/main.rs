@@ -7,6 +7,8 @@
 
 extern crate alloc;
 
+mod acme;
+
 use alloc::format;
 use alloc::rc::Rc;
 use alloc::string::String;
@@ -22,8 +24,8 @@ use morgana::{
     net::SlotMetrics, ArgError, Args, ClockDevice, Content, Context, Env, Handle, KeyValue, ListenAddr, Slots,
     TcpListener, TcpStream,
 };
-use morgana_http::{serve_connection, Site};
-use morgana_tls::TlsAcceptor;
+use morgana_http::{serve_connection, Challenges, Site};
+use morgana_tls::{CertCell, TlsAcceptor, ACME_TLS_ALPN};
 
 include!(concat!(env!("OUT_DIR"), "/site.rs"));
 include!(concat!(env!("OUT_DIR"), "/cert.rs"));
@@ -47,6 +49,7 @@ struct Config {
     site_dir: Option<String>,
     max_connections: usize,
     http_cfg: morgana_http::Config,
+    acme: Option<acme::AcmeConfig>,
 }
 
 fn config(args: &mut Args) -> Result<Config, ArgError> {
@@ -112,7 +115,16 @@ fn config(args: &mut Args) -> Result<Config, ArgError> {
     if site_dir.is_some() && !morgana::HOSTED {
         return Err(ArgError::Conflict("--site needs files, which VM images do not have".into()));
     }
-    Ok(Config { http, https, cert, key, site_dir, max_connections, http_cfg })
+    let acme = acme::config(args)?;
+    if acme.is_some() && cert.is_some() {
+        return Err(ArgError::Conflict(
+            "--acme-directory and --cert are two sources of one certificate: pick one".into(),
+        ));
+    }
+    if acme.is_some() && https.is_empty() {
+        return Err(ArgError::Conflict("--acme-directory needs an HTTPS listener".into()));
+    }
+    Ok(Config { http, https, cert, key, site_dir, max_connections, http_cfg, acme })
 }
 
 async fn load_site(env: &mut Env, cfg: &Config) -> morgana::Result<Site> {
@@ -243,6 +255,12 @@ async fn tls_connection(stream: TcpStream, peer: SocketAddr, s: &Server, accepto
             return;
         }
     };
+    if tls.alpn() == Some(ACME_TLS_ALPN) {
+        // A CA's TLS-ALPN-01 check: nothing follows the handshake (RFC 8737 §3).
+        debug!("{peer}: TLS-ALPN-01 validation handshake");
+        let _ = tls.close().await;
+        return;
+    }
     match serve_connection(&mut tls, &s.site, &s.cfg, &s.rt, &s.clock).await {
         Ok((outcome, n)) => {
             debug!("{peer}: {n} requests over {:?}, {outcome:?}", tls.version());
@@ -252,9 +270,21 @@ async fn tls_connection(stream: TcpStream, peer: SocketAddr, s: &Server, accepto
     }
 }
 
-fn acceptor(env: &Env, cfg: &Config) -> morgana::Result<TlsAcceptor> {
-    let (cert, key) = match (&cfg.cert, &cfg.key) {
-        (Some(c), Some(k)) => (env.read_file(c)?.into_bytes(), env.read_file(k)?.into_bytes()),
+/// The HTTPS certificate's cell: filled from `--cert`/`--key`, the
+/// embedded certificate, or with ACME a temporary self-signed one for the
+/// names, which the CA's replaces once it arrives.
+fn certificate(env: &mut Env, cfg: &Config) -> morgana::Result<CertCell> {
+    let (cert, key) = match (&cfg.cert, &cfg.key, &cfg.acme) {
+        (Some(c), Some(k), _) => (env.read_file(c)?.into_bytes(), env.read_file(k)?.into_bytes()),
+        (_, _, Some(acme)) => {
+            let (cert, key) = acme::temporary_certificate(acme, &mut env.entropy, &env.clock)
+                .map_err(|e| format!("temporary certificate: {e}"))?;
+            info!(
+                "HTTPS serves a temporary self-signed certificate for {} until the ACME certificate arrives",
+                acme.domains().join(", ")
+            );
+            (cert.into_bytes(), key.into_bytes())
+        }
         _ => {
             if DEV_CERT {
                 info!(
@@ -264,7 +294,9 @@ fn acceptor(env: &Env, cfg: &Config) -> morgana::Result<TlsAcceptor> {
             (CERT.to_vec(), KEY.to_vec())
         }
     };
-    Ok(TlsAcceptor::new(&cert, &key, &[b"http/1.1"], env.clock)?)
+    let cell = CertCell::new();
+    cell.set_pem(&cert, &key)?;
+    Ok(cell)
 }
 
 async fn serve(mut env: Env, cfg: Config) -> morgana::Result {
@@ -281,7 +313,29 @@ async fn serve(mut env: Env, cfg: Config) -> morgana::Result {
     let slots = Slots::new(cfg.max_connections, env.rt.clone()).with_cost(CONNECTION_COST).with_metrics(&CONNECTIONS);
     morgana_http::metrics::register();
     morgana::metrics::register("web", |enc| CONNECTIONS.write(enc, "morgana_web", "HTTP and HTTPS"));
-    let tls = if cfg.https.is_empty() { None } else { Some(acceptor(&env, &cfg)?) };
+    let cell = if cfg.https.is_empty() { None } else { Some(certificate(&mut env, &cfg)?) };
+    // With TLS-ALPN-01 the CA asks for `acme-tls/1` on the HTTPS listeners.
+    let alpn: &[&[u8]] =
+        if cfg.acme.as_ref().is_some_and(|a| a.tls_alpn()) { &[b"http/1.1", ACME_TLS_ALPN] } else { &[b"http/1.1"] };
+    let tls = match &cell {
+        Some(cell) => Some(TlsAcceptor::with_cell(cell.clone(), alpn, env.clock)?),
+        None => None,
+    };
+    let challenges = cfg.acme.as_ref().map(|_| Challenges::new());
+    if let (Some(acme), Some(cell), Some(challenges)) = (cfg.acme.clone(), cell, challenges.clone()) {
+        let mut manager = acme::Manager {
+            cfg: acme,
+            net: env.net.clone(),
+            rt: env.rt.clone(),
+            clock: env.clock,
+            entropy: env.entropy,
+            files: env.files(),
+            cell,
+            challenges,
+        };
+        let (https, account) = manager.prepare().map_err(|e| format!("ACME: {e}"))?;
+        env.spawn(manager.run(https, account));
+    }
     let listeners = cfg.http.iter().map(|l| (l, None)).chain(cfg.https.iter().map(|l| (l, tls.clone())));
     for (l, tls) in listeners {
         let scheme = if tls.is_some() { "HTTPS" } else { "HTTP" };
@@ -293,6 +347,8 @@ async fn serve(mut env: Env, cfg: Config) -> morgana::Result {
                 redirect_https: if tls.is_some() { None } else { cfg.http_cfg.redirect_https },
                 // HSTS over plain HTTP means nothing (RFC 6797 §7.2).
                 hsts: if tls.is_some() { cfg.http_cfg.hsts } else { None },
+                // The CA fetches HTTP-01 answers over plain HTTP.
+                acme_challenges: if tls.is_some() { None } else { challenges.clone() },
                 ..cfg.http_cfg.clone()
             },
             rt: env.rt.clone(),

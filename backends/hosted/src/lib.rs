@@ -142,6 +142,29 @@ pub fn sandboxed() -> bool {
     sandbox::requested()
 }
 
+/// Writes a file whole, readable by its owner only: a temporary file
+/// renamed over `path`, so a crash leaves the old or the new contents.
+/// Parent directories are created (owner only). Not inside the sandbox.
+pub fn write_file(path: &str, contents: &[u8]) -> Result<(), String> {
+    use std::io::Write as _;
+    use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _};
+    no_files_in_sandbox()?;
+    let path = std::path::Path::new(path);
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir).map_err(|e| e.to_string())?;
+    }
+    let tmp = path.with_extension("tmp");
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&tmp)
+        .map_err(|e| e.to_string())?;
+    f.write_all(contents).and_then(|()| f.sync_all()).map_err(|e| e.to_string())?;
+    std::fs::rename(&tmp, path).map_err(|e| e.to_string())
+}
+
 /// Reads every file under `dir`: (path relative to `dir` with `/`
 /// separators, bytes, modification time in Unix seconds).
 pub fn load_dir(dir: &str) -> Result<Vec<morgana_runtime::FileEntry>, String> {

@@ -101,6 +101,11 @@ pub fn reload_requested() -> bool {
     false
 }
 
+/// VM images have no files to write.
+pub fn write_file(_path: &str, _contents: &[u8]) -> Result<(), &'static str> {
+    Err("files are not available in a VM image")
+}
+
 /// VM images have no directories.
 pub fn load_dir(_dir: &str) -> Result<Vec<morgana_runtime::FileEntry>, &'static str> {
     Err("files are not available in a VM image (embed data at build time)")

@@ -86,6 +86,23 @@ impl core::fmt::Display for FileError {
 
 impl core::error::Error for FileError {}
 
+/// The host's files (hosted only; in a VM image every call fails).
+#[derive(Debug, Clone, Copy)]
+pub struct Files(());
+
+impl Files {
+    /// Reads a text file.
+    pub fn read(&self, path: &str) -> core::result::Result<alloc::string::String, FileError> {
+        backend::read_file(path).map_err(|e| FileError(alloc::format!("{path}: {e}")))
+    }
+
+    /// Writes a file whole (replacing it atomically), readable by its owner
+    /// only.
+    pub fn write(&self, path: &str, contents: &[u8]) -> core::result::Result<(), FileError> {
+        backend::write_file(path, contents).map_err(|e| FileError(alloc::format!("{path}: {e}")))
+    }
+}
+
 /// What an app is given: its devices and the executor. Dereferences to the
 /// executor's [`Handle`] (`env.spawn(..)`, `env.sleep(..)`, `env.now()`).
 pub struct Env {
@@ -137,6 +154,11 @@ impl Env {
 }
 
 impl Env {
+    /// The host's files, as a handle a task can keep.
+    pub fn files(&self) -> Files {
+        Files(())
+    }
+
     /// Reads every file under a directory: (relative path with `/`
     /// separators, bytes, modification time in Unix seconds). Hosted only.
     pub fn load_dir(&self, path: &str) -> core::result::Result<alloc::vec::Vec<morgana_runtime::FileEntry>, FileError> {

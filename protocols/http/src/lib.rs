@@ -3,6 +3,7 @@
 //!
 //! * [`site`]: the files served, with content types, ETags and
 //!   precompressed `.gz` variants;
+//! * [`challenges`]: ACME HTTP-01 answers;
 //! * [`date`]: HTTP dates;
 //! * [`metrics`]: responses by status code;
 //! * [`server`]: one connection: request parsing (httparse), limits and
@@ -19,10 +20,12 @@
 
 extern crate alloc;
 
+pub mod challenges;
 pub mod date;
 pub mod metrics;
 pub mod server;
 pub mod site;
 
+pub use challenges::Challenges;
 pub use server::{serve_connection, Config, Outcome};
 pub use site::{Body, Entry, Site};

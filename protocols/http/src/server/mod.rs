@@ -37,6 +37,8 @@ pub struct Config {
     /// Send `Strict-Transport-Security: max-age=N` with every response
     /// (RFC 6797; set it on HTTPS connections only).
     pub hsts: Option<u64>,
+    /// ACME HTTP-01 answers to serve (plain HTTP only), before any redirect.
+    pub acme_challenges: Option<crate::Challenges>,
 }
 
 impl Default for Config {
@@ -51,6 +53,7 @@ impl Default for Config {
             max_body: 64 * 1024,
             redirect_https: None,
             hsts: None,
+            acme_challenges: None,
         }
     }
 }

@@ -156,7 +156,20 @@ pub(super) fn respond<'a>(
     } else {
         has_token(headers, "connection", "keep-alive")
     };
-    let mut reply = if let Some(port) = cfg.redirect_https {
+    let challenge = cfg.acme_challenges.as_ref().and_then(|c| c.lookup(&path));
+    let mut reply = if let Some(answer) = challenge {
+        match answer {
+            Some(key_authorization) => {
+                *scratch = key_authorization;
+                let mut headers = String::new();
+                common_headers(&mut headers, clock);
+                let _ =
+                    write!(headers, "Content-Type: application/octet-stream\r\nContent-Length: {}\r\n", scratch.len());
+                Reply { status: 200, headers, body: scratch.as_bytes(), head_only: false, close: false }
+            }
+            None => error(404, clock, scratch, ""),
+        }
+    } else if let Some(port) = cfg.redirect_https {
         let host = header_str(headers, "host").unwrap_or("");
         let valid = !host.is_empty() && host.bytes().all(|b| b.is_ascii_alphanumeric() || b".-:[]".contains(&b));
         if !valid {
