@@ -300,6 +300,9 @@ fn certificate(env: &mut Env, cfg: &Config) -> morgana::Result<CertCell> {
 }
 
 async fn serve(mut env: Env, cfg: Config) -> morgana::Result {
+    if cfg.acme.is_some() && env.sandboxed() {
+        return Err("--acme-directory connects to the CA after start, which --sandbox forbids".into());
+    }
     if !cfg.https.is_empty() {
         // TLS keys and nonces need real randomness: refuse to start without it.
         let mut probe = [0u8; 16];

@@ -289,7 +289,7 @@ fn bad_flags_are_refused() -> Result {
     std::fs::write(garbage.join("ca.pem"), "not a certificate")?;
     let garbage = garbage.join("ca.pem").to_string_lossy().into_owned();
     let dir = "https://127.0.0.1:1/dir";
-    let cases: [(&[&str], &str); 7] = [
+    let cases: [(&[&str], &str); 8] = [
         (&["--acme-directory", dir, "--acme-domain", NAME, "--acme-ca", "/nonexistent/ca.pem"], "--acme-ca"),
         (&["--acme-directory", dir, "--acme-domain", NAME, "--acme-ca", &garbage], "no root certificate"),
         (&["--acme-domain", NAME], "need --acme-directory"),
@@ -297,6 +297,7 @@ fn bad_flags_are_refused() -> Result {
         (&["--acme-directory", "https://127.0.0.1:1/dir", "--acme-domain", NAME], "needs --acme-ca"),
         (&["--acme-directory", "https://ca.example/dir", "--acme-domain", NAME, "--acme-ca", "/x"], "IP address"),
         (&["--acme-directory", "https://127.0.0.1:1/d", "--acme-domain", "a b", "--acme-ca", "/x"], "not a DNS name"),
+        (&["--sandbox", "--acme-directory", dir, "--acme-domain", NAME, "--acme-ca", "/x"], "which --sandbox forbids"),
     ];
     for (args, want) in cases {
         let out = Command::new(app_binary("web"))
