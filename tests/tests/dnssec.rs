@@ -192,14 +192,7 @@ fn udp(port: u16, q: &[u8]) -> Result<Vec<u8>> {
 fn tcp(port: u16, q: &[u8]) -> Result<Vec<u8>> {
     let mut s = TcpStream::connect(("127.0.0.1", port))?;
     s.set_read_timeout(Some(Duration::from_secs(5)))?;
-    let mut framed = (q.len() as u16).to_be_bytes().to_vec();
-    framed.extend_from_slice(q);
-    s.write_all(&framed)?;
-    let mut len = [0u8; 2];
-    s.read_exact(&mut len)?;
-    let mut m = vec![0u8; u16::from_be_bytes(len) as usize];
-    s.read_exact(&mut m)?;
-    Ok(m)
+    Ok(dnsmsg::tcp_exchange(&mut s, q)?)
 }
 
 /// Flags (RA aside), rcode, question, each section as a sorted list of

@@ -27,7 +27,7 @@ use morgana_dns::xfr::{Access, Allow, WallClock};
 
 mod zones;
 
-use zones::ZoneFile;
+use morgana_dns::ZoneFile;
 
 /// `--listen`: `ADDR:PORT`, `[V6]:PORT` or `:PORT` (all addresses).
 #[derive(Debug, Clone, Copy)]

@@ -7,7 +7,6 @@ use alloc::format;
 use alloc::rc::Rc;
 use alloc::string::String;
 use alloc::vec::Vec;
-use core::str::FromStr;
 use core::time::Duration;
 
 use morgana::kv::Kind;
@@ -16,28 +15,9 @@ use morgana::{Content, Context, Env, KeyValue};
 use morgana_dns::secondary::{notify, serial_newer, Downstream, Secondary};
 use morgana_dns::served::Served;
 use morgana_dns::xfr::Access;
-use morgana_dns::{Catalog, Name, Zone};
+use morgana_dns::{Catalog, Name, Zone, ZoneFile};
 
 include!(concat!(env!("OUT_DIR"), "/zones.rs"));
-
-/// `--zone ORIGIN=PATH`.
-#[derive(Debug, Clone)]
-pub struct ZoneFile {
-    origin: Name,
-    path: String,
-}
-
-impl FromStr for ZoneFile {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        let (origin, path) = s.split_once('=').ok_or("expected ORIGIN=PATH")?;
-        let origin = Name::parse(origin, Some(&Name::root())).map_err(|e| format!("bad origin '{origin}': {e}"))?;
-        if path.is_empty() {
-            return Err(String::from("empty path"));
-        }
-        Ok(ZoneFile { origin, path: path.into() })
-    }
-}
 
 /// Reads and checks the zone file `z` (`$INCLUDE`s relative to its
 /// directory).

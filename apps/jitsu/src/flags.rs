@@ -7,7 +7,7 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use morgana::{ArgError, Args, ListenAddr};
-use morgana_dns::Name;
+use morgana_dns::{Name, ZoneFile};
 
 /// `--listen`: `ADDR:PORT`, `[V6]:PORT` or `:PORT` (all addresses).
 #[derive(Debug, Clone, Copy)]
@@ -17,25 +17,6 @@ impl FromStr for Listen {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
         s.parse().map(Listen)
-    }
-}
-
-/// `--zone ORIGIN=PATH`.
-#[derive(Debug, Clone)]
-pub struct ZoneFile {
-    pub origin: Name,
-    pub path: String,
-}
-
-impl FromStr for ZoneFile {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        let (origin, path) = s.split_once('=').ok_or("expected ORIGIN=PATH")?;
-        let origin = Name::parse(origin, Some(&Name::root())).map_err(|e| format!("bad origin '{origin}': {e}"))?;
-        if path.is_empty() {
-            return Err(String::from("empty path"));
-        }
-        Ok(ZoneFile { origin, path: path.into() })
     }
 }
 

@@ -55,4 +55,4 @@ pub mod zone;
 
 pub use answer::{Catalog, Transport};
 pub use name::Name;
-pub use zone::{Zone, ZoneError};
+pub use zone::{Zone, ZoneError, ZoneFile};

@@ -89,6 +89,28 @@ pub fn covered(sig: &Rdata) -> Option<u16> {
     }
 }
 
+/// `ORIGIN=PATH`: a zone and the master file that holds it, as apps take
+/// it from `--zone`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ZoneFile {
+    /// The zone's origin.
+    pub origin: Name,
+    /// The file.
+    pub path: String,
+}
+
+impl core::str::FromStr for ZoneFile {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let (origin, path) = s.split_once('=').ok_or("expected ORIGIN=PATH")?;
+        let origin = Name::parse(origin, Some(&Name::root())).map_err(|e| format!("bad origin '{origin}': {e}"))?;
+        if path.is_empty() {
+            return Err(String::from("empty path"));
+        }
+        Ok(ZoneFile { origin, path: path.into() })
+    }
+}
+
 /// A parsed, checked zone.
 #[derive(Debug, Clone)]
 pub struct Zone {
