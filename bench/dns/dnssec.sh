@@ -25,8 +25,7 @@ for n in example.com www.example.com web.example.com mail.example.com ns1.exampl
   for t in A AAAA MX TXT; do echo "$n $t"; done
 done > "$work/queries.txt"
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-cpu_ticks() { local t=0 p; for p in $1; do t=$((t + $(sed 's/.*) //' "/proc/$p/stat" | awk '{print $12 + $13}'))); done; echo $t; }
+. bench/dns/common.sh
 
 # dnsperf against port $1 (extra flags $3) while measuring pids $2's CPU;
 # prints "qps queries-per-CPU-second".
@@ -54,25 +53,7 @@ run_morgana() { # zone file, dnsperf flags
 run_nsd() { # zone file, dnsperf flags
   local port pids
   port=$(free_port)
-  cat > "$work/nsd.conf" <<CONF
-server:
-  ip-address: 127.0.0.1@$port
-  server-count: 1
-  username: ""
-  chroot: ""
-  zonesdir: "$work"
-  database: ""
-  zonelistfile: "$work/zone.list"
-  xfrdfile: "$work/xfrd.state"
-  pidfile: "$work/nsd.pid"
-  verbosity: 0
-  rrl-ratelimit: 0
-remote-control:
-  control-enable: no
-zone:
-  name: "example.com"
-  zonefile: "$1"
-CONF
+  nsd_conf "$port" "$work" "example.com=$1"
   taskset -c 0 nsd -d -c "$work/nsd.conf" &
   sleep 1
   pids=$(pgrep -f "nsd -d -c $work/nsd.conf" | tr '\n' ' ')

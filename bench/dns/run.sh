@@ -19,11 +19,8 @@ for n in example.com www.example.com web.example.com mail.example.com ns1.exampl
   for t in A AAAA MX TXT; do echo "$n $t"; done
 done > "$work/queries.txt"
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+. bench/dns/common.sh
 
-# CPU ticks (user + system) of all processes in the list $1.
-# (The command name in /proc/PID/stat may contain spaces: skip past it.)
-cpu_ticks() { local t=0 p; for p in $1; do t=$((t + $(sed 's/.*) //' "/proc/$p/stat" | awk '{print $12 + $13}'))); done; echo $t; }
 
 # Runs dnsperf against port $1 while measuring server pid $2's CPU time;
 # prints "qps queries-per-CPU-second".
@@ -47,23 +44,7 @@ sleep 0.5
 read -r morgana morgana_eff < <(measure "$m_port" "$m_pid")
 
 n_port=$(free_port)
-cat > "$work/nsd.conf" <<CONF
-server:
-  ip-address: 127.0.0.1@$n_port
-  server-count: 1
-  username: ""
-  chroot: ""
-  zonesdir: "$PWD/$zones"
-  database: ""
-  zonelistfile: "$work/zone.list"
-  xfrdfile: "$work/xfrd.state"
-  pidfile: "$work/nsd.pid"
-  verbosity: 0
-  rrl-ratelimit: 0
-remote-control:
-  control-enable: no
-CONF
-for z in example.com example.net child.example.net; do printf 'zone:\n  name: "%s"\n  zonefile: "%s.zone"\n' "$z" "$z" >> "$work/nsd.conf"; done
+nsd_conf "$n_port" "$PWD/$zones" example.com=example.com.zone example.net=example.net.zone child.example.net=child.example.net.zone
 taskset -c 0 nsd -d -c "$work/nsd.conf" &
 sleep 1
 # NSD forks (main, xfrd, one server): count them all.

@@ -17,7 +17,7 @@ work=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null || true; sleep 0.3; rm -rf "$work"' EXIT
 
 cargo build --release -q -p dns
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+. bench/dns/common.sh
 now_ms() { date +%s%3N; }
 rss_kib() { local t=0 p; for p in $1; do t=$((t + $(awk '/VmRSS/ {print $2}' "/proc/$p/status"))); done; echo $t; }
 wait_answer() { # port
@@ -52,25 +52,7 @@ for n in "${sizes[@]}"; do
   kill "$pid"; wait "$pid" 2>/dev/null || true
 
   port=$(free_port)
-  cat > "$work/nsd.conf" <<CONF
-server:
-  ip-address: 127.0.0.1@$port
-  server-count: 1
-  username: ""
-  chroot: ""
-  zonesdir: "$work"
-  database: ""
-  zonelistfile: "$work/zone.list"
-  xfrdfile: "$work/xfrd.state"
-  pidfile: "$work/nsd.pid"
-  verbosity: 0
-  rrl-ratelimit: 0
-remote-control:
-  control-enable: no
-zone:
-  name: "scale.test"
-  zonefile: "scale.test.zone"
-CONF
+  nsd_conf "$port" "$work" "scale.test=scale.test.zone"
   start=$(now_ms)
   taskset -c 0 nsd -d -c "$work/nsd.conf" 2>/dev/null &
   wait_answer "$port"

@@ -17,7 +17,7 @@ trap 'kill $(jobs -p) 2>/dev/null || true; sleep 0.2; rm -rf "$work"' EXIT
 secret=$(head -c 32 /dev/urandom | base64)
 
 cargo build --release -q -p dns
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+. bench/dns/common.sh
 p_port=$(free_port); m_port=$(free_port); n_port=$(free_port); k_port=$(free_port)
 
 zone() { # serial
