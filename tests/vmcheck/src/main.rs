@@ -16,6 +16,9 @@
 //!   compares the host's time between them).
 //! * `boot-module`: logs the first boot module's length and FNV-1a 64
 //!   checksum (QEMU `-initrd FILE`, GRUB `module2`); fails without one.
+//! * `aes-gcm`: runs the TLS provider's AES-GCM self-test (NIST vectors,
+//!   records against the software suites) and logs which AES-GCM ran
+//!   (the CPU's AES-NI engine, or software); fails if anything disagrees.
 //! * `forbidden-call`: after its first wait, tries to bind a socket and
 //!   to read a file (hosted: `--sandbox` must kill it).
 //! * `panic`, `panic-after-wait`, `write-text`, `stack-overflow`: deliberate failures.
@@ -145,6 +148,13 @@ async fn serve(mut env: Env, cfg: Config) -> morgana::Result {
         }
         "console" => {
             env.console.write(b"hello from the console device\n")?;
+        }
+        "aes-gcm" => {
+            let report = morgana_tls::selftest::run();
+            info!("aes-gcm: {report}");
+            if !report.ok() {
+                return Err(alloc::format!("aes-gcm: self-test failed: {report}").into());
+            }
         }
         "boot-module" => {
             let module = boot_module().ok_or("boot-module: the loader gave no boot module")?;
