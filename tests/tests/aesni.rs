@@ -58,7 +58,11 @@ fn self_test_on_aes_ni() -> Result {
         )),
         "the self-test ran on the engine and passed",
         &log,
-    )
+    )?;
+    let rates: Vec<&str> = log.lines().filter(|l| l.contains(" seals ")).collect();
+    check(rates.len() == 2, "sealing speeds logged", &log)?;
+    eprintln!("  {}", rates.join("\n  "));
+    Ok(())
 }
 
 fn self_test_without_aes_ni(cpu: Option<&str>) -> Result {
