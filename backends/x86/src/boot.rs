@@ -153,9 +153,11 @@ boot32:
     orl $((1 << 8) | (1 << 11)), %eax
     wrmsr
     # CR0: paging, protection, write protect (W^X holds in ring 0), FPU
-    # monitor; no FPU emulation.
+    # monitor; no FPU emulation and no task-switched flag (multiboot2
+    # leaves CR0's other bits undefined; either would fault SSE with #UD or
+    # #NM).
     movl %cr0, %eax
-    andl $~(1 << 2), %eax
+    andl $~((1 << 2) | (1 << 3)), %eax
     orl $((1 << 31) | (1 << 16) | (1 << 1) | 1), %eax
     movl %eax, %cr0
 
