@@ -20,12 +20,14 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+mod aes_gcm;
 mod block;
 mod clock;
 mod console;
 mod entropy;
 mod net;
 
+pub use aes_gcm::{aes_gcm, register_aes_gcm, AesGcm, AesGcmError, AesGcmKey};
 pub use block::{Block, BlockError, BlockInfo};
 pub use clock::{Clock, Instant, WallTime};
 pub use console::{Console, ConsoleError};

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use crate::{build_image, Machine, Vm};
 
 pub mod image;
+pub mod web;
 
 fn free_port() -> u16 {
     let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
@@ -290,67 +291,4 @@ fn fetches(url: &str) -> bool {
         .args(["-sk", "-o", "/dev/null", "--max-time", "10", "-w", "%{http_code}", url])
         .output()
         .is_ok_and(|o| o.stdout == b"200")
-}
-
-/// The web VM benchmark: image size, the smallest memory at which HTTPS
-/// works, and requests per second through QEMU's user network with wrk.
-pub fn web() -> Result<(), String> {
-    sizes(&["web"])?;
-    let image = build_image("web", true)?;
-    let boot = |mib: u32| -> Result<(std::process::Child, u16, u16), String> {
-        let (http, https) = (free_port(), free_port());
-        let mut vm = Vm::new(&image);
-        vm.memory_mib = mib;
-        vm.forwards =
-            vec![format!("tcp:127.0.0.1:{http}-:80").parse()?, format!("tcp:127.0.0.1:{https}-:443").parse()?];
-        vm.cmdline = "--ipv4=10.0.2.15/24 --ipv4-gateway=10.0.2.2".into();
-        let mut cmd = vm.command();
-        cmd.stdout(Stdio::null()).stderr(Stdio::null());
-        let child = cmd.spawn().map_err(|e| e.to_string())?;
-        Ok((child, http, https))
-    };
-    let works = |mib: u32| -> bool {
-        let Ok((mut child, _, https)) = boot(mib) else { return false };
-        let deadline = Instant::now() + Duration::from_secs(15);
-        let mut ok = false;
-        while Instant::now() < deadline && !ok {
-            ok = fetches(&format!("https://127.0.0.1:{https}/"));
-            if !ok {
-                std::thread::sleep(Duration::from_millis(200));
-            }
-        }
-        let _ = child.kill();
-        let _ = child.wait();
-        ok
-    };
-    let min = (1..=64).find(|&m| works(m));
-    println!();
-    println!("| smallest -m at which the web image serves HTTPS (microvm) |");
-    println!("|---|");
-    println!("| {} |", min.map_or("more than 64 MiB".into(), |m| format!("{m} MiB")));
-
-    let (mut child, http, https) = boot(64)?;
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while Instant::now() < deadline && !fetches(&format!("http://127.0.0.1:{http}/")) {
-        std::thread::sleep(Duration::from_millis(200));
-    }
-    println!();
-    println!("| web VM (microvm, TCG) through QEMU user networking, wrk 10 s, 8 connections | requests/s |");
-    println!("|---|---|");
-    for (label, url) in [
-        ("index.html over HTTP", format!("http://127.0.0.1:{http}/")),
-        ("index.html over HTTPS", format!("https://127.0.0.1:{https}/")),
-    ] {
-        let out = Command::new("wrk").args(["-t1", "-c8", "-d10s", &url]).output();
-        let text = out.map(|o| String::from_utf8_lossy(&o.stdout).into_owned()).unwrap_or_default();
-        let rps = text
-            .lines()
-            .find(|l| l.starts_with("Requests/sec"))
-            .and_then(|l| l.split_whitespace().nth(1))
-            .unwrap_or("n/a");
-        println!("| {label} | {rps} |");
-    }
-    let _ = child.kill();
-    let _ = child.wait();
-    Ok(())
 }

@@ -149,6 +149,9 @@ pub struct Vm {
     pub machine: Machine,
     /// Guest memory in MiB.
     pub memory_mib: u32,
+    /// QEMU's CPU model (`-cpu`); `None` keeps QEMU's default, `qemu64`,
+    /// which has no AES-NI, PCLMULQDQ or RDRAND (`max` has them under TCG).
+    pub cpu: Option<String>,
     /// User-networking port forwards; with none and `network` false the
     /// guest gets no NIC.
     pub forwards: Vec<Forward>,
@@ -189,6 +192,7 @@ impl Vm {
             image: image.as_ref().to_path_buf(),
             machine: Machine::Microvm,
             memory_mib: 64,
+            cpu: None,
             forwards: Vec::new(),
             network: false,
             tap: None,
@@ -214,6 +218,9 @@ impl Vm {
             Machine::Q35 => ("q35", "pci"),
         };
         c.args(["-M", machine, "-accel", "tcg", "-m", &format!("{}M", self.memory_mib)]);
+        if let Some(cpu) = &self.cpu {
+            c.args(["-cpu", cpu]);
+        }
         c.args(["-nodefaults", "-no-reboot", "-display", "none", "-serial", "stdio"]);
         c.args(["-device", "isa-debug-exit,iobase=0xf4,iosize=4"]);
         if let Some(port) = self.gdb {

@@ -28,7 +28,7 @@ use xtask::deploy::{Boot, Libvirt};
 
 use xtask::{app_exit_code, build_image, render, Forward, Machine, Vm};
 
-const USAGE: &str = "usage: cargo xtask run APP [--machine microvm|pc|q35] [--memory MIB] \
+const USAGE: &str = "usage: cargo xtask run APP [--machine microvm|pc|q35] [--cpu MODEL] [--memory MIB] \
 [--forward PROTO:HOST:PORT-:PORT]... [--disk FILE] [--initrd FILE] [--no-rng] [--debug] [--gdb [PORT]]
                    [-- BOOT ARGUMENTS...]
        cargo xtask build APP [--debug]
@@ -37,7 +37,7 @@ const USAGE: &str = "usage: cargo xtask run APP [--machine microvm|pc|q35] [--me
                    [--size SIZE] [--grub-timeout SECONDS] [-- BOOT ARGUMENTS...]
        cargo xtask bench-vm [RUNS]
        cargo xtask bench-dns-vm [RUNS]
-       cargo xtask bench-web-vm
+       cargo xtask bench-web-vm [--cpu MODEL] [--elf FILE]
        cargo xtask bench-image [RUNS]
        cargo xtask xen-run APP [--disk-mib N] [--seconds N] [-- BOOT ARGUMENTS...]
        cargo xtask bench-xen [RUNS]
@@ -90,7 +90,15 @@ fn run(args: &[String]) -> Result<ExitCode, String> {
         return Ok(ExitCode::SUCCESS);
     }
     if cmd == "bench-web-vm" {
-        xtask::bench::web()?;
+        let (mut cpu, mut elf) = (None, None);
+        for pair in rest.chunks(2) {
+            match pair {
+                [flag, model] if flag == "--cpu" => cpu = Some(model.clone()),
+                [flag, file] if flag == "--elf" => elf = Some(PathBuf::from(file)),
+                _ => return Err(USAGE.into()),
+            }
+        }
+        xtask::bench::web::run(cpu, elf)?;
         return Ok(ExitCode::SUCCESS);
     }
     if cmd == "bench-dns-vm" {
@@ -111,6 +119,7 @@ fn run(args: &[String]) -> Result<ExitCode, String> {
     let mut release = true;
     let mut machine = Machine::Microvm;
     let mut memory = 64;
+    let mut cpu = None;
     let mut forwards = Vec::new();
     let mut disk = None;
     let mut initrd = None;
@@ -122,6 +131,7 @@ fn run(args: &[String]) -> Result<ExitCode, String> {
         match flag.as_str() {
             "--machine" => machine = value()?.parse()?,
             "--memory" => memory = value()?.parse().map_err(|_| "bad --memory")?,
+            "--cpu" => cpu = Some(value()?),
             "--forward" => forwards.push(value()?.parse::<Forward>()?),
             "--disk" => disk = Some(value()?.into()),
             "--initrd" => initrd = Some(value()?.into()),
@@ -167,6 +177,7 @@ fn run(args: &[String]) -> Result<ExitCode, String> {
             let mut vm = Vm::new(&image);
             vm.machine = machine;
             vm.memory_mib = memory;
+            vm.cpu = cpu;
             vm.network = true;
             vm.forwards = forwards;
             vm.disk = disk;

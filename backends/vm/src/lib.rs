@@ -304,6 +304,7 @@ fn seed(entropy: &mut EntropyDevice) -> [u8; 32] {
 pub fn start(cfg: BootConfig, machine: &Rc<Machine>, rt: &Handle) -> Result<Devices, BootError> {
     log::debug!("{}", morgana_x86::clock::calibration_report());
     log_boot_info();
+    register_cpu_crypto();
     #[cfg(feature = "xen")]
     if morgana_x86::xen::present() {
         return xen::start(cfg, rt);
@@ -357,6 +358,18 @@ fn watch_power_button(rt: &Handle) {
 
 /// Says how the image was booted: the loader, the heap taken from its
 /// memory map, and the boot modules.
+/// Registers the CPU's AES-GCM engine when the CPU has AES-NI, PCLMULQDQ
+/// and SSSE3 (TLS then uses it), and says which AES-GCM TLS will use.
+fn register_cpu_crypto() {
+    match morgana_x86::aes_gcm::engine() {
+        Some(engine) => {
+            morgana_devices::register_aes_gcm(engine);
+            log::info!("AES-GCM: {} (hardware)", morgana_devices::AesGcm::name(engine));
+        }
+        None => log::info!("AES-GCM: software (the CPU lacks AES-NI, PCLMULQDQ or SSSE3)"),
+    }
+}
+
 fn log_boot_info() {
     let info = morgana_x86::boot_info::get();
     let ram: u64 = info.regions().iter().filter(|r| r.kind == morgana_x86::boot_info::RAM).map(|r| r.size).sum();

@@ -140,7 +140,8 @@ boot32:
     movl $BOOT_PDPT + 3, %eax
     movl %eax, BOOT_PML4
 
-    # CR4: PAE, OSFXSR, OSXMMEXCPT.
+    # CR4: PAE, OSFXSR, OSXMMEXCPT (SSE instructions allowed: the AES-GCM
+    # engine's assembly; PVH and multiboot2 leave CR4 to us, Xen included).
     movl %cr4, %eax
     orl $((1 << 5) | (1 << 9) | (1 << 10)), %eax
     movl %eax, %cr4
@@ -152,9 +153,11 @@ boot32:
     orl $((1 << 8) | (1 << 11)), %eax
     wrmsr
     # CR0: paging, protection, write protect (W^X holds in ring 0), FPU
-    # monitor; no FPU emulation.
+    # monitor; no FPU emulation and no task-switched flag (multiboot2
+    # leaves CR0's other bits undefined; either would fault SSE with #UD or
+    # #NM).
     movl %cr0, %eax
-    andl $~(1 << 2), %eax
+    andl $~((1 << 2) | (1 << 3)), %eax
     orl $((1 << 31) | (1 << 16) | (1 << 1) | 1), %eax
     movl %eax, %cr0
 
@@ -177,6 +180,9 @@ long_start:
     movl %esi, %esi
     movl %ebp, %edx
     xorq %rbp, %rbp
+    # MXCSR at its reset value (SIMD exceptions masked): loaders need not
+    # leave it so. Only the AES-GCM engine's assembly uses SSE.
+    ldmxcsr boot_mxcsr
     call morgana_x86_main
     ud2
 
@@ -189,6 +195,9 @@ boot_gdt:
 boot_gdt_ptr:
     .word boot_gdt_ptr - boot_gdt - 1
     .long boot_gdt
+    .p2align 2
+boot_mxcsr:
+    .long 0x1f80
 "#,
     stack_bytes = const 4096 + STACK_SIZE,
     options(att_syntax)

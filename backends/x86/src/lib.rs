@@ -27,13 +27,15 @@ extern crate alloc;
 #[cfg(target_os = "none")]
 pub mod acpi;
 mod acpi_tables;
+#[cfg(all(target_arch = "x86_64", any(target_os = "none", test)))]
+pub mod aes_gcm;
 mod backtrace;
 #[cfg(target_os = "none")]
 pub mod boot;
 pub mod boot_info;
 #[cfg(target_os = "none")]
 pub mod clock;
-#[cfg(target_os = "none")]
+#[cfg(any(target_os = "none", test))]
 pub mod cpu;
 #[cfg(target_os = "none")]
 pub mod entropy;

@@ -9,7 +9,8 @@
 //!
 //! Crypto: the `rustls-rustcrypto` provider (pure Rust, builds for
 //! `x86_64-unknown-none`), pinned, with the RustCrypto SIMD back ends forced
-//! to software. TLS 1.3 and 1.2, X25519/P-256/P-384 key exchange,
+//! to software; its AES-GCM suites run on the CPU's AES-NI and PCLMULQDQ
+//! when the backend registered an engine ([`provider`]). TLS 1.3 and 1.2, X25519/P-256/P-384 key exchange,
 //! AES-GCM and ChaCha20-Poly1305, ECDSA, Ed25519 and RSA certificates.
 //! Randomness comes from the platform's entropy source through `getrandom`
 //! (the OS when hosted; the VM backend registers its device). Certificate
@@ -21,10 +22,12 @@
 extern crate alloc;
 
 mod client;
+mod cpu_aead;
 mod server;
 mod stream;
 
 pub use client::{TlsClientStream, TlsConnector};
+pub use cpu_aead::{aes_gcm_path, provider, selftest};
 pub use server::{certified_key, CertCell, TlsAcceptor, ACME_TLS_ALPN};
 pub use stream::{Conn, TlsStream};
 

@@ -30,7 +30,7 @@ pub fn certified_key(chain_pem: &[u8], key_pem: &[u8]) -> Result<CertifiedKey, T
     }
     let key =
         PrivateKeyDer::from_pem_slice(key_pem).map_err(|e| TlsError::Config(alloc::format!("private key: {e:?}")))?;
-    CertifiedKey::from_der(chain, key, &rustls_rustcrypto::provider()).map_err(|e| TlsError::Config(e.to_string()))
+    CertifiedKey::from_der(chain, key, &crate::provider()).map_err(|e| TlsError::Config(e.to_string()))
 }
 
 /// The ALPN protocol of TLS-ALPN-01 validation (RFC 8737 §6.2).
@@ -146,7 +146,7 @@ impl TlsAcceptor {
         alpn: &[&[u8]],
         clock: C,
     ) -> Result<TlsAcceptor, TlsError> {
-        let provider = Arc::new(rustls_rustcrypto::provider());
+        let provider = Arc::new(crate::provider());
         let mut config = ServerConfig::builder_with_details(provider, Arc::new(WallClock(clock)))
             .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
             .map_err(|e| TlsError::Config(e.to_string()))?
