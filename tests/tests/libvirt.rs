@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use libtest_mimic::Arguments;
 use morgana_tests::libvirtd::{virsh, Libvirtd};
 use morgana_tests::prereq::{self, Prereq};
-use morgana_tests::process::{workspace, Running};
+use morgana_tests::process::workspace;
 
 type Result = std::result::Result<(), libtest_mimic::Failed>;
 
