@@ -153,8 +153,9 @@ impl Registry {
         let u = &mut self.units[i];
         let (status, booted_at) = match &u.state {
             State::Stopped => return,
-            State::Booting(_, since) if since.elapsed() > timeout => {
-                (Status::Ended(format!("not ready to serve within {} s", timeout.as_secs())), Some(*since))
+            State::Booting(l, since) if since.elapsed() > timeout => {
+                let why = format!("not ready to serve within {} s{}", timeout.as_secs(), l.console_tail());
+                (Status::Ended(why), Some(*since))
             }
             State::Booting(l, since) => (l.poll(), Some(*since)),
             State::Running(l) => (l.poll(), None),

@@ -85,9 +85,9 @@ pub fn start(
 /// Destroys the domain (libvirt deletes its TAP device) and removes its
 /// files.
 pub fn stop(shared: &Mutex<Shared>, names: &Names, runner: &Runner) {
-    let (created, gone) = {
+    let (created, gone, failed) = {
         let mut s = lock(shared);
-        (std::mem::take(&mut s.domain_created), s.gone.is_some())
+        (std::mem::take(&mut s.domain_created), s.gone.is_some(), s.error.is_some())
     };
     if created {
         // A domain that ended by itself is gone already: no warning then.
@@ -98,6 +98,11 @@ pub fn stop(shared: &Mutex<Shared>, names: &Names, runner: &Runner) {
     }
     let _ = std::fs::remove_file(xml_file(names, runner));
     let _ = std::fs::remove_file(console_log(&names.domain));
+    // libvirt's own log of the domain (QEMU's command line and errors): one
+    // per boot, so kept only when the domain failed or ended by itself.
+    if !gone && !failed {
+        let _ = std::fs::remove_file(format!("/var/log/libvirt/qemu/{}.log", names.domain));
+    }
 }
 
 #[cfg(test)]

@@ -180,6 +180,11 @@ impl Launch {
         }
     }
 
+    /// The console's last lines, for a log message.
+    pub fn console_tail(&self) -> String {
+        with_console(String::new(), &lock(&self.shared).console)
+    }
+
     /// Bytes through the guest's host-side network device both ways, as
     /// the kernel counts them.
     pub fn traffic(&self) -> Option<u64> {
