@@ -113,6 +113,9 @@ fn boots_idles_and_stops_libvirt_domains() -> Result {
     ensure(jitsu_domains().is_empty(), format!("left behind: {:?}", jitsu_domains()))?;
     ensure(!taps().iter().any(|t| t.starts_with(&format!("j{}-", j.pid()))), format!("TAP devices: {:?}", taps()))?;
     let _ = std::fs::remove_dir_all(&dir);
+    // libvirt's log of the domain destroyed behind Jitsu's back (kept by
+    // Jitsu, as for any domain that ended by itself).
+    let _ = std::fs::remove_file(format!("/var/log/libvirt/qemu/{second}.log"));
     Ok(())
 }
 
