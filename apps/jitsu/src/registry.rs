@@ -62,6 +62,14 @@ pub struct Registry {
     stopping: Vec<JoinHandle<()>>,
 }
 
+/// `name` without its final dot, each character a libvirt or Xen domain
+/// name may not hold (anything but letters, digits, `.`, `-`, `_`) as `_`.
+fn domain_safe(name: &Name) -> String {
+    let text = name.to_string();
+    let text = text.strip_suffix('.').unwrap_or(&text);
+    text.chars().map(|c| if c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_') { c } else { '_' }).collect()
+}
+
 impl Registry {
     pub fn new(specs: Vec<Spec>, limits: Limits) -> Registry {
         let now = Instant::now();
@@ -109,10 +117,8 @@ impl Registry {
         let (pid, n) = (std::process::id(), self.boots);
         let gateway = self.gateway_for(i);
         let u = &mut self.units[i];
-        let names = Names {
-            tap: format!("j{pid}-{n}"),
-            domain: format!("jitsu-{pid}-{n}-{}", u.spec.name.to_string().trim_end_matches('.')),
-        };
+        let names =
+            Names { tap: format!("j{pid}-{n}"), domain: format!("jitsu-{pid}-{n}-{}", domain_safe(&u.spec.name)) };
         u.attempts += 1;
         let (name, image, tap) = (&u.spec.name, u.spec.image.display(), &names.tap);
         match self.limits.runner.launcher {
@@ -219,5 +225,17 @@ impl Registry {
             let _ = t.join();
         }
         let _ = std::fs::remove_dir(&self.limits.runner.workdir);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn domain_names_hold_only_safe_characters() {
+        assert_eq!(domain_safe(&Name::parse("www.example.org.", None).unwrap()), "www.example.org");
+        let odd = Name::parse("a\\/b.ex_ample.", None).unwrap();
+        assert!(domain_safe(&odd).chars().all(|c| c.is_ascii_alphanumeric() || ".-_".contains(c)), "{odd}");
     }
 }
