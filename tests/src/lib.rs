@@ -7,6 +7,8 @@ pub mod client;
 pub mod dnsmsg;
 pub mod dnspeers;
 pub mod frames;
+pub mod jitsu;
+pub mod libvirtd;
 pub mod netns;
 pub mod prereq;
 pub mod process;

@@ -6,11 +6,12 @@
 //! without them, failed under CI.
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use libtest_mimic::{Arguments, Failed};
+use morgana_tests::jitsu::{pids, Answer, Dig};
 use morgana_tests::netns::Namespace;
 use morgana_tests::prereq::{self, Prereq};
 use morgana_tests::process::{app_binary, Running};
@@ -95,29 +96,12 @@ impl Jitsu {
 
     /// `dig` in the namespace, in the background.
     fn dig_spawn(&self, server: &str, name: &str) -> Dig {
-        self.dig_with(server, name, "+notcp")
+        Dig::spawn(&self.ns.name, server, name, &["+notcp"])
     }
 
     /// `dig` with one more option (a later `+tries` wins).
     fn dig_with(&self, server: &str, name: &str, option: &str) -> Dig {
-        let child = Command::new("ip")
-            .args([
-                "netns",
-                "exec",
-                &self.ns.name,
-                "dig",
-                &format!("@{server}"),
-                "+tries=1",
-                "+time=10",
-                option,
-                name,
-                "A",
-            ])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("run dig");
-        Dig(Some(child))
+        Dig::spawn(&self.ns.name, server, name, &["+notcp", option])
     }
 
     fn dig(&self, server: &str, name: &str) -> Answer {
@@ -154,59 +138,6 @@ impl Drop for Jitsu {
             let _ = Command::new("kill").args(["-KILL", &p]).stderr(Stdio::null()).status();
         }
         let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-/// The processes in namespace `ns`.
-fn pids(ns: &str) -> Vec<String> {
-    let out = Command::new("ip").args(["netns", "pids", ns]).output().expect("ip netns pids");
-    String::from_utf8_lossy(&out.stdout).split_whitespace().map(String::from).collect()
-}
-
-/// A `dig` under way; killed and reaped if never read.
-struct Dig(Option<Child>);
-
-impl Drop for Dig {
-    fn drop(&mut self) {
-        if let Some(mut c) = self.0.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
-
-/// What `dig` got: the status and the A records with their TTLs.
-#[derive(Debug)]
-struct Answer {
-    status: String,
-    records: Vec<(u32, String)>,
-    output: String,
-}
-
-impl Answer {
-    fn of(mut dig: Dig) -> Answer {
-        let out = dig.0.take().expect("a dig").wait_with_output().expect("dig");
-        let output = String::from_utf8_lossy(&out.stdout).to_string();
-        let status = output.split("status: ").nth(1).and_then(|s| s.split(',').next()).unwrap_or("none").to_string();
-        let records = output
-            .lines()
-            .skip_while(|l| !l.starts_with(";; ANSWER SECTION"))
-            .skip(1)
-            .take_while(|l| !l.is_empty())
-            .filter_map(|l| {
-                let w: Vec<&str> = l.split_whitespace().collect();
-                (w.len() == 5 && w[3] == "A").then(|| (w[1].parse().unwrap_or(u32::MAX), w[4].to_string()))
-            })
-            .collect();
-        Answer { status, records, output }
-    }
-
-    /// Its one address, if it is a NOERROR answer with one A record.
-    fn address(&self) -> std::result::Result<&str, Failed> {
-        match (self.status.as_str(), self.records.as_slice()) {
-            ("NOERROR", [(_, a)]) => Ok(a),
-            _ => Err(format!("expected one A record, got: {}", self.output).into()),
-        }
     }
 }
 

@@ -14,76 +14,25 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use libtest_mimic::Arguments;
-use morgana_tests::netns::Namespace;
+use morgana_tests::libvirtd::{virsh, Libvirtd};
 use morgana_tests::prereq::{self, Prereq};
-use morgana_tests::process::{workspace, Running};
+use morgana_tests::process::workspace;
 
 type Result = std::result::Result<(), libtest_mimic::Failed>;
 
 const GUEST: &str = "10.94.0.2";
 
-fn virsh(args: &[&str]) -> std::result::Result<String, String> {
-    let out = Command::new("virsh").args(["-c", "qemu:///system"]).args(args).output().map_err(|e| e.to_string())?;
-    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-    if out.status.success() {
-        Ok(text)
-    } else {
-        Err(format!("virsh {}: {}", args.join(" "), text.trim()))
-    }
+/// `dig +short` for `name` at the guest, from inside the namespace.
+fn dig(lv: &Libvirtd, name: &str) -> String {
+    let out = Command::new("ip")
+        .args(["netns", "exec", &lv.ns.name, "dig", "+short", "+time=1", "+tries=1", &format!("@{GUEST}"), name, "A"])
+        .output();
+    out.map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string()).unwrap_or_default()
 }
 
-/// libvirtd and virtlogd in a namespace with the bridge `br0`.
-struct Libvirtd {
-    _daemons: Vec<Running>,
-    ns: Namespace,
+fn start_libvirtd() -> std::result::Result<Libvirtd, String> {
+    Libvirtd::start("libvirt", "br0", "10.94.0.1/24")
 }
-
-impl Libvirtd {
-    fn start() -> std::result::Result<Libvirtd, String> {
-        if virsh(&["version"]).is_ok() {
-            return Err(
-                "a libvirtd already runs on this machine; stop it (the test runs its own, in a namespace)".into()
-            );
-        }
-        let ns = Namespace::create("libvirt");
-        ns.exec_ok(&["ip", "link", "add", "br0", "type", "bridge"]);
-        ns.exec_ok(&["ip", "addr", "add", "10.94.0.1/24", "dev", "br0"]);
-        ns.exec_ok(&["ip", "link", "set", "br0", "up"]);
-        let daemon = |program: &str| {
-            let mut c = Command::new("ip");
-            c.args(["netns", "exec", &ns.name, program]);
-            Running::start(c)
-        };
-        let daemons = vec![daemon("virtlogd"), daemon("libvirtd")];
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while virsh(&["version"]).is_err() {
-            if Instant::now() > deadline {
-                return Err("libvirtd did not answer within 30 s".into());
-            }
-            std::thread::sleep(Duration::from_millis(200));
-        }
-        Ok(Libvirtd { _daemons: daemons, ns })
-    }
-
-    fn dig(&self, name: &str) -> String {
-        let out = Command::new("ip")
-            .args([
-                "netns",
-                "exec",
-                &self.ns.name,
-                "dig",
-                "+short",
-                "+time=1",
-                "+tries=1",
-                &format!("@{GUEST}"),
-                name,
-                "A",
-            ])
-            .output();
-        out.map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string()).unwrap_or_default()
-    }
-}
-
 /// A scratch directory under target/.
 fn scratch(tag: &str) -> PathBuf {
     let dir = workspace().join(format!("target/libvirt-test/{tag}-{}", std::process::id()));
@@ -159,7 +108,7 @@ fn domain_xml(dir: &Path, name: &str, extra: &[&str], boot_args: &[&str]) -> std
 fn wait_answer(lv: &Libvirtd, name: &str, timeout: Duration) -> String {
     let deadline = Instant::now() + timeout;
     loop {
-        let answer = lv.dig(name);
+        let answer = dig(lv, name);
         if answer.parse::<std::net::Ipv4Addr>().is_ok() || Instant::now() > deadline {
             return answer;
         }
@@ -201,7 +150,7 @@ fn define_and_start(xml: &Path, name: &str) -> std::result::Result<Defined, Stri
 }
 
 fn serves_content_and_shuts_down() -> Result {
-    let lv = Libvirtd::start()?;
+    let lv = start_libvirtd()?;
     let dir = scratch("shutdown");
     let tar = content(&dir);
     let name = format!("morgana-dns-{}", std::process::id());
@@ -233,7 +182,7 @@ fn serves_content_and_shuts_down() -> Result {
 /// with the zones on it, `cargo xtask libvirt --disk --uefi` boots it with
 /// OVMF (libvirt picks the firmware), and the answers come from the disk.
 fn uefi_disk_from_xtask_image() -> Result {
-    let lv = Libvirtd::start()?;
+    let lv = start_libvirtd()?;
     let dir = scratch("disk");
     content(&dir); // writes dir/zones too
     let zones = dir.join("zones");
@@ -262,7 +211,7 @@ fn uefi_disk_from_xtask_image() -> Result {
 }
 
 fn failure_shows_as_crashed() -> Result {
-    let _lv = Libvirtd::start()?;
+    let _lv = start_libvirtd()?;
     let dir = scratch("crash");
     let name = format!("morgana-bad-{}", std::process::id());
     // A released image, as a user without the source would have it.

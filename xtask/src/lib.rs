@@ -4,7 +4,6 @@
 
 pub mod bench;
 pub mod debug;
-pub mod deploy;
 pub mod image;
 pub mod symbolize;
 pub mod xen;

@@ -24,7 +24,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use xtask::deploy::{Boot, Libvirt};
+use morgana_deploy::libvirt::{Boot, Libvirt};
 
 use xtask::{app_exit_code, build_image, render, Forward, Machine, Vm};
 
@@ -341,7 +341,9 @@ fn deploy(cmd: &str, args: &[String]) -> Result<ExitCode, String> {
             Some(file) => Boot::Disk { file, uefi },
             None => Boot::Kernel(image()?),
         };
-        Libvirt { name, boot, content, memory_mib: memory, bridge, tcg, cmdline }.xml()?
+        let mut d = Libvirt::new(&name, boot);
+        (d.content, d.memory_mib, d.bridge, d.tcg, d.cmdline) = (content, memory, bridge, tcg, cmdline);
+        d.xml()?
     };
     print!("{text}");
     Ok(ExitCode::SUCCESS)

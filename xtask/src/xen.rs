@@ -118,67 +118,7 @@ pub fn tail(s: &str, n: usize) -> &str {
     &s[i..]
 }
 
-/// An `xl` domain configuration for a PVH guest.
-#[derive(Debug, Clone)]
-pub struct Domain {
-    /// Domain name.
-    pub name: String,
-    /// Kernel path inside dom0.
-    pub kernel: String,
-    /// Memory in MiB.
-    pub memory_mib: u32,
-    /// Boot arguments.
-    pub cmdline: String,
-    /// A vif with this MAC (on `bridge`, else `xenbr0`).
-    pub mac: Option<String>,
-    /// A vif on this bridge (with `mac`, if given).
-    pub bridge: Option<String>,
-    /// A disk image path inside dom0.
-    pub disk: Option<String>,
-    /// The disk is read-only (a content archive).
-    pub disk_read_only: bool,
-    /// A file inside dom0 given to the guest as its boot module
-    /// (`ramdisk =`, PVH `start_info` modules).
-    pub ramdisk: Option<String>,
-}
-
-impl Domain {
-    /// A guest with no devices.
-    pub fn new(name: &str, kernel: &str) -> Domain {
-        Domain {
-            name: name.into(),
-            kernel: kernel.into(),
-            memory_mib: 32,
-            cmdline: String::new(),
-            mac: None,
-            bridge: None,
-            disk: None,
-            disk_read_only: false,
-            ramdisk: None,
-        }
-    }
-
-    /// The `xl` configuration file text.
-    pub fn config(&self) -> String {
-        let mut c = format!(
-            "type = \"pvh\"\nname = \"{}\"\nkernel = \"{}\"\nmemory = {}\ncmdline = \"{}\"\non_crash = \"destroy\"\n",
-            self.name, self.kernel, self.memory_mib, self.cmdline
-        );
-        if self.mac.is_some() || self.bridge.is_some() {
-            let bridge = self.bridge.as_deref().unwrap_or("xenbr0");
-            let mac = self.mac.as_ref().map(|m| format!(",mac={m}")).unwrap_or_default();
-            c += &format!("vif = ['bridge={bridge}{mac}']\n");
-        }
-        if let Some(disk) = &self.disk {
-            let access = if self.disk_read_only { "ro" } else { "rw" };
-            c += &format!("disk = ['format=raw,vdev=xvda,access={access},target={disk}']\n");
-        }
-        if let Some(ramdisk) = &self.ramdisk {
-            c += &format!("ramdisk = \"{ramdisk}\"\n");
-        }
-        c
-    }
-}
+pub use morgana_deploy::xl::Domain;
 
 /// A fresh share directory under `target/`.
 pub fn share_dir(tag: &str) -> Result<PathBuf, String> {

@@ -108,6 +108,21 @@ impl FromStr for Spec {
 pub enum Launcher {
     /// QEMU microvm under TCG, on a TAP device on the bridge.
     Qemu,
+    /// A transient libvirt domain (QEMU, TCG) with its NIC on the bridge.
+    Libvirt,
+    /// A Xen PVH domain made with `xl`, its vif on the bridge.
+    Xl,
+}
+
+impl Launcher {
+    /// The program it needs, and the Debian package that has it.
+    fn program(self) -> (&'static str, &'static str) {
+        match self {
+            Launcher::Qemu => ("qemu-system-x86_64", "qemu-system-x86"),
+            Launcher::Libvirt => ("virsh", "libvirt-clients"),
+            Launcher::Xl => ("xl", "xen-utils"),
+        }
+    }
 }
 
 impl FromStr for Launcher {
@@ -115,12 +130,20 @@ impl FromStr for Launcher {
     fn from_str(s: &str) -> Result<Self, String> {
         match s {
             "qemu" => Ok(Launcher::Qemu),
-            "libvirt" | "xl" => {
-                Err(format!("the {s} launcher is not implemented yet; only qemu (QEMU microvm, TCG) is"))
-            }
-            _ => Err(String::from("expected qemu (libvirt and xl are not implemented yet)")),
+            "libvirt" => Ok(Launcher::Libvirt),
+            "xl" => Ok(Launcher::Xl),
+            _ => Err(String::from("expected qemu, libvirt or xl")),
         }
     }
+}
+
+/// Whether `program` is an executable file in one of the `path`
+/// directories (`$PATH`).
+fn on_path(program: &str, path: &std::ffi::OsStr) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    std::env::split_paths(path).any(|dir| {
+        std::fs::metadata(dir.join(program)).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+    })
 }
 
 /// Everything Jitsu was told.
@@ -131,6 +154,9 @@ pub struct Config {
     pub unikernels: Vec<Spec>,
     pub bridge: Option<String>,
     pub gateway: Option<Ipv4Addr>,
+    pub launcher: Launcher,
+    /// libvirt's connection URI (`--libvirt-uri`).
+    pub libvirt_uri: String,
     pub idle_stop: Duration,
     pub max_running: usize,
     pub boot_timeout: Duration,
@@ -153,7 +179,10 @@ pub fn config(args: &mut Args) -> Result<Config, ArgError> {
     )?;
     let bridge: Option<String> = args.value("bridge", "bridge the unikernels' TAP devices are attached to")?;
     let gateway = args.value("gateway", "the guests' IPv4 gateway (default: the bridge's address in their subnet)")?;
-    let _: Option<Launcher> = args.value("launcher", "how unikernels run: qemu (default; libvirt and xl: not yet)")?;
+    let launcher: Option<Launcher> =
+        args.value("launcher", "how unikernels run: qemu (default, QEMU microvm), libvirt or xl (Xen)")?;
+    let libvirt_uri: Option<String> =
+        args.value("libvirt-uri", "libvirt connection URI for --launcher libvirt (default qemu:///system)")?;
     let idle: Option<u64> = args.value("idle-stop", "stop a unikernel after this many idle seconds (default 60)")?;
     let max_running: Option<usize> = args.value("max-running", "unikernels running at once (default 16)")?;
     let boot_timeout: Option<u64> =
@@ -188,7 +217,32 @@ pub fn config(args: &mut Args) -> Result<Config, ArgError> {
         return Err(invalid("max-running", "0", "at least 1"));
     }
     let boot_timeout = Duration::from_secs(boot_timeout.unwrap_or(30).max(1));
-    Ok(Config { listen, zones, unikernels, bridge, gateway, idle_stop, max_running, boot_timeout })
+    let launcher = launcher.unwrap_or(Launcher::Qemu);
+    if libvirt_uri.is_some() && launcher != Launcher::Libvirt {
+        return Err(ArgError::Conflict("--libvirt-uri is for --launcher libvirt".into()));
+    }
+    let (program, package) = launcher.program();
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    if !unikernels.is_empty() && !on_path(program, &path) {
+        return Err(invalid(
+            "launcher",
+            format!("{launcher:?}").to_lowercase(),
+            format!("{program} is not installed (apt-get install {package}), or not on PATH"),
+        ));
+    }
+    let libvirt_uri = libvirt_uri.unwrap_or_else(|| "qemu:///system".into());
+    Ok(Config {
+        listen,
+        zones,
+        unikernels,
+        bridge,
+        gateway,
+        launcher,
+        libvirt_uri,
+        idle_stop,
+        max_running,
+        boot_timeout,
+    })
 }
 
 #[cfg(test)]
@@ -216,11 +270,20 @@ mod tests {
     #[test]
     fn launchers() {
         assert_eq!("qemu".parse::<Launcher>(), Ok(Launcher::Qemu));
-        for later in ["libvirt", "xl"] {
-            let e = later.parse::<Launcher>().unwrap_err();
-            assert!(e.contains("not implemented yet") && e.contains(later), "{e}");
-        }
+        assert_eq!("libvirt".parse::<Launcher>(), Ok(Launcher::Libvirt));
+        assert_eq!("xl".parse::<Launcher>(), Ok(Launcher::Xl));
         assert!("firecracker".parse::<Launcher>().is_err());
+    }
+
+    #[test]
+    fn programs_are_looked_up_on_path() {
+        let dir = std::env::current_exe().unwrap().parent().unwrap().to_path_buf();
+        let exe = std::env::current_exe().unwrap();
+        let name = exe.file_name().unwrap().to_str().unwrap();
+        let path = std::env::join_paths(["/no/such/dir".into(), dir]).unwrap();
+        assert!(on_path(name, &path));
+        assert!(!on_path("no-such-program-here", &path));
+        assert!(!on_path(name, std::ffi::OsStr::new("/no/such/dir")));
     }
 
     fn parse(words: &[&str]) -> Result<Config, ArgError> {
@@ -235,12 +298,27 @@ mod tests {
         let exe = std::env::current_exe().unwrap();
         let image = exe.to_str().unwrap();
         let ok = format!("--unikernel=www.t={image},ip=10.9.0.2");
-        let c = parse(&["--zone=t=x.zone", &ok, "--bridge=br0", "--idle-stop=3", "--max-running=2"]).unwrap();
-        assert_eq!((c.unikernels.len(), c.idle_stop, c.max_running), (1, Duration::from_secs(3), 2));
+        let path = std::env::var_os("PATH").unwrap_or_default();
+        let c = parse(&["--zone=t=x.zone", &ok, "--bridge=br0", "--idle-stop=3", "--max-running=2"]);
+        if on_path("qemu-system-x86_64", &path) {
+            let c = c.unwrap();
+            assert_eq!((c.unikernels.len(), c.idle_stop, c.max_running), (1, Duration::from_secs(3), 2));
+        } else {
+            assert!(c.unwrap_err().to_string().contains("qemu-system-x86_64 is not installed"));
+        }
         assert!(parse(&["--zone=t=x.zone", &ok]).is_err(), "no bridge");
         assert!(parse(&["--unikernel=www.t=/no/such/image,ip=10.9.0.2", "--zone=t=x", "--bridge=b"]).is_err());
         assert!(parse(&[&format!("--unikernel=www.other={image},ip=10.9.0.2"), "--zone=t=x", "--bridge=b"]).is_err());
-        assert!(parse(&["--zone=t=x", "--launcher=libvirt"]).is_err());
+        assert!(parse(&["--zone=t=x", "--launcher=firecracker"]).is_err());
+        let c = parse(&["--zone=t=x", "--launcher=libvirt", "--libvirt-uri=qemu:///session"]).unwrap();
+        assert_eq!((c.launcher, c.libvirt_uri.as_str()), (Launcher::Libvirt, "qemu:///session"));
+        assert!(parse(&["--zone=t=x", "--libvirt-uri=qemu:///session"]).is_err(), "URI without libvirt");
+        let xl = parse(&["--zone=t=x", &ok, "--bridge=b", "--launcher=xl"]);
+        match (on_path("xl", &path), xl) {
+            (true, xl) => assert!(xl.is_ok()),
+            (false, Err(e)) => assert!(e.to_string().contains("xl is not installed"), "{e}"),
+            (false, Ok(_)) => panic!("no xl on PATH, yet --launcher xl was accepted"),
+        }
         assert!(parse(&["--zone=t=x", "--idle-stop=0"]).is_err());
         assert!(parse(&[]).is_err(), "no zone");
     }

@@ -4,12 +4,14 @@
 //! looked up, answers with its address once it serves, and stops it after
 //! `--idle-stop` seconds without queries or traffic.
 //!
-//! A host tool: it launches VMs (QEMU microvm under TCG, on TAP devices on
-//! `--bridge`), so it runs as a Linux process and does not build for the VM
+//! A host tool: it launches VMs on `--bridge` (`--launcher`: QEMU microvm
+//! under TCG on TAP devices, transient libvirt domains, or Xen domains with
+//! `xl`), so it runs as a Linux process and does not build for the VM
 //! target. It serves DNS through the framework (`morgana::main!`, the
 //! framework's sockets and executor, morgana-dns for zones and answers);
-//! starting QEMU, the `ip` commands and reading the guest consoles use std
-//! directly, on threads, so the DNS server never waits for them.
+//! starting VMs, the `ip`/`virsh`/`xl` commands and reading the guest
+//! consoles use std directly, on threads, so the DNS server never waits for
+//! them.
 #![cfg_attr(target_os = "none", no_std, no_main)]
 #![forbid(unsafe_code)]
 

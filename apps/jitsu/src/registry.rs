@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 use morgana::log::{info, warn};
 use morgana_dns::Name;
 
-use crate::flags::Spec;
-use crate::launcher::{Launch, Status};
+use crate::flags::{Launcher, Spec};
+use crate::launcher::{Launch, Names, Runner, Status};
 
 enum State {
     Stopped,
@@ -45,7 +45,7 @@ pub enum Outcome {
 /// Limits and where VMs go.
 #[derive(Debug, Clone)]
 pub struct Limits {
-    pub bridge: String,
+    pub runner: Runner,
     pub gateway: Option<Ipv4Addr>,
     pub idle_stop: Duration,
     pub max_running: usize,
@@ -55,10 +55,19 @@ pub struct Limits {
 pub struct Registry {
     units: Vec<Unit>,
     limits: Limits,
-    /// TAP names are `j<pid>-<n>`: unique per boot, and per Jitsu.
-    taps: u64,
+    /// Boots started: TAP devices are `j<pid>-<n>` and domains
+    /// `jitsu-<pid>-<n>-<name>`, unique per boot, and per Jitsu.
+    boots: u64,
     /// Threads tearing VMs down.
     stopping: Vec<JoinHandle<()>>,
+}
+
+/// `name` without its final dot, each character a libvirt or Xen domain
+/// name may not hold (anything but letters, digits, `.`, `-`, `_`) as `_`.
+fn domain_safe(name: &Name) -> String {
+    let text = name.to_string();
+    let text = text.strip_suffix('.').unwrap_or(&text);
+    text.chars().map(|c| if c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_') { c } else { '_' }).collect()
 }
 
 impl Registry {
@@ -68,7 +77,7 @@ impl Registry {
             .into_iter()
             .map(|spec| Unit { spec, state: State::Stopped, last_used: now, last_query: now, traffic: 0, attempts: 0 })
             .collect();
-        Registry { units, limits, taps: 0, stopping: Vec::new() }
+        Registry { units, limits, boots: 0, stopping: Vec::new() }
     }
 
     /// The unikernel named `name`, if any.
@@ -104,13 +113,19 @@ impl Registry {
             );
             self.stop(j);
         }
-        self.taps += 1;
-        let tap = format!("j{}-{}", std::process::id(), self.taps);
+        self.boots += 1;
+        let (pid, n) = (std::process::id(), self.boots);
         let gateway = self.gateway_for(i);
         let u = &mut self.units[i];
+        let names =
+            Names { tap: format!("j{pid}-{n}"), domain: format!("jitsu-{pid}-{n}-{}", domain_safe(&u.spec.name)) };
         u.attempts += 1;
-        info!("booting {} from {} on {tap} ({}/{})", u.spec.name, u.spec.image.display(), u.spec.ip, u.spec.prefix);
-        let launch = Launch::start(&u.spec, tap, &self.limits.bridge, gateway);
+        let (name, image, tap) = (&u.spec.name, u.spec.image.display(), &names.tap);
+        match self.limits.runner.launcher {
+            Launcher::Qemu => info!("booting {name} from {image} on {tap} ({}/{})", u.spec.ip, u.spec.prefix),
+            _ => info!("booting {name} from {image} as {} on {tap} ({}/{})", names.domain, u.spec.ip, u.spec.prefix),
+        }
+        let launch = Launch::start(&u.spec, names, &self.limits.runner, gateway);
         self.units[i].state = State::Booting(launch, now);
         Ok(Some(self.units[i].attempts))
     }
@@ -144,8 +159,9 @@ impl Registry {
         let u = &mut self.units[i];
         let (status, booted_at) = match &u.state {
             State::Stopped => return,
-            State::Booting(_, since) if since.elapsed() > timeout => {
-                (Status::Ended(format!("not ready to serve within {} s", timeout.as_secs())), Some(*since))
+            State::Booting(l, since) if since.elapsed() > timeout => {
+                let why = format!("not ready to serve within {} s{}", timeout.as_secs(), l.console_tail());
+                (Status::Ended(why), Some(*since))
             }
             State::Booting(l, since) => (l.poll(), Some(*since)),
             State::Running(l) => (l.poll(), None),
@@ -208,5 +224,18 @@ impl Registry {
         for t in self.stopping.drain(..) {
             let _ = t.join();
         }
+        let _ = std::fs::remove_dir(&self.limits.runner.workdir);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn domain_names_hold_only_safe_characters() {
+        assert_eq!(domain_safe(&Name::parse("www.example.org.", None).unwrap()), "www.example.org");
+        let odd = Name::parse("a\\/b.ex_ample.", None).unwrap();
+        assert!(domain_safe(&odd).chars().all(|c| c.is_ascii_alphanumeric() || ".-_".contains(c)), "{odd}");
     }
 }

@@ -16,8 +16,9 @@ use morgana_dns::server;
 use morgana_dns::wire::rtype;
 use morgana_dns::{Catalog, Zone};
 
-use crate::flags::{Config, Spec};
+use crate::flags::{Config, Launcher, Spec};
 use crate::front;
+use crate::launcher::Runner;
 use crate::registry::{Limits, Registry};
 
 /// How often idle VMs and exits are looked for (and signals noticed).
@@ -76,6 +77,17 @@ fn bridge_address(bridge: &str) -> morgana::Result<Option<Ipv4Addr>> {
     Ok(addr.and_then(|a| a.split('/').next()?.parse().ok()))
 }
 
+/// libvirtd answers at `uri`.
+fn libvirt_reachable(uri: &str) -> morgana::Result<()> {
+    let out = Command::new("virsh").args(["-c", uri, "version"]).output();
+    let out = out.map_err(|e| format!("cannot run virsh (apt-get install libvirt-clients): {e}"))?;
+    if !out.status.success() {
+        let why = String::from_utf8_lossy(&out.stderr);
+        return Err(format!("--libvirt-uri {uri}: libvirt does not answer: {}", why.trim()).into());
+    }
+    Ok(())
+}
+
 pub async fn serve(mut env: Env, cfg: Config) -> morgana::Result {
     let catalog = Rc::new(load(&env, &cfg)?);
     let bridge = cfg.bridge.clone().unwrap_or_default();
@@ -90,8 +102,17 @@ pub async fn serve(mut env: Env, cfg: Config) -> morgana::Result {
     for u in &cfg.unikernels {
         info!("unikernel {}: {} at {}/{}, {} MiB", u.name, u.image.display(), u.ip, u.prefix, u.mem_mib);
     }
-    let limits = Limits {
+    if cfg.launcher == Launcher::Libvirt && !cfg.unikernels.is_empty() {
+        libvirt_reachable(&cfg.libvirt_uri)?;
+    }
+    let runner = Runner {
+        launcher: cfg.launcher,
+        libvirt_uri: cfg.libvirt_uri.clone(),
         bridge,
+        workdir: std::env::temp_dir().join(format!("jitsu-{}", std::process::id())),
+    };
+    let limits = Limits {
+        runner,
         gateway,
         idle_stop: cfg.idle_stop,
         max_running: cfg.max_running,
@@ -123,7 +144,10 @@ pub async fn serve(mut env: Env, cfg: Config) -> morgana::Result {
         env.sleep(TICK).await;
         reg.borrow_mut().tick();
     }
-    info!("stopping: every unikernel and its TAP device");
+    match cfg.launcher {
+        Launcher::Qemu => info!("stopping: every unikernel and its TAP device"),
+        _ => info!("stopping: every unikernel's domain"),
+    }
     reg.borrow_mut().shutdown();
     info!("stopped");
     Ok(())

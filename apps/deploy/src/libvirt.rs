@@ -1,5 +1,5 @@
-//! Deployment descriptions for an image: a libvirt domain (`cargo xtask
-//! libvirt`) and an `xl` configuration for Xen (`cargo xtask xl`).
+//! A libvirt domain for an image (`cargo xtask libvirt`, Jitsu's libvirt
+//! launcher).
 
 use std::path::PathBuf;
 
@@ -34,6 +34,37 @@ pub struct Libvirt {
     pub tcg: bool,
     /// Boot arguments (direct kernel boot only: a disk has them in GRUB).
     pub cmdline: String,
+    /// A boot module (`<initrd>`, e.g. a content archive; direct kernel
+    /// boot only).
+    pub initrd: Option<PathBuf>,
+    /// The NIC's MAC address; `None` lets libvirt pick one.
+    pub mac: Option<String>,
+    /// The name of the host-side TAP device (`<target dev=.../>`); `None`
+    /// lets libvirt pick one (`vnetN`).
+    pub interface_dev: Option<String>,
+    /// Where the console is logged; `None`:
+    /// `/var/log/libvirt/qemu/NAME-console.log`.
+    pub console_log: Option<PathBuf>,
+}
+
+impl Libvirt {
+    /// A domain booting `boot` with 32 MiB, on libvirt's `default` network,
+    /// under KVM, with no arguments: set the fields for more.
+    pub fn new(name: &str, boot: Boot) -> Libvirt {
+        Libvirt {
+            name: name.into(),
+            boot,
+            content: None,
+            memory_mib: 32,
+            bridge: None,
+            tcg: false,
+            cmdline: String::new(),
+            initrd: None,
+            mac: None,
+            interface_dev: None,
+            console_log: None,
+        }
+    }
 }
 
 fn escape(s: &str) -> String {
@@ -55,6 +86,9 @@ impl Libvirt {
             if !self.cmdline.is_empty() {
                 return Err("boot arguments of a disk are in its GRUB entry: give them to cargo xtask image".into());
             }
+            if self.initrd.is_some() {
+                return Err("a disk boots through GRUB, which loads its own modules: no initrd".into());
+            }
         }
         let name = escape(&self.name);
         let kind = if self.tcg { "qemu" } else { "kvm" };
@@ -64,6 +98,9 @@ impl Libvirt {
             Boot::Kernel(kernel) => {
                 x += "  <os>\n    <type arch='x86_64' machine='q35'>hvm</type>\n";
                 x += &format!("    <kernel>{}</kernel>\n", path(kernel));
+                if let Some(initrd) = &self.initrd {
+                    x += &format!("    <initrd>{}</initrd>\n", path(initrd));
+                }
                 if !self.cmdline.is_empty() {
                     x += &format!("    <cmdline>{}</cmdline>\n", escape(&self.cmdline));
                 }
@@ -109,9 +146,19 @@ impl Libvirt {
             Some(b) => x += &format!("    <interface type='bridge'>\n      <source bridge='{}'/>\n", escape(b)),
             None => x += "    <interface type='network'>\n      <source network='default'/>\n",
         }
+        if let Some(mac) = &self.mac {
+            x += &format!("      <mac address='{}'/>\n", escape(mac));
+        }
+        if let Some(dev) = &self.interface_dev {
+            x += &format!("      <target dev='{}'/>\n", escape(dev));
+        }
         x += "      <model type='virtio'/>\n    </interface>\n";
         x += "    <serial type='pty'>\n";
-        x += &format!("      <log file='/var/log/libvirt/qemu/{name}-console.log' append='off'/>\n");
+        let log = match &self.console_log {
+            Some(file) => path(file),
+            None => format!("/var/log/libvirt/qemu/{name}-console.log"),
+        };
+        x += &format!("      <log file='{log}' append='off'/>\n");
         x += "      <target port='0'/>\n    </serial>\n";
         x += "    <console type='pty'>\n      <target type='serial' port='0'/>\n    </console>\n";
         x += "    <rng model='virtio'>\n      <backend model='random'>/dev/urandom</backend>\n    </rng>\n";
@@ -127,15 +174,12 @@ mod tests {
     use super::*;
 
     fn domain() -> Libvirt {
-        Libvirt {
-            name: "dns".into(),
-            boot: Boot::Kernel("/srv/dns".into()),
-            content: Some("/srv/zones.tar".into()),
-            memory_mib: 32,
-            bridge: Some("br0".into()),
-            tcg: true,
-            cmdline: "--ipv4=10.0.0.2/24 --log=<debug>".into(),
-        }
+        let mut d = Libvirt::new("dns", Boot::Kernel("/srv/dns".into()));
+        d.content = Some("/srv/zones.tar".into());
+        d.bridge = Some("br0".into());
+        d.tcg = true;
+        d.cmdline = "--ipv4=10.0.0.2/24 --log=<debug>".into();
+        d
     }
 
     #[test]
@@ -162,5 +206,30 @@ mod tests {
         assert!(x.starts_with("<domain type='kvm'>") && x.contains("<os firmware='efi'>"));
         assert!(x.contains("<feature enabled='no' name='secure-boot'/>"), "unsigned GRUB");
         assert!(x.contains("<driver name='qemu' type='qcow2'/>") && x.contains("<source network='default'/>"));
+    }
+
+    #[test]
+    fn jitsu_domain_names_its_tap_and_console_log() {
+        let mut d = domain();
+        d.content = None;
+        d.initrd = Some("/srv/zones.tar".into());
+        d.mac = Some("52:54:0a:4e:00:0a".into());
+        d.interface_dev = Some("j42-1".into());
+        d.console_log = Some("/var/log/libvirt/qemu/j42-1.log".into());
+        let x = d.xml().unwrap();
+        assert!(x.contains("<initrd>/srv/zones.tar</initrd>") && !x.contains("<disk"), "{x}");
+        assert!(x.contains("<mac address='52:54:0a:4e:00:0a'/>") && x.contains("<target dev='j42-1'/>"), "{x}");
+        assert!(x.contains("<log file='/var/log/libvirt/qemu/j42-1.log' append='off'/>"), "{x}");
+        assert!(x.contains("<on_crash>destroy</on_crash>"));
+        d.boot = Boot::Disk { file: "/srv/dns.raw".into(), uefi: false };
+        d.cmdline.clear();
+        assert!(d.xml().is_err(), "GRUB loads the modules of a disk");
+    }
+
+    #[test]
+    fn default_console_log_is_libvirts() {
+        let x = Libvirt::new("a&b", Boot::Kernel("/k".into())).xml().unwrap();
+        assert!(x.contains("<log file='/var/log/libvirt/qemu/a&amp;b-console.log' append='off'/>"), "{x}");
+        assert!(x.contains("<source network='default'/>") && x.starts_with("<domain type='kvm'>"));
     }
 }
