@@ -16,6 +16,11 @@ use crate::name::Name;
 use crate::rdata::{Rdata, Soa};
 use crate::wire::rtype;
 
+/// Serial number order (RFC 1982 §3.2): whether `a` is newer than `b`.
+pub fn serial_newer(a: u32, b: u32) -> bool {
+    a != b && a.wrapping_sub(b) < 1 << 31
+}
+
 /// A zone file error: the file, the line (1-based; 0 when it concerns the
 /// whole zone) and what is wrong.
 #[derive(Debug, Clone, PartialEq, Eq)]
