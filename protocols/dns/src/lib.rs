@@ -24,7 +24,9 @@
 //! * [`served`]: the catalog being served, replaced whole on a change;
 //! * [`journal`]: recent versions' differences, for IXFR out.
 //!
-//! Features (both on by default): `transfers` (`xfr`, `secondary`, `tsig`,
+//! Features (all on by default): `dnssec` (signed zones served with their
+//! proofs; without it signed zones are refused and the DO bit ignored),
+//! `transfers` (`xfr`, `secondary`, `tsig`,
 //! `journal`, `message`; without it transfer requests are refused) and
 //! `cookies` (server cookies; without it COOKIE options are ignored).
 //!
@@ -42,6 +44,10 @@ extern crate alloc;
 pub mod answer;
 pub mod clock;
 pub mod cookie;
+#[cfg(feature = "dnssec")]
+pub mod dnssec;
+#[cfg(not(feature = "dnssec"))]
+#[path = "dnssec_off.rs"]
 pub mod dnssec;
 #[cfg(feature = "transfers")]
 pub mod journal;
