@@ -303,7 +303,8 @@ fn seed(entropy: &mut EntropyDevice) -> [u8; 32] {
 /// devices when booted on Xen, else virtio devices.
 pub fn start(cfg: BootConfig, machine: &Rc<Machine>, rt: &Handle) -> Result<Devices, BootError> {
     log::debug!("{}", morgana_x86::clock::calibration_report());
-    log::debug!("platform boot: {}", morgana_x86::boot::phase_report());
+    // Not "boot: ...": tests read the memory figures from that line.
+    log::debug!("platform phases (ms): {}", morgana_x86::boot::phase_report());
     log_boot_info();
     #[cfg(feature = "xen")]
     if morgana_x86::xen::present() {

@@ -45,19 +45,19 @@ fn phase_done(i: usize) {
     PHASE_TSC[i].store(clock::rdtsc(), Ordering::Relaxed);
 }
 
-/// How long each platform boot phase took (after the clock is calibrated),
-/// e.g. "long mode 0.412, xen and serial 0.050, ... (ms)".
+/// How long each platform boot phase took in milliseconds (after the
+/// clock is calibrated), e.g. "long mode 0.412, xen and serial 0.050, ...".
 pub fn phase_report() -> alloc::string::String {
     use core::fmt::Write;
     let mut out = alloc::string::String::new();
     let mut prev = entry_tsc();
-    for (name, tsc) in PHASES.iter().zip(&PHASE_TSC) {
+    for (i, (name, tsc)) in PHASES.iter().zip(&PHASE_TSC).enumerate() {
         let t = tsc.load(Ordering::Relaxed);
         let us = clock::ticks_to_ns(t.wrapping_sub(prev)) / 1000;
-        let _ = write!(out, "{name} {}.{:03}, ", us / 1000, us % 1000);
+        let sep = if i == 0 { "" } else { ", " };
+        let _ = write!(out, "{sep}{name} {}.{:03}", us / 1000, us % 1000);
         prev = t;
     }
-    out.push_str("ms");
     out
 }
 
