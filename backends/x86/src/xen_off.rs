@@ -26,8 +26,10 @@ pub fn detect() -> Option<u32> {
 }
 
 /// On Xen: reports the missing feature on Xen's debug port (`xl dmesg`)
-/// and halts, since without the hypercall page the domain cannot even
-/// shut itself down. Elsewhere: nothing.
+/// and halts with interrupts off, since without the hypercall page the
+/// domain cannot shut itself down; Xen takes such a vCPU down, and the
+/// domain with it (on nested Xen 4.17 `xl` no longer lists it). Elsewhere:
+/// nothing.
 pub(crate) fn init() -> bool {
     if detect().is_some() {
         debug_write(b"morgana: booted on Xen, but this image was built without the `xen` feature\r\n");
