@@ -17,15 +17,20 @@ use core::time::Duration;
 
 use morgana::log::{info, warn};
 use morgana::{ArgError, Args, Clock, Context, Entropy, Env, ListenAddr};
+use morgana_dns::clock::WallClock;
+#[cfg(feature = "cookies")]
 use morgana_dns::cookie::Secret;
 use morgana_dns::rrl;
-use morgana_dns::secondary::{self, notify, Downstream, Follower, Secondary};
-use morgana_dns::served::Served;
 use morgana_dns::server;
-use morgana_dns::tsig::Key;
-use morgana_dns::xfr::{Access, Allow, WallClock};
 
+#[cfg(not(feature = "transfers"))]
+#[path = "no_transfers.rs"]
+mod transfers;
+#[cfg(feature = "transfers")]
+mod transfers;
 mod zones;
+
+use transfers::Transfers;
 
 use morgana_dns::ZoneFile;
 
@@ -40,22 +45,10 @@ impl FromStr for Listen {
     }
 }
 
-/// `--tsig-key NAME=ALGORITHM:BASE64`.
-#[derive(Debug, Clone)]
-struct TsigKey(Key);
-
-impl FromStr for TsigKey {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        Key::parse(s).map(TsigKey)
-    }
-}
-
 struct Config {
     listen: Vec<Listen>,
     zones: Vec<ZoneFile>,
-    secondaries: Vec<Secondary>,
-    notify: Vec<Downstream>,
+    transfers: Transfers,
     watch: Option<Duration>,
     server: server::Config,
 }
@@ -70,44 +63,12 @@ fn config(args: &mut Args) -> Result<Config, ArgError> {
         listen.push(default.parse().map_err(|e: String| ArgError::Conflict(e))?);
     }
     let zones = args.values("zone", "ORIGIN=PATH: serve a zone file (hosted only; repeatable)")?;
-    let allow: Vec<Allow> = args.values(
-        "axfr-allow",
-        "address, network or key=KEYNAME allowed to transfer zones (repeatable; none by default)",
-    )?;
-    let keys: Vec<TsigKey> =
-        args.values("tsig-key", "NAME=ALGORITHM:BASE64: a TSIG key, hmac-sha256 or hmac-sha512 (repeatable)")?;
-    let keys: Vec<Key> = keys.into_iter().map(|k| k.0).collect();
-    if let Some(dup) = keys.iter().enumerate().find(|(i, k)| keys[..*i].iter().any(|o| o.name == k.name)) {
-        return Err(ArgError::Conflict(format!("--tsig-key {} given twice", dup.1.name)));
-    }
-    let secondaries: Vec<Secondary> = args.values(
-        "secondary",
-        "ORIGIN=ADDR[:PORT][,key=KEYNAME]: follow the zone's primary by SOA refresh, NOTIFY, IXFR and AXFR (repeatable)",
-    )?;
-    for (i, s) in secondaries.iter().enumerate() {
-        if secondaries[..i].iter().any(|o| o.origin == s.origin) {
-            return Err(ArgError::Conflict(format!("--secondary {} given twice", s.origin)));
-        }
-        if let Some(k) = s.key.as_ref().filter(|k| !keys.iter().any(|key| key.name == **k)) {
-            return Err(ArgError::Conflict(format!("--secondary {}: no --tsig-key named {k}", s.origin)));
-        }
-    }
-    let notify: Vec<Downstream> = args.values(
-        "notify",
-        "ADDR[:PORT][,key=KEYNAME]: send NOTIFY there when a zone changes here (a --zone file reloaded, a --secondary zone transferred; repeatable)",
-    )?;
+    let transfers = Transfers::from_args(args)?;
     let watch: Option<u64> = args.value(
         "watch-zones",
         "check --zone files for changes every SECONDS and reload them (default 1; 0: only on SIGHUP)",
     )?;
     let watch = Some(Duration::from_secs(watch.unwrap_or(1))).filter(|d| !d.is_zero());
-    if let Some((d, k)) =
-        notify.iter().find_map(|d| d.key.as_ref().filter(|k| !keys.iter().any(|key| key.name == **k)).map(|k| (d, k)))
-    {
-        return Err(ArgError::Conflict(format!("--notify {}: no --tsig-key named {k}", d.addr)));
-    }
-    let axfr = Access { allow, keys, clock: WallClock::default() };
-    axfr.check().map_err(ArgError::Conflict)?;
     let d = server::Config::default();
     let idle: Option<u64> = args.value("tcp-idle", "seconds before an idle TCP connection is closed (default 10)")?;
     let max: Option<usize> =
@@ -119,10 +80,15 @@ fn config(args: &mut Args) -> Result<Config, ArgError> {
     let slip: Option<u32> =
         args.value("rrl-slip", "send every Nth rate-limited UDP response truncated (TC); 0: none, 1: all (default 2)")?;
     let size: Option<usize> = args.value("rrl-size", "entries in the rate-limiting table (default 8192)")?;
+    #[cfg(feature = "cookies")]
     let cookie_secret: Option<Secret> = args.value(
         "cookie-secret",
         "HEX: 128-bit secret of DNS cookies (32 hex digits), the same on every server of an anycast name (default: random)",
     )?;
+    #[cfg(not(feature = "cookies"))]
+    if args.has("cookie-secret") {
+        return Err(ArgError::Conflict("--cookie-secret: this image was built without the `cookies` feature".into()));
+    }
     let too_big = |flag, value: String, max: usize| ArgError::Invalid { flag, value, reason: format!("at most {max}") };
     if let Some(r) = rate.filter(|r| *r > rrl::MAX_RATE) {
         return Err(too_big("rrl-rate", r.to_string(), rrl::MAX_RATE as usize));
@@ -133,15 +99,18 @@ fn config(args: &mut Args) -> Result<Config, ArgError> {
     let server = server::Config {
         tcp_idle: idle.map(Duration::from_secs).unwrap_or(d.tcp_idle),
         tcp_max_connections: max.unwrap_or(d.tcp_max_connections),
-        axfr,
+        #[cfg(feature = "transfers")]
+        axfr: transfers.access.clone(),
         rrl: rrl::Config {
             rate: rate.unwrap_or(d.rrl.rate),
             slip: slip.unwrap_or(d.rrl.slip),
             size: size.unwrap_or(d.rrl.size),
         },
+        #[cfg(feature = "cookies")]
         cookies: cookie_secret,
+        clock: WallClock::default(),
     };
-    Ok(Config { listen, zones, secondaries, notify, watch, server })
+    Ok(Config { listen, zones, transfers, watch, server })
 }
 
 /// The UDP rate limiter, its hash keyed from the entropy source (from the
@@ -170,6 +139,7 @@ fn limiter(env: &mut Env, cfg: &rrl::Config) -> Option<Rc<RefCell<rrl::Limiter>>
 /// The secret of DNS cookies: `--cookie-secret`, else random. Without
 /// entropy cookies are off: a guessable secret would let spoofed queries
 /// past rate limiting.
+#[cfg(feature = "cookies")]
 fn cookie_secret(env: &mut Env, given: Option<Secret>) -> Option<Secret> {
     let time = match env.clock.wall() {
         Some(_) => "stamped with the wall clock",
@@ -189,34 +159,24 @@ fn cookie_secret(env: &mut Env, given: Option<Secret>) -> Option<Secret> {
 }
 
 async fn serve(mut env: Env, cfg: Config) -> morgana::Result {
-    if env.sandboxed() && !(cfg.secondaries.is_empty() && cfg.notify.is_empty()) {
+    if env.sandboxed() && cfg.transfers.connects() {
         return Err("--secondary and --notify open connections after start, which --sandbox forbids".into());
     }
-    let catalog = zones::load(&mut env, &cfg.zones, &cfg.secondaries).await?;
-    let followers: Vec<Rc<Follower>> = cfg.secondaries.iter().cloned().map(|s| Rc::new(Follower::new(s))).collect();
-    let served = Rc::new(Served::new(catalog, followers));
+    let catalog = zones::load(&mut env, &cfg.zones, &cfg.transfers.secondary_origins()).await?;
+    let served = Rc::new(cfg.transfers.served(catalog));
     let mut server_cfg = cfg.server.clone();
-    server_cfg.cookies = cookie_secret(&mut env, server_cfg.cookies.take());
+    #[cfg(feature = "cookies")]
+    {
+        server_cfg.cookies = cookie_secret(&mut env, server_cfg.cookies.take());
+    }
     let clock = env.clock;
-    server_cfg.axfr.clock = WallClock::new(move || clock.wall().map(|w| w.0 / 1_000_000_000));
+    server_cfg.clock = WallClock::new(move || clock.wall().map(|w| w.0 / 1_000_000_000));
+    #[cfg(feature = "transfers")]
+    {
+        server_cfg.axfr.clock = server_cfg.clock.clone();
+    }
     let server_cfg = Rc::new(server_cfg);
-    let access = Rc::new(server_cfg.axfr.clone());
-    let downstream: Rc<[Downstream]> = cfg.notify.clone().into();
-    // Our secondaries may have missed changes while we were down: tell
-    // them the serial of every zone we start with.
-    for zone in served.catalog().zones() {
-        for d in downstream.iter() {
-            let (net, rt) = (env.net.clone(), env.rt.clone());
-            env.spawn(notify::send(zone.origin.clone(), zone.soa.1.clone(), d.clone(), net, access.clone(), rt));
-        }
-    }
-    for f in served.followers() {
-        let key = f.config.key.as_ref().map_or(String::new(), |k| format!(", key {k}"));
-        info!("zone {}: secondary of {}{key}; SERVFAIL until the first transfer", f.config.origin, f.config.primary);
-        let (net, rt) = (env.net.clone(), env.rt.clone());
-        let follow = secondary::follow(f.clone(), served.clone(), downstream.clone(), net, access.clone(), rt);
-        env.spawn(follow);
-    }
+    let announcer = cfg.transfers.start(&env, &served, server_cfg.clock.clone());
     let limiter = limiter(&mut env, &cfg.server.rrl);
     for l in &cfg.listen {
         let udp = env.net.udp_bind(l.0).context(format_args!("UDP {}", l.0))?;
@@ -232,7 +192,7 @@ async fn serve(mut env: Env, cfg: Config) -> morgana::Result {
         let at = l.0.ip.map(|ip| format!("{ip}")).unwrap_or_else(|| String::from("127.0.0.1"));
         info!("try: dig @{at} -p {} www.{}", l.0.port, zone.origin);
     }
-    zones::watch(&env, &cfg.zones, cfg.watch, &served, downstream, access).await;
+    zones::watch(&env, &cfg.zones, cfg.watch, &served, &announcer).await;
     core::future::pending::<()>().await;
     Ok(())
 }

@@ -4,7 +4,6 @@
 //! the `--notify` secondaries.
 
 use alloc::format;
-use alloc::rc::Rc;
 use alloc::string::String;
 use alloc::vec::Vec;
 use core::time::Duration;
@@ -12,10 +11,11 @@ use core::time::Duration;
 use morgana::kv::Kind;
 use morgana::log::{info, warn};
 use morgana::{Content, Context, Env, KeyValue};
-use morgana_dns::secondary::{notify, serial_newer, Downstream, Secondary};
 use morgana_dns::served::Served;
-use morgana_dns::xfr::Access;
+use morgana_dns::zone::serial_newer;
 use morgana_dns::{Catalog, Name, Zone, ZoneFile};
+
+use crate::transfers::Announcer;
 
 include!(concat!(env!("OUT_DIR"), "/zones.rs"));
 
@@ -33,7 +33,7 @@ fn read(env: &Env, z: &ZoneFile) -> morgana::Result<Zone> {
 
 /// The zones to serve at start: the content archive's or the embedded ones,
 /// and the `--zone` files (hosted).
-pub async fn load(env: &mut Env, files: &[ZoneFile], secondaries: &[Secondary]) -> morgana::Result<Catalog> {
+pub async fn load(env: &mut Env, files: &[ZoneFile], secondaries: &[Name]) -> morgana::Result<Catalog> {
     let mut zones = match env.content.as_mut() {
         Some(content) => content_zones(content).await?,
         None => embedded_zones()?,
@@ -46,8 +46,8 @@ pub async fn load(env: &mut Env, files: &[ZoneFile], secondaries: &[Secondary]) 
         info!("zone {}: {} records, serial {} ({})", zone.origin, zone.records, zone.soa.1.serial, z.path);
         zones.push(zone);
     }
-    if let Some(s) = secondaries.iter().find(|s| zones.iter().any(|z| z.origin == s.origin)) {
-        return Err(format!("zone {} is both loaded and a --secondary", s.origin).into());
+    if let Some(s) = secondaries.iter().find(|s| zones.iter().any(|z| z.origin == **s)) {
+        return Err(format!("zone {s} is both loaded and a --secondary").into());
     }
     if zones.is_empty() && secondaries.is_empty() {
         return Err("no zones to serve".into());
@@ -96,14 +96,7 @@ async fn content_zones(content: &mut Content) -> morgana::Result<Vec<Zone>> {
 /// old version stays); a new version goes to the journal (IXFR) and is
 /// announced to `downstream`. Runs forever; returns at once without files
 /// or where files cannot be watched (a VM, a sandboxed process).
-pub async fn watch(
-    env: &Env,
-    files: &[ZoneFile],
-    every: Option<Duration>,
-    served: &Served,
-    downstream: Rc<[Downstream]>,
-    access: Rc<Access>,
-) {
+pub async fn watch(env: &Env, files: &[ZoneFile], every: Option<Duration>, served: &Served, announcer: &Announcer) {
     if files.is_empty() || !morgana::HOSTED {
         return;
     }
@@ -135,12 +128,12 @@ pub async fn watch(
                 continue;
             }
             *stamp = now;
-            reload(env, f, served, &downstream, &access);
+            reload(env, f, served, announcer);
         }
     }
 }
 
-fn reload(env: &Env, f: &ZoneFile, served: &Served, downstream: &Rc<[Downstream]>, access: &Rc<Access>) {
+fn reload(env: &Env, f: &ZoneFile, served: &Served, announcer: &Announcer) {
     let old = served.zone(&f.origin).map(|z| z.soa.1.serial);
     let zone = match read(env, f) {
         Ok(z) => z,
@@ -168,10 +161,9 @@ fn reload(env: &Env, f: &ZoneFile, served: &Served, downstream: &Rc<[Downstream]
         zone.records
     );
     let soa = zone.soa.1.clone();
+    #[cfg(feature = "transfers")]
     served.install(zone, None);
-    for d in downstream.iter() {
-        let send =
-            notify::send(f.origin.clone(), soa.clone(), d.clone(), env.net.clone(), access.clone(), env.rt.clone());
-        env.spawn(send);
-    }
+    #[cfg(not(feature = "transfers"))]
+    served.install(zone);
+    announcer.announce(env, &f.origin, &soa);
 }

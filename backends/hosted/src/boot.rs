@@ -88,7 +88,10 @@ impl BootConfig {
                 )));
             }
         }
-        let direct = direct::Config::from_args(args)?;
+        // With host sockets the direct stack's flags were refused above: its
+        // defaults (DHCP, even in a build without it) are never used.
+        let direct =
+            if net == NetChoice::Socket { direct::Config::default() } else { direct::Config::from_args(args)? };
         let mac = args.value("mac", "MAC address of the direct stack (default: random)")?;
         let block: Option<PathBuf> = args.value("block", "file to use as the block device")?;
         let block_read_only = args.switch("block-read-only", "open the --block file read-only")?;

@@ -35,6 +35,32 @@ pub fn entry_tsc() -> u64 {
     BOOT_TSC.load(Ordering::Relaxed)
 }
 
+/// The platform's boot phases, in order; each ends when its TSC is stamped.
+const PHASES: [&str; 9] =
+    ["long mode", "xen and serial", "boot info", "paging", "acpi", "traps", "heap", "irq", "clock"];
+/// The TSC at the end of each of [`PHASES`].
+static PHASE_TSC: [AtomicU64; PHASES.len()] = [const { AtomicU64::new(0) }; PHASES.len()];
+
+fn phase_done(i: usize) {
+    PHASE_TSC[i].store(clock::rdtsc(), Ordering::Relaxed);
+}
+
+/// How long each platform boot phase took in milliseconds (after the
+/// clock is calibrated), e.g. "long mode 0.412, xen and serial 0.050, ...".
+pub fn phase_report() -> alloc::string::String {
+    use core::fmt::Write;
+    let mut out = alloc::string::String::new();
+    let mut prev = entry_tsc();
+    for (i, (name, tsc)) in PHASES.iter().zip(&PHASE_TSC).enumerate() {
+        let t = tsc.load(Ordering::Relaxed);
+        let us = clock::ticks_to_ns(t.wrapping_sub(prev)) / 1000;
+        let sep = if i == 0 { "" } else { ", " };
+        let _ = write!(out, "{sep}{name} {}.{:03}", us / 1000, us % 1000);
+        prev = t;
+    }
+    out
+}
+
 // The PVH ELF note (XEN_ELFNOTE_PHYS32_ENTRY = 18) names the 32-bit entry.
 // The note section must be 4-byte aligned.
 //
@@ -211,18 +237,27 @@ unsafe extern "Rust" {
 /// The first Rust code, on the main stack with the boot page tables.
 #[unsafe(no_mangle)]
 extern "C" fn morgana_x86_main(info_paddr: u32, entry: u32, mb2_magic: u32) -> ! {
+    phase_done(0);
     crate::xen::init();
     serial::init();
+    phase_done(1);
     let info: &boot_info::BootInfo = match entry {
         0 => pvh::read(info_paddr),
         _ => multiboot2::read(info_paddr, mb2_magic),
     };
+    phase_done(2);
     paging::init(info);
+    phase_done(3);
     crate::acpi::init(info); // before the heap: tables may sit in "RAM"
+    phase_done(4);
     trap::init();
+    phase_done(5);
     heap::init(info);
+    phase_done(6);
     irq::init();
+    phase_done(7);
     clock::init();
+    phase_done(8);
     log::trace!("platform ready");
     // SAFETY: `morgana::main!` defines this symbol with exactly this
     // signature in the app crate; it is the only definition (the link fails

@@ -60,7 +60,10 @@ mod pvh;
 pub mod serial;
 #[cfg(target_os = "none")]
 mod trap;
-#[cfg(target_os = "none")]
+#[cfg(all(target_os = "none", feature = "xen"))]
+pub mod xen;
+#[cfg(all(target_os = "none", not(feature = "xen")))]
+#[path = "xen_off.rs"]
 pub mod xen;
 
 #[cfg(target_os = "none")]

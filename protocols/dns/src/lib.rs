@@ -24,6 +24,12 @@
 //! * [`served`]: the catalog being served, replaced whole on a change;
 //! * [`journal`]: recent versions' differences, for IXFR out.
 //!
+//! Features (all on by default): `dnssec` (signed zones served with their
+//! proofs; without it signed zones are refused and the DO bit ignored),
+//! `transfers` (`xfr`, `secondary`, `tsig`,
+//! `journal`, `message`; without it transfer requests are refused) and
+//! `cookies` (server cookies; without it COOKIE options are ignored).
+//!
 //! Not implemented: online DNSSEC signing (zones must be signed before they
 //! are loaded; signatures are served as they are, never made or refreshed
 //! here), IXFR over UDP, NOTIFY for zones loaded from files (only
@@ -36,20 +42,30 @@
 extern crate alloc;
 
 pub mod answer;
+pub mod clock;
 pub mod cookie;
+#[cfg(feature = "dnssec")]
 pub mod dnssec;
+#[cfg(not(feature = "dnssec"))]
+#[path = "dnssec_off.rs"]
+pub mod dnssec;
+#[cfg(feature = "transfers")]
 pub mod journal;
+#[cfg(feature = "transfers")]
 pub mod message;
 mod metrics;
 pub mod name;
 pub mod rdata;
 mod response;
 pub mod rrl;
+#[cfg(feature = "transfers")]
 pub mod secondary;
 pub mod served;
 pub mod server;
+#[cfg(feature = "transfers")]
 pub mod tsig;
 pub mod wire;
+#[cfg(feature = "transfers")]
 pub mod xfr;
 pub mod zone;
 

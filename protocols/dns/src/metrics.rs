@@ -4,6 +4,7 @@
 
 use morgana_net::SlotMetrics;
 
+#[cfg(feature = "cookies")]
 use crate::cookie::Outcome;
 use morgana_runtime::metrics::{self, Counter, Encoder, Kind};
 
@@ -74,6 +75,7 @@ pub(crate) fn limited(slipped: bool) {
 
 /// A query carried a COOKIE option, judged so.
 #[inline]
+#[cfg(feature = "cookies")]
 pub(crate) fn cookie(outcome: Outcome) {
     DNS.cookies[outcome as usize].inc();
 }
@@ -85,6 +87,7 @@ pub(crate) fn badcookie() {
 }
 
 /// An AXFR request, allowed or refused.
+#[cfg(feature = "transfers")]
 pub(crate) fn axfr(allowed: bool) {
     DNS.axfr[usize::from(!allowed)].inc();
 }

@@ -322,10 +322,23 @@ pub fn parse_text(rtype: u16, tokens: &[Token], origin: &Name) -> Result<Rdata, 
             out.extend_from_slice(&value);
             Rdata::Opaque(out)
         }
+        #[cfg(feature = "dnssec")]
         other => match crate::dnssec::text::parse(other, tokens, origin) {
             Some(wire) => Rdata::Opaque(wire?),
             None => return Err(format!("type {} needs the generic \\# syntax (RFC 3597)", type_name(other))),
         },
+        #[cfg(not(feature = "dnssec"))]
+        other => {
+            let _ = origin;
+            use rtype::{CDNSKEY, CDS, DNSKEY, DS, NSEC, NSEC3, NSEC3PARAM, RRSIG};
+            if matches!(other, DS | CDS | DNSKEY | CDNSKEY | RRSIG | NSEC | NSEC3 | NSEC3PARAM) {
+                return Err(format!(
+                    "type {}: this image was built without the `dnssec` feature (or give the data in the generic \\# syntax, RFC 3597)",
+                    type_name(other)
+                ));
+            }
+            return Err(format!("type {} needs the generic \\# syntax (RFC 3597)", type_name(other)));
+        }
     })
 }
 

@@ -2,14 +2,17 @@
 //! whole (never edited in place) when a secondary zone is transferred or
 //! expires, so a query in flight keeps the version it started with.
 
+#[cfg(feature = "transfers")]
 use alloc::collections::BTreeMap;
 use alloc::rc::Rc;
 use alloc::vec::Vec;
 use core::cell::RefCell;
 
 use crate::answer::Catalog;
+#[cfg(feature = "transfers")]
 use crate::journal::{Journal, Step};
 use crate::name::Name;
+#[cfg(feature = "transfers")]
 use crate::secondary::Follower;
 use crate::zone::Zone;
 
@@ -17,14 +20,28 @@ use crate::zone::Zone;
 /// journal of their changes (for IXFR out).
 pub struct Served {
     catalog: RefCell<Rc<Catalog>>,
+    #[cfg(feature = "transfers")]
     followers: Vec<Rc<Follower>>,
+    #[cfg(feature = "transfers")]
     journals: RefCell<BTreeMap<Name, Journal>>,
 }
 
 impl Served {
+    /// Serves `catalog`.
+    pub fn new(catalog: Catalog) -> Served {
+        Served {
+            catalog: RefCell::new(Rc::new(catalog)),
+            #[cfg(feature = "transfers")]
+            followers: Vec::new(),
+            #[cfg(feature = "transfers")]
+            journals: RefCell::default(),
+        }
+    }
+
     /// Serves `catalog`, plus the zones of `followers` (answered with
     /// SERVFAIL until their first transfer).
-    pub fn new(catalog: Catalog, followers: Vec<Rc<Follower>>) -> Served {
+    #[cfg(feature = "transfers")]
+    pub fn following(catalog: Catalog, followers: Vec<Rc<Follower>>) -> Served {
         let mut unavailable: Vec<Name> = catalog.unavailable().to_vec();
         unavailable.extend(followers.iter().map(|f| f.config.origin.clone()));
         let catalog = Catalog::with(catalog.zones().to_vec(), unavailable);
@@ -37,6 +54,7 @@ impl Served {
     }
 
     /// The secondary zones.
+    #[cfg(feature = "transfers")]
     pub fn followers(&self) -> &[Rc<Follower>] {
         &self.followers
     }
@@ -46,9 +64,17 @@ impl Served {
         self.catalog.borrow().zones().iter().find(|z| z.origin == *origin).cloned()
     }
 
+    /// Serves `zone` in place of the zone with its origin (if any).
+    #[cfg(not(feature = "transfers"))]
+    pub fn install(&self, zone: Zone) {
+        let origin = zone.origin.clone();
+        self.replace(&origin, Some(Rc::new(zone)));
+    }
+
     /// Serves `zone` in place of the zone with its origin (if any), and
     /// journals the difference: `steps` when they are known (an IXFR's),
     /// else computed.
+    #[cfg(feature = "transfers")]
     pub fn install(&self, zone: Zone, steps: Option<Vec<Step>>) {
         let origin = zone.origin.clone();
         if let Some(old) = self.zone(&origin) {
@@ -67,6 +93,7 @@ impl Served {
     /// The journal's steps of `origin` from version `serial` to the one
     /// served, if it reaches back that far (a copy: the journal may change
     /// while they are sent).
+    #[cfg(feature = "transfers")]
     pub fn steps_since(&self, origin: &Name, serial: u32) -> Option<Vec<Step>> {
         let journals = self.journals.borrow();
         let steps = journals.get(origin)?.since(serial)?.cloned().collect::<Vec<Step>>();
@@ -76,6 +103,7 @@ impl Served {
     }
 
     /// Stops serving data for `origin`: SERVFAIL from now on.
+    #[cfg(feature = "transfers")]
     pub fn expire(&self, origin: &Name) {
         self.journals.borrow_mut().remove(origin);
         self.replace(origin, None);

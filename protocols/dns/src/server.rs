@@ -16,13 +16,19 @@ use morgana_net::{Error, Slots, TcpListener, TcpStream, UdpSocket};
 use morgana_runtime::Handle;
 
 use crate::answer::{Transport, MAX_UDP};
-use crate::cookie::{self, Outcome, Reply, Secret};
+use crate::clock::WallClock;
+#[cfg(feature = "cookies")]
+use crate::cookie::Secret;
+use crate::cookie::{self, Outcome, Reply};
 use crate::metrics::{self, Via};
 use crate::rdata::type_name;
 use crate::rrl::{self, Limiter, Verdict};
+#[cfg(feature = "transfers")]
 use crate::secondary::notify;
 use crate::served::Served;
-use crate::wire::{parse_query, rtype, Query, QueryError, CLASS_IN};
+use crate::wire::{parse_query, Query, QueryError};
+#[cfg(feature = "transfers")]
+use crate::wire::{rtype, CLASS_IN};
 
 /// An address or network, `192.0.2.0/24` or `::1`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -87,11 +93,16 @@ pub struct Config {
     /// Open TCP connections at most; more are closed at once.
     pub tcp_max_connections: usize,
     /// Who may transfer zones (nobody by default), and the TSIG keys.
+    #[cfg(feature = "transfers")]
     pub axfr: crate::xfr::Access,
     /// Response rate limiting of UDP (TCP is never limited).
     pub rrl: rrl::Config,
     /// The secret of DNS cookies; `None`: COOKIE options are ignored.
+    #[cfg(feature = "cookies")]
     pub cookies: Option<Secret>,
+    /// The wall clock server cookies are stamped with (TSIG reads
+    /// `axfr.clock`).
+    pub clock: WallClock,
 }
 
 impl Default for Config {
@@ -99,9 +110,12 @@ impl Default for Config {
         Config {
             tcp_idle: Duration::from_secs(10),
             tcp_max_connections: 128,
+            #[cfg(feature = "transfers")]
             axfr: crate::xfr::Access::default(),
             rrl: rrl::Config::default(),
+            #[cfg(feature = "cookies")]
             cookies: None,
+            clock: WallClock::default(),
         }
     }
 }
@@ -130,12 +144,14 @@ fn describe(peer: SocketAddr, proto: &str, query: &[u8], response: Option<&[u8]>
 /// Seconds server cookies are stamped with: the wall clock's, else the
 /// monotonic clock's (its cookies then hold at this server only, and only
 /// until it restarts).
+#[cfg(feature = "cookies")]
 fn cookie_time(config: &Config, rt: &Handle) -> u32 {
-    config.axfr.clock.now().unwrap_or_else(|| rt.now().as_nanos() / 1_000_000_000) as u32
+    config.clock.now().unwrap_or_else(|| rt.now().as_nanos() / 1_000_000_000) as u32
 }
 
 /// What the query's COOKIE proves, and the option of the response; `None`
 /// without one (or with cookies off).
+#[cfg(feature = "cookies")]
 fn judge_cookie(
     config: &Config,
     parsed: &Result<Query, QueryError>,
@@ -147,6 +163,25 @@ fn judge_cookie(
     let judged = secret.check(&received, peer.ip(), cookie_time(config, rt));
     metrics::cookie(judged.0);
     Some(judged)
+}
+
+/// Without the `cookies` feature the server makes no cookies: a query's
+/// COOKIE option is ignored, as by a server that does not know it.
+#[cfg(not(feature = "cookies"))]
+fn judge_cookie(_: &Config, _: &Result<Query, QueryError>, _: SocketAddr, _: &Handle) -> Option<(Outcome, Reply)> {
+    None
+}
+
+/// `response` signed as `query` was (TSIG), to at most `udp_limit` bytes
+/// over UDP. Without the `transfers` feature there are no keys: unsigned.
+fn sign(query: &[u8], response: Vec<u8>, config: &Config, udp_limit: Option<usize>) -> Vec<u8> {
+    #[cfg(feature = "transfers")]
+    return crate::xfr::sign_response(query, response, &config.axfr, udp_limit);
+    #[cfg(not(feature = "transfers"))]
+    {
+        let _ = (query, config, udp_limit);
+        response
+    }
 }
 
 /// The rate limiter for UDP responses that `config` asks for (`None` when
@@ -176,6 +211,7 @@ pub async fn serve_udp(
             }
         };
         let query = &buf[..n];
+        #[cfg(feature = "transfers")]
         if notify::is_notify(query) {
             metrics::query(Via::Udp);
             if let Some(r) = notify::answer(&served, query, peer, &config.axfr) {
@@ -230,7 +266,7 @@ pub async fn serve_udp(
         if let (Some(r), false) = (response, verdict == Verdict::Drop) {
             let limit =
                 parsed.as_ref().ok().and_then(|q| q.edns).map_or(512, |e| (e.udp_size as usize).clamp(512, MAX_UDP));
-            let r = crate::xfr::sign_response(query, r, &config.axfr, Some(limit));
+            let r = sign(query, r, &config, Some(limit));
             if let Err(e) = socket.send_to(&r, peer).await {
                 log::debug!("UDP reply to {peer}: {e}");
             }
@@ -333,6 +369,7 @@ async fn connection(
         };
         let query = &buf[..len];
         metrics::query(Via::Tcp);
+        #[cfg(feature = "transfers")]
         if notify::is_notify(query) {
             match notify::answer(served, query, peer, &config.axfr) {
                 Some(r) => send(&mut stream, &r).await?,
@@ -345,6 +382,7 @@ async fn connection(
         }
         let catalog = served.catalog();
         let parsed = parse_query(query);
+        #[cfg(feature = "transfers")]
         if let Ok(q) = &parsed {
             let transfer = q.qtype == rtype::AXFR || q.qtype == rtype::IXFR;
             if transfer && q.edns.is_none_or(|e| e.version == 0) && q.qclass == CLASS_IN {
@@ -362,7 +400,7 @@ async fn connection(
             log::debug!("{}", describe(peer, "tcp", query, response.as_deref(), Verdict::Send));
         }
         match response {
-            Some(r) => send(&mut stream, &crate::xfr::sign_response(query, r, &config.axfr, None)).await?,
+            Some(r) => send(&mut stream, &sign(query, r, config, None)).await?,
             None => {
                 stream.abort();
                 return Ok(());

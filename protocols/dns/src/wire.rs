@@ -236,7 +236,12 @@ pub fn parse_query(msg: &[u8]) -> Result<Query, QueryError> {
             if o != rdata.end {
                 return Err(bad("EDNS option runs past its record"));
             }
-            edns = Some(Edns { udp_size: class, version, dnssec_ok: ttl & 0x8000 != 0, cookie });
+            edns = Some(Edns {
+                udp_size: class,
+                version,
+                dnssec_ok: cfg!(feature = "dnssec") && ttl & 0x8000 != 0,
+                cookie,
+            });
         }
     }
     if pos != msg.len() {

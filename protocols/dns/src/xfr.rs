@@ -4,7 +4,6 @@
 //! gets NOTAUTH with the TSIG error, never a transfer. Answers to a signed
 //! request are signed, every message of the stream.
 
-use alloc::rc::Rc;
 use alloc::string::String;
 use alloc::vec::Vec;
 use core::net::SocketAddr;
@@ -41,34 +40,7 @@ impl FromStr for Allow {
     }
 }
 
-/// Wall-clock seconds since the Unix epoch, for TSIG times; `None` when the
-/// machine has no wall clock (signed requests then get BADTIME).
-#[derive(Clone)]
-pub struct WallClock(Rc<dyn Fn() -> Option<u64>>);
-
-impl WallClock {
-    /// A clock reading `now`.
-    pub fn new(now: impl Fn() -> Option<u64> + 'static) -> WallClock {
-        WallClock(Rc::new(now))
-    }
-
-    /// Seconds since the Unix epoch, if the clock knows.
-    pub fn now(&self) -> Option<u64> {
-        (self.0)()
-    }
-}
-
-impl Default for WallClock {
-    fn default() -> WallClock {
-        WallClock::new(|| None)
-    }
-}
-
-impl core::fmt::Debug for WallClock {
-    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        f.write_str("WallClock")
-    }
-}
+pub use crate::clock::WallClock;
 
 /// Who may transfer zones, and the keys they may sign with.
 #[derive(Debug, Clone, Default)]

@@ -16,6 +16,11 @@ use crate::name::Name;
 use crate::rdata::{Rdata, Soa};
 use crate::wire::rtype;
 
+/// Serial number order (RFC 1982 §3.2): whether `a` is newer than `b`.
+pub fn serial_newer(a: u32, b: u32) -> bool {
+    a != b && a.wrapping_sub(b) < 1 << 31
+}
+
 /// A zone file error: the file, the line (1-based; 0 when it concerns the
 /// whole zone) and what is wrong.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -149,6 +154,13 @@ impl Zone {
         // The first line of each delegation's NS records, for glue errors.
         let mut ns_lines: BTreeMap<Name, usize> = BTreeMap::new();
         for r in records {
+            #[cfg(not(feature = "dnssec"))]
+            if matches!(r.rtype, rtype::RRSIG | rtype::NSEC | rtype::NSEC3 | rtype::NSEC3PARAM) {
+                return Err(at(
+                    &r,
+                    "a signed zone (RRSIG, NSEC, NSEC3): this image was built without the `dnssec` feature".into(),
+                ));
+            }
             if !r.owner.is_within(origin) {
                 return Err(at(&r, format!("'{}' is outside the zone {origin}", r.owner)));
             }
@@ -447,6 +459,17 @@ gen TYPE65534 \\# 3 abcdef
         assert!(Zone::from_binary(&z.to_binary()[..20], &origin(), "bin").is_err());
     }
 
+    #[cfg(not(feature = "dnssec"))]
+    #[test]
+    fn signed_zone_is_refused_without_the_dnssec_feature() {
+        let text = include_str!("../../../fuzz/seeds/dns_zone/signed-nsec3.zone");
+        let e = parse(text).unwrap_err();
+        assert!(e.message.contains("without the `dnssec` feature"), "{e}");
+        let unsigned = "@ 3600 IN SOA ns1 host 1 7200 3600 1209600 300\n@ NS ns1\nns1 A 192.0.2.1\n";
+        assert!(parse(unsigned).is_ok());
+    }
+
+    #[cfg(feature = "dnssec")]
     #[test]
     fn signed_zone_keeps_rrsigs_by_type_and_round_trips() {
         // Signed by dnssec-signzone with NSEC3 opt-out (the fuzz seed).

@@ -4,6 +4,7 @@ use crate::name::Name;
 use crate::wire::{parse_query, rcode, QueryError};
 use crate::zone::Zone;
 use alloc::vec;
+use core::net::IpAddr;
 
 fn hex(s: &str) -> Vec<u8> {
     (0..s.len()).step_by(2).map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap()).collect()

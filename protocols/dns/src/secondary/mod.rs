@@ -100,10 +100,7 @@ impl FromStr for Downstream {
     }
 }
 
-/// Serial number order (RFC 1982 §3.2): whether `a` is newer than `b`.
-pub fn serial_newer(a: u32, b: u32) -> bool {
-    a != b && a.wrapping_sub(b) < 1 << 31
-}
+pub use crate::zone::serial_newer;
 
 /// A wake-up call for one task: raised any number of times, it wakes the
 /// waiter once.

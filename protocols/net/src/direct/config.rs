@@ -108,12 +108,27 @@ pub struct Config {
     pub udp_buffer: usize,
 }
 
+/// `--ipv4`'s help: `dhcp` only in builds with the `dhcp` feature.
+const IPV4_HELP: &str = if cfg!(feature = "dhcp") {
+    "IPv4 address: ADDR/LEN, dhcp (default) or off"
+} else {
+    "IPv4 address: ADDR/LEN or off (required: built without the dhcp feature)"
+};
+/// `--ipv6`'s help: only `off` in builds without the `ipv6` feature.
+const IPV6_HELP: &str = if cfg!(feature = "ipv6") {
+    "IPv6 address: ADDR/LEN, slaac (default) or off"
+} else {
+    "IPv6: off (the default and only value: built without the ipv6 feature)"
+};
+
 impl Default for Config {
+    /// DHCPv4 (even in a build without it: [`Config::from_args`] then
+    /// asks for an address), and SLAAC if the build has IPv6, else no IPv6.
     fn default() -> Self {
         Config {
             ipv4: Ipv4Mode::Dhcp,
             ipv4_gateway: None,
-            ipv6: Ipv6Mode::Slaac,
+            ipv6: if cfg!(feature = "ipv6") { Ipv6Mode::Slaac } else { Ipv6Mode::Off },
             ipv6_gateway: None,
             tcp_buffer: 64 * 1024,
             backlog: 64,
@@ -128,9 +143,9 @@ impl Config {
     pub fn from_args(args: &mut Args) -> Result<Config, ArgError> {
         let d = Config::default();
         let cfg = Config {
-            ipv4: args.value("ipv4", "IPv4 address: ADDR/LEN, dhcp (default) or off")?.unwrap_or(d.ipv4),
+            ipv4: args.value("ipv4", IPV4_HELP)?.unwrap_or(d.ipv4),
             ipv4_gateway: args.value("ipv4-gateway", "IPv4 default gateway")?,
-            ipv6: args.value("ipv6", "IPv6 address: ADDR/LEN, slaac (default) or off")?.unwrap_or(d.ipv6),
+            ipv6: args.value("ipv6", IPV6_HELP)?.unwrap_or(d.ipv6),
             ipv6_gateway: args.value("ipv6-gateway", "IPv6 default gateway")?,
             tcp_buffer: args
                 .value("tcp-buffer", "largest TCP buffer per connection and direction, bytes")?
@@ -146,6 +161,20 @@ impl Config {
     }
 
     fn check(&self) -> Result<(), ArgError> {
+        #[cfg(not(feature = "ipv6"))]
+        if self.ipv6 != Ipv6Mode::Off || self.ipv6_gateway.is_some() {
+            return Err(ArgError::Conflict(
+                "IPv6 asked for, but this image was built without the `ipv6` feature (only --ipv6=off)".into(),
+            ));
+        }
+        #[cfg(not(feature = "dhcp"))]
+        if self.ipv4 == Ipv4Mode::Dhcp {
+            return Err(ArgError::Conflict(
+                "--ipv4=dhcp (the default) needs the `dhcp` feature, which this image was built without: \
+                 give --ipv4=ADDR/LEN or --ipv4=off"
+                    .into(),
+            ));
+        }
         if self.ipv4_gateway.is_some() && !matches!(self.ipv4, Ipv4Mode::Static(_)) {
             return Err(ArgError::Conflict("--ipv4-gateway needs a static --ipv4=ADDR/LEN".into()));
         }
@@ -171,7 +200,7 @@ impl Config {
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, feature = "ipv6", feature = "dhcp"))]
 mod tests {
     use super::*;
     use alloc::string::ToString;
@@ -239,5 +268,36 @@ mod tests {
         assert!(e.to_string().contains("prefix length 33 is over 32"), "{e}");
         let e = Config::from_args(&mut Args::from_words(["--ipv4-gateway=10.0.0.1"])).unwrap_err();
         assert!(e.to_string().contains("needs a static"), "{e}");
+    }
+}
+
+/// A build without IPv6 or DHCP refuses what it cannot do, naming the feature.
+#[cfg(all(test, not(all(feature = "ipv6", feature = "dhcp"))))]
+mod without_features {
+    use super::*;
+    use alloc::string::ToString;
+
+    #[cfg(not(feature = "ipv6"))]
+    #[test]
+    fn ipv6_is_refused_and_off_by_default() {
+        for words in [&["--ipv6=slaac"][..], &["--ipv6=fd00::2/64"], &["--ipv6-gateway=fe80::1"]] {
+            let mut a = Args::from_words(words.iter().copied().chain(["--ipv4=10.0.0.2/24"]));
+            let e = Config::from_args(&mut a).unwrap_err();
+            assert!(e.to_string().contains("without the `ipv6` feature"), "{words:?}: {e}");
+        }
+        let c = Config::from_args(&mut Args::from_words(["--ipv4=10.0.0.2/24"])).unwrap();
+        assert_eq!(c.ipv6, Ipv6Mode::Off);
+        assert!(Config::from_args(&mut Args::from_words(["--ipv4=10.0.0.2/24", "--ipv6=off"])).is_ok());
+    }
+
+    #[cfg(not(feature = "dhcp"))]
+    #[test]
+    fn dhcp_is_refused_even_as_the_default() {
+        for words in [&[][..], &["--ipv4=dhcp"]] {
+            let e = Config::from_args(&mut Args::from_words(words.iter().copied())).unwrap_err();
+            assert!(e.to_string().contains("needs the `dhcp` feature"), "{words:?}: {e}");
+        }
+        let c = Config::from_args(&mut Args::from_words(["--ipv4=10.0.0.2/24"])).unwrap();
+        assert_eq!(c.ipv4, Ipv4Mode::Static(Cidr { addr: Ipv4Addr::new(10, 0, 0, 2), prefix: 24 }));
     }
 }

@@ -9,7 +9,7 @@ use core::hash::Hasher;
 use siphasher::sip::SipHasher24;
 use smoltcp::socket::tcp::IsnGenerator;
 use smoltcp::time::Instant;
-use smoltcp::wire::{IpAddress, IpEndpoint};
+use smoltcp::wire::IpEndpoint;
 
 /// The generator for sockets of a stack whose secret is `secret`.
 pub(super) fn generator(secret: [u8; 16]) -> IsnGenerator {
@@ -40,10 +40,7 @@ pub(super) fn isn(secret: &[u8; 16], local: IpEndpoint, remote: IpEndpoint, now:
 fn hash(secret: &[u8; 16], local: IpEndpoint, remote: IpEndpoint) -> u32 {
     let mut h = SipHasher24::new_with_key(secret);
     for e in [local, remote] {
-        match e.addr {
-            IpAddress::Ipv4(a) => h.write(&a.octets()),
-            IpAddress::Ipv6(a) => h.write(&a.octets()),
-        }
+        super::addr::hash(&mut h, e.addr);
         h.write(&e.port.to_be_bytes());
     }
     h.finish() as u32
@@ -53,6 +50,7 @@ fn hash(secret: &[u8; 16], local: IpEndpoint, remote: IpEndpoint) -> u32 {
 mod tests {
     use super::*;
     use core::net::Ipv4Addr;
+    use smoltcp::wire::IpAddress;
 
     fn ep(a: [u8; 4], port: u16) -> IpEndpoint {
         IpEndpoint::new(IpAddress::Ipv4(Ipv4Addr::from(a)), port)

@@ -10,10 +10,12 @@
 //! IP fragmentation and reassembly, multicast groups, IPv4 link-local
 //! (169.254/16) autoconfiguration, DHCPv6.
 
+mod addr;
 mod arp;
 mod config;
 mod conn;
 mod device;
+#[cfg(feature = "dhcp")]
 mod dhcp;
 mod isn;
 mod listen;
@@ -30,7 +32,9 @@ use alloc::rc::Rc;
 use alloc::vec::Vec;
 use core::cell::RefCell;
 use core::future::{poll_fn, Future};
-use core::net::{Ipv4Addr, Ipv6Addr};
+use core::net::Ipv4Addr;
+#[cfg(feature = "ipv6")]
+use core::net::Ipv6Addr;
 use core::pin::Pin;
 use core::task::{Context, Poll, Waker};
 use core::time::Duration;
@@ -39,8 +43,11 @@ use morgana_devices::{Instant, LinkState, Net, NetStats};
 use morgana_runtime::{Handle, Sleep};
 use slab::Slab;
 use smoltcp::iface::{Interface, SocketHandle, SocketSet};
+#[cfg(feature = "dhcp")]
 use smoltcp::socket::dhcpv4;
-use smoltcp::wire::{EthernetAddress, HardwareAddress, IpCidr, Ipv4Cidr, Ipv6Cidr};
+#[cfg(feature = "ipv6")]
+use smoltcp::wire::Ipv6Cidr;
+use smoltcp::wire::{EthernetAddress, HardwareAddress, IpCidr, Ipv4Cidr};
 
 pub use config::{Cidr, Config, Ipv4Mode, Ipv6Mode};
 pub use conn::TcpDefenceStats;
@@ -80,6 +87,7 @@ struct Inner<D: Net> {
     device: D,
     iface: Interface,
     sockets: SocketSet<'static>,
+    #[cfg(feature = "dhcp")]
     dhcp: Option<SocketHandle>,
     config: Config,
     runner: Option<Waker>,
@@ -104,6 +112,7 @@ struct Inner<D: Net> {
     gateway4: Option<Ipv4Addr>,
 }
 
+#[cfg(feature = "ipv6")]
 fn link_local(mac: [u8; 6]) -> Ipv6Addr {
     Ipv6Addr::new(
         0xfe80,
@@ -131,21 +140,36 @@ impl<D: Net + 'static> DirectStack<D> {
         let isn_secret: [u8; 16] = isn_secret.try_into().unwrap_or_default();
         let seed = u64::from_le_bytes(rest[..8].try_into().unwrap_or_default());
         ic.random_seed = seed;
-        ic.slaac = config.ipv6 == Ipv6Mode::Slaac;
+        #[cfg(feature = "ipv6")]
+        {
+            ic.slaac = config.ipv6 == Ipv6Mode::Slaac;
+        }
+        // `Config::from_args` refuses these; a config built in code is told.
+        #[cfg(not(feature = "ipv6"))]
+        if config.ipv6 != Ipv6Mode::Off || config.ipv6_gateway.is_some() {
+            log::error!("IPv6 configured, but morgana-net was built without the `ipv6` feature: IPv6 is off");
+        }
+        #[cfg(not(feature = "dhcp"))]
+        if config.ipv4 == Ipv4Mode::Dhcp {
+            log::error!("DHCPv4 configured, but morgana-net was built without the `dhcp` feature: no IPv4 address");
+        }
         let now = smol_now(rt.now());
         let waker = Waker::noop();
         let mut cx = Context::from_waker(waker);
         let mut iface = Interface::new(ic, &mut Adapter { device: &mut device, cx: &mut cx }, now);
+        #[cfg_attr(not(feature = "dhcp"), allow(unused_mut))]
         let mut sockets = SocketSet::new(Vec::new());
         iface.update_ip_addrs(|addrs| {
             // With IPv6 off, not even the link-local address: with no IPv6
             // address smoltcp has no source to send anything IPv6 from.
+            #[cfg(feature = "ipv6")]
             if config.ipv6 != Ipv6Mode::Off {
                 let _ = addrs.push(IpCidr::Ipv6(Ipv6Cidr::new(link_local(mac), 64)));
             }
             if let Ipv4Mode::Static(c) = config.ipv4 {
                 let _ = addrs.push(IpCidr::Ipv4(Ipv4Cidr::new(c.addr, c.prefix)));
             }
+            #[cfg(feature = "ipv6")]
             if let Ipv6Mode::Static(c) = config.ipv6 {
                 let _ = addrs.push(IpCidr::Ipv6(Ipv6Cidr::new(c.addr, c.prefix)));
             }
@@ -153,10 +177,12 @@ impl<D: Net + 'static> DirectStack<D> {
         if let Some(gw) = config.ipv4_gateway {
             let _ = iface.routes_mut().add_default_ipv4_route(gw);
         }
+        #[cfg(feature = "ipv6")]
         if let Some(gw) = config.ipv6_gateway {
             let _ = iface.routes_mut().add_default_ipv6_route(gw);
         }
         let gateway4 = config.ipv4_gateway;
+        #[cfg(feature = "dhcp")]
         let dhcp = (config.ipv4 == Ipv4Mode::Dhcp).then(|| sockets.add(dhcpv4::Socket::new()));
         let span = (EPHEMERAL_PORTS.end() - EPHEMERAL_PORTS.start()) as u64 + 1;
         let next_port = EPHEMERAL_PORTS.start() + (seed % span) as u16;
@@ -165,6 +191,7 @@ impl<D: Net + 'static> DirectStack<D> {
                 device,
                 iface,
                 sockets,
+                #[cfg(feature = "dhcp")]
                 dhcp,
                 config,
                 runner: None,

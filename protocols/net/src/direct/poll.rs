@@ -63,6 +63,7 @@ impl<D: Net> Inner<D> {
             device.cx.waker().wake_by_ref(); // more may be queued
         }
         tcp.poll_draining(sockets);
+        #[cfg(feature = "dhcp")]
         self.poll_dhcp();
         let orphan_deadline = self.reap_orphans(now);
         if self.is_configured() {
@@ -135,9 +136,9 @@ impl<D: Net> Inner<D> {
     }
 
     pub(super) fn is_configured(&self) -> bool {
-        self.iface.ip_addrs().iter().any(|c| match c.address() {
-            smoltcp::wire::IpAddress::Ipv4(_) => true,
-            smoltcp::wire::IpAddress::Ipv6(a) => !a.is_unicast_link_local(),
+        self.iface.ip_addrs().iter().any(|c| match core::net::IpAddr::from(c.address()) {
+            core::net::IpAddr::V4(_) => true,
+            core::net::IpAddr::V6(a) => !a.is_unicast_link_local(),
         })
     }
 

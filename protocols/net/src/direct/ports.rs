@@ -22,7 +22,9 @@ impl<D: Net> Inner<D> {
 
     pub(super) fn check_local(&self, addr: &ListenAddr) -> Result<(), Error> {
         match addr.ip {
-            Some(ip) if !self.iface.has_ip_addr(ip) => Err(Error::AddrNotAvailable),
+            Some(ip) if !super::addr::to_smol(ip).is_some_and(|a| self.iface.has_ip_addr(a)) => {
+                Err(Error::AddrNotAvailable)
+            }
             _ => Ok(()),
         }
     }

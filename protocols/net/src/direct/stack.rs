@@ -63,6 +63,8 @@ impl<D: Net + 'static> StackDriver for DirectStack<D> {
         let mut i = self.inner.borrow_mut();
         let port = i.ephemeral_port(|i, p| i.tcp_ports.contains(&p))?;
         let mut s = i.tcp.new_socket();
+        // No route to IPv6 in a build without it.
+        let remote = super::addr::endpoint(remote).ok_or(Error::Unreachable)?;
         s.connect(i.iface.context(), remote, port).map_err(|e| match e {
             tcp::ConnectError::Unaddressable => Error::Unreachable,
             tcp::ConnectError::InvalidState => Error::InvalidInput("socket busy"),

@@ -35,7 +35,7 @@ use smoltcp::phy::ChecksumCapabilities;
 use smoltcp::time::Instant;
 use smoltcp::wire::{
     EthernetAddress, EthernetFrame, EthernetProtocol, EthernetRepr, IpAddress, IpEndpoint, IpProtocol, Ipv4Packet,
-    Ipv4Repr, Ipv6Packet, Ipv6Repr, TcpControl, TcpPacket, TcpRepr, TcpSeqNumber,
+    Ipv4Repr, TcpControl, TcpPacket, TcpRepr, TcpSeqNumber,
 };
 
 use super::conn::{ESTABLISHED_RX, HANDSHAKE_TIMEOUT};
@@ -150,10 +150,7 @@ impl SynQueue {
     fn bucket(&self, local: IpEndpoint, remote: IpEndpoint) -> usize {
         let mut h = SipHasher13::new_with_key(&self.key);
         for e in [local, remote] {
-            match e.addr {
-                IpAddress::Ipv4(a) => h.write(&a.octets()),
-                IpAddress::Ipv6(a) => h.write(&a.octets()),
-            }
+            super::addr::hash(&mut h, e.addr);
             h.write_u16(e.port);
         }
         (h.finish() % self.buckets.len() as u64) as usize
@@ -240,10 +237,7 @@ impl SynQueue {
         let mut h = SipHasher13::new_with_key(&self.isn_key);
         h.write(b"cookie");
         for e in [local, remote] {
-            match e.addr {
-                IpAddress::Ipv4(a) => h.write(&a.octets()),
-                IpAddress::Ipv6(a) => h.write(&a.octets()),
-            }
+            super::addr::hash(&mut h, e.addr);
             h.write_u16(e.port);
         }
         h.write_u32(peer_isn);
@@ -330,7 +324,9 @@ fn parse<'a>(frame: &'a [u8], at: &Local<'_>) -> Option<Segment<'a>> {
             let start = p.header_len() as usize;
             (r.src_addr.into(), r.dst_addr.into(), payload.get(start..start + r.payload_len)?)
         }
+        #[cfg(feature = "ipv6")]
         EthernetProtocol::Ipv6 => {
+            use smoltcp::wire::{Ipv6Packet, Ipv6Repr};
             let p = Ipv6Packet::new_checked(payload).ok()?;
             let r = Ipv6Repr::parse(&p).ok()?;
             if r.next_header != IpProtocol::Tcp {
@@ -366,6 +362,7 @@ fn emit(
     let tcp_len = tcp.buffer_len();
     let (ethertype, ip_len) = match (src, dst) {
         (IpAddress::Ipv4(_), IpAddress::Ipv4(_)) => (EthernetProtocol::Ipv4, 20),
+        #[cfg(feature = "ipv6")]
         _ => (EthernetProtocol::Ipv6, 40),
     };
     let eth = EthernetRepr { src_addr: EthernetAddress(src_mac), dst_addr: EthernetAddress(dst_mac), ethertype };
@@ -384,7 +381,9 @@ fn emit(
             };
             r.emit(&mut Ipv4Packet::new_unchecked(&mut *ip), &caps);
         }
+        #[cfg(feature = "ipv6")]
         (IpAddress::Ipv6(s), IpAddress::Ipv6(d)) => {
+            use smoltcp::wire::{Ipv6Packet, Ipv6Repr};
             let r = Ipv6Repr {
                 src_addr: s,
                 dst_addr: d,
@@ -394,6 +393,7 @@ fn emit(
             };
             r.emit(&mut Ipv6Packet::new_unchecked(&mut *ip));
         }
+        #[cfg(feature = "ipv6")]
         _ => unreachable!("an endpoint pair has one address family"),
     }
     tcp.emit(&mut TcpPacket::new_unchecked(&mut ip[ip_len..]), &src, &dst, &caps);

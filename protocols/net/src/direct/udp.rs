@@ -45,6 +45,8 @@ impl<D: Net + 'static> UdpSocketDriver for DirectUdp<D> {
         if buf.len() + header > mtu || buf.len() > s.payload_send_capacity() {
             return Poll::Ready(Err(Error::TooLarge));
         }
+        // No route to IPv6 in a build without it.
+        let Some(to) = super::addr::endpoint(to) else { return Poll::Ready(Err(Error::Unreachable)) };
         match s.send_slice(buf, to) {
             Ok(()) => {
                 i.wake_runner();
