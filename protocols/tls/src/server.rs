@@ -17,7 +17,8 @@ use rustls::server::{ResolvesServerCert, UnbufferedServerConnection};
 use rustls::sign::CertifiedKey;
 use rustls::ServerConfig;
 
-use crate::{TlsError, TlsStream, WallClock};
+use crate::sessions::SessionCache;
+use crate::{provider, TlsError, TlsStream, WallClock};
 
 /// Parses a PEM certificate chain (leaf first) and private key (PKCS#8,
 /// SEC1 or PKCS#1) into rustls's form.
@@ -30,7 +31,7 @@ pub fn certified_key(chain_pem: &[u8], key_pem: &[u8]) -> Result<CertifiedKey, T
     }
     let key =
         PrivateKeyDer::from_pem_slice(key_pem).map_err(|e| TlsError::Config(alloc::format!("private key: {e:?}")))?;
-    CertifiedKey::from_der(chain, key, &rustls_rustcrypto::provider()).map_err(|e| TlsError::Config(e.to_string()))
+    CertifiedKey::from_der(chain, key, &crate::provider::provider()).map_err(|e| TlsError::Config(e.to_string()))
 }
 
 /// The ALPN protocol of TLS-ALPN-01 validation (RFC 8737 §6.2).
@@ -38,6 +39,10 @@ pub const ACME_TLS_ALPN: &[u8] = b"acme-tls/1";
 
 /// Most TLS-ALPN-01 challenge certificates held at once.
 const MAX_CHALLENGES: usize = 256;
+
+/// Most sessions the server keeps for resumption (about 1 MiB at most, see
+/// `sessions::MAX_VALUE`; typically a few hundred bytes each).
+const SESSION_CACHE_CAPACITY: usize = 256;
 
 #[derive(Default)]
 struct Certs {
@@ -146,7 +151,7 @@ impl TlsAcceptor {
         alpn: &[&[u8]],
         clock: C,
     ) -> Result<TlsAcceptor, TlsError> {
-        let provider = Arc::new(rustls_rustcrypto::provider());
+        let provider = Arc::new(provider::provider());
         let mut config = ServerConfig::builder_with_details(provider, Arc::new(WallClock(clock)))
             .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
             .map_err(|e| TlsError::Config(e.to_string()))?
@@ -156,6 +161,12 @@ impl TlsAcceptor {
         // The server's order of cipher suites wins over the client's, as
         // operators expect (the provider lists AES-GCM before ChaCha20).
         config.ignore_client_order = true;
+        // Resumption: TLS 1.2 session IDs and, without a ticketer, TLS 1.3
+        // tickets that name a cache entry; with one, stateless tickets.
+        config.session_storage = Arc::new(SessionCache::new(SESSION_CACHE_CAPACITY));
+        if let Some(ticketer) = provider::ticketer()? {
+            config.ticketer = ticketer;
+        }
         Ok(TlsAcceptor { config: Arc::new(config) })
     }
 
