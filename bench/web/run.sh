@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
 # Web benchmark: wrk against Morgana web (hosted, release) and nginx (one
 # worker), the same files and certificate, one run: a small file and a
-# 1 MiB file over HTTP and HTTPS keep-alive, and new TLS handshakes per
-# second (a fresh connection per request). Servers on core 0, wrk on core 1.
+# 1 MiB file over HTTP and HTTPS keep-alive; a fresh connection per
+# request with wrk (which offers each connection's last session again: its
+# handshakes are resumed ones); and TLS 1.3 handshakes with openssl s_time,
+# full (-new) and resumed (-reuse). Both servers resume sessions (nginx: a
+# shared session cache and tickets). Servers on core 0, clients on core 1.
 #
 #   bench/web/run.sh [SECONDS]     (default 10 s per measurement)
 set -euo pipefail
@@ -42,6 +45,8 @@ http {
     ssl_certificate $work/cert.pem;
     ssl_certificate_key $work/key.pem;
     ssl_protocols TLSv1.2 TLSv1.3;
+    ssl_session_cache shared:SSL:1m;
+    ssl_session_tickets on;
     root $work/site;
   }
 }
@@ -69,4 +74,27 @@ for row in "small file, HTTP|http|index.html" "1 MiB file, HTTP|http|big.bin" \
 done
 m=$(CONNS=8 rps "https://127.0.0.1:$m_https/index.html" -H "Connection: close")
 n=$(CONNS=8 rps "https://127.0.0.1:$n_https/index.html" -H "Connection: close")
-echo "| new TLS handshakes (Connection: close, 8 connections) | $m | $n | $(ratio "$m" "$n") |"
+echo "| a connection per request, sessions resumed (wrk, Connection: close, 8 connections) | $m | $n | $(ratio "$m" "$n") |"
+
+handshakes() { # port -new|-reuse -> TLS 1.3 handshakes (and a GET) per second, one client
+  local out n marks
+  out=$(taskset -c 1 openssl s_time -connect "127.0.0.1:$1" "$2" -time "$secs" -www /index.html 2>&1)
+  n=$(awk '/connections in .* real seconds/ {n = $1} END {print n}' <<<"$out")
+  if [ -z "$n" ]; then echo "s_time on port $1 failed: $out" >&2; exit 1; fi
+  # One mark per connection: r = resumed, anything else a full handshake.
+  marks=$(grep -E '^[rt3*]+$' <<<"$out" | tr -d '\n')
+  if [ "$2" = -reuse ] && [ "$(tr -cd r <<<"$marks" | wc -c)" -lt $((n - 1)) ]; then
+    echo "port $1: sessions not resumed" >&2; exit 1
+  fi
+  if [ "$2" = -new ] && [ "$(tr -cd r <<<"$marks" | wc -c)" -gt 0 ]; then
+    echo "port $1: -new resumed a session" >&2; exit 1
+  fi
+  awk -v n="$n" -v s="$secs" 'BEGIN { printf "%.1f", n / s }'
+}
+for row in "full TLS 1.3 handshakes (openssl s_time -new, 1 client)|-new" \
+           "resumed TLS 1.3 handshakes (openssl s_time -reuse, 1 client)|-reuse"; do
+  IFS='|' read -r label mode <<<"$row"
+  m=$(handshakes "$m_https" "$mode")
+  n=$(handshakes "$n_https" "$mode")
+  echo "| $label | $m | $n | $(ratio "$m" "$n") |"
+done
