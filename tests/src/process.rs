@@ -36,7 +36,7 @@ fn build_app(name: &str, feature: Option<&str>) -> PathBuf {
         None => name.to_string(),
     };
     let path = target.join("debug").join(&id);
-    if !built.iter().any(|b| *b == id) {
+    if !built.contains(&id) {
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
         let mut cmd = Command::new(cargo);
         cmd.args(["build", "--quiet", "-p", name]).current_dir(workspace());
