@@ -177,7 +177,7 @@ impl TlsAcceptor {
             .with_cert_resolver(Arc::new(cell));
         config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
         // The server's order of cipher suites wins over the client's, as
-        // operators expect (the provider lists AES-GCM before ChaCha20).
+        // operators expect (`provider`: AES-GCM before ChaCha20).
         config.ignore_client_order = true;
         // Resumption: TLS 1.2 session IDs and, without a ticketer, TLS 1.3
         // tickets that name a cache entry; with one, stateless tickets.

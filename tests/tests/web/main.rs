@@ -294,7 +294,9 @@ pub fn main() {
         t("vm_session_resumption", resumption::vm_resumption, &[&qemu, &ossl]),
         t("chromium_renders_site_from_vm", vm::chromium_renders_vm_site, &[&qemu, &chromium]),
     ];
-    if crypto() != "ring" {
+    if crypto() == "ring" {
+        tests.push(t("mismatched_key_refused", tls::mismatched_key_refused, &[&ossl]));
+    } else {
         // The VM image has one crypto, tested by `web`.
         tests.retain(|t| !t.name().starts_with("vm_") && !t.name().contains("from_vm"));
     }
