@@ -334,7 +334,7 @@ impl<C: Conn> TlsStream<C> {
 
     /// Encrypts some of `data` and queues it; returns how much. Queued
     /// records are sent once about a record's worth has built up, at
-    /// `flush`, and before any read.
+    /// `flush`, and before a read waits for the peer.
     pub async fn write(&mut self, data: &[u8]) -> Result<usize, TlsError> {
         if data.is_empty() {
             return Ok(0);
