@@ -16,19 +16,39 @@ pub fn workspace() -> PathBuf {
 /// Builds the app `name` (debug profile, host target) once per test process
 /// and returns the path of its binary.
 pub fn app_binary(name: &str) -> PathBuf {
+    build_app(name, None)
+}
+
+/// Builds the app `name` with its cargo feature `feature` (debug profile,
+/// host target) once per test process and returns a copy of the binary,
+/// `NAME+FEATURE`, which the default build does not overwrite.
+pub fn app_binary_with(name: &str, feature: &str) -> PathBuf {
+    build_app(name, Some(feature))
+}
+
+fn build_app(name: &str, feature: Option<&str>) -> PathBuf {
     static BUILT: Mutex<Vec<String>> = Mutex::new(Vec::new());
     let mut built = BUILT.lock().unwrap_or_else(|e| e.into_inner());
     let target = std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| workspace().join("target"));
-    let path = target.join("debug").join(name);
-    if !built.iter().any(|b| b == name) {
+    let cargo_path = target.join("debug").join(name);
+    let id = match feature {
+        Some(f) => format!("{name}+{f}"),
+        None => name.to_string(),
+    };
+    let path = target.join("debug").join(&id);
+    if !built.contains(&id) {
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let status = Command::new(cargo)
-            .args(["build", "--quiet", "-p", name])
-            .current_dir(workspace())
-            .status()
-            .expect("run cargo build");
-        assert!(status.success(), "cargo build -p {name} failed");
-        built.push(name.into());
+        let mut cmd = Command::new(cargo);
+        cmd.args(["build", "--quiet", "-p", name]).current_dir(workspace());
+        if let Some(f) = feature {
+            cmd.args(["--features", f]);
+        }
+        let status = cmd.status().expect("run cargo build");
+        assert!(status.success(), "cargo build -p {name} (feature {feature:?}) failed");
+        if feature.is_some() {
+            std::fs::copy(&cargo_path, &path).expect("copy the feature build");
+        }
+        built.push(id);
     }
     path
 }

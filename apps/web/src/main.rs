@@ -321,7 +321,10 @@ async fn serve(mut env: Env, cfg: Config) -> morgana::Result {
     let alpn: &[&[u8]] =
         if cfg.acme.as_ref().is_some_and(|a| a.tls_alpn()) { &[b"http/1.1", ACME_TLS_ALPN] } else { &[b"http/1.1"] };
     let tls = match &cell {
-        Some(cell) => Some(TlsAcceptor::with_cell(cell.clone(), alpn, env.clock)?),
+        Some(cell) => {
+            info!("HTTPS crypto: {}", morgana_tls::CRYPTO);
+            Some(TlsAcceptor::with_cell(cell.clone(), alpn, env.clock)?)
+        }
         None => None,
     };
     let challenges = cfg.acme.as_ref().map(|_| Challenges::new());

@@ -52,7 +52,7 @@ impl TlsConnector {
         if roots.is_empty() {
             return Err(TlsError::Config("no root certificate given".into()));
         }
-        let provider = Arc::new(crate::provider());
+        let provider = Arc::new(crate::provider::provider());
         let mut config = ClientConfig::builder_with_details(provider, Arc::new(WallClock(clock)))
             .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
             .map_err(|e| TlsError::Config(e.to_string()))?

@@ -7,14 +7,18 @@
 //! (HTTP) run over it unchanged. A server's certificate lives in a
 //! [`CertCell`], so it can be replaced (renewed) without a restart.
 //!
-//! Crypto: the `rustls-rustcrypto` provider (pure Rust, builds for
-//! `x86_64-unknown-none`), pinned, with the RustCrypto SIMD back ends forced
-//! to software; its AES-GCM suites run on the CPU's AES-NI and PCLMULQDQ
-//! when the backend registered an engine ([`provider`]). TLS 1.3 and 1.2, X25519/P-256/P-384 key exchange,
-//! AES-GCM and ChaCha20-Poly1305, ECDSA, Ed25519 and RSA certificates.
-//! Randomness comes from the platform's entropy source through `getrandom`
-//! (the OS when hosted; the VM backend registers its device). Certificate
-//! validity needs the wall clock, given as a [`Clock`].
+//! Crypto ([`CRYPTO`]): rustls's `ring` provider on hosted builds; in the
+//! VM image (or with the `rustcrypto` feature) the `rustls-rustcrypto`
+//! provider (pure Rust, builds for `x86_64-unknown-none`), pinned, with the
+//! RustCrypto SIMD back ends forced to software; its AES-GCM suites run on
+//! the CPU's AES-NI and PCLMULQDQ when the backend registered an engine
+//! ([`aes_gcm_path`]). TLS 1.3 and 1.2,
+//! X25519/P-256/P-384 key exchange, AES-GCM and ChaCha20-Poly1305, ECDSA,
+//! Ed25519 and RSA certificates. Servers resume sessions: stateless
+//! tickets where there is a ticketer (ring), and a bounded session cache.
+//! Randomness comes from the platform's entropy source (the OS when
+//! hosted; the VM backend registers its device through `getrandom`).
+//! Certificate validity needs the wall clock, given as a [`Clock`].
 #![no_std]
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
@@ -23,11 +27,14 @@ extern crate alloc;
 
 mod client;
 mod cpu_aead;
+mod provider;
 mod server;
+mod sessions;
 mod stream;
 
 pub use client::{TlsClientStream, TlsConnector};
-pub use cpu_aead::{aes_gcm_path, provider, selftest};
+pub use cpu_aead::{aes_gcm_path, selftest};
+pub use provider::CRYPTO;
 pub use server::{certified_key, CertCell, TlsAcceptor, ACME_TLS_ALPN};
 pub use stream::{Conn, TlsStream};
 

@@ -17,11 +17,30 @@ use rustls::server::{ResolvesServerCert, UnbufferedServerConnection};
 use rustls::sign::CertifiedKey;
 use rustls::ServerConfig;
 
-use crate::{TlsError, TlsStream, WallClock};
+use crate::sessions::SessionCache;
+use crate::{provider, TlsError, TlsStream, WallClock};
 
 /// Parses a PEM certificate chain (leaf first) and private key (PKCS#8,
-/// SEC1 or PKCS#1) into rustls's form.
+/// SEC1 or PKCS#1) into rustls's form; where the provider can tell (ring),
+/// a key that does not match the leaf certificate is refused.
 pub fn certified_key(chain_pem: &[u8], key_pem: &[u8]) -> Result<CertifiedKey, TlsError> {
+    let (chain, key) = parse_pem(chain_pem, key_pem)?;
+    CertifiedKey::from_der(chain, key, &provider::provider()).map_err(|e| TlsError::Config(e.to_string()))
+}
+
+/// A TLS-ALPN-01 challenge certificate and its key. Its critical
+/// acmeIdentifier extension (RFC 8737 §3) is one webpki refuses to parse,
+/// so the key-matches-certificate check is left out: the ACME client made
+/// both.
+fn challenge_key(chain_pem: &[u8], key_pem: &[u8]) -> Result<CertifiedKey, TlsError> {
+    let (chain, key) = parse_pem(chain_pem, key_pem)?;
+    let key = provider::provider().key_provider.load_private_key(key).map_err(|e| TlsError::Config(e.to_string()))?;
+    Ok(CertifiedKey::new(chain, key))
+}
+
+type ChainAndKey = (Vec<CertificateDer<'static>>, PrivateKeyDer<'static>);
+
+fn parse_pem(chain_pem: &[u8], key_pem: &[u8]) -> Result<ChainAndKey, TlsError> {
     let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(chain_pem)
         .collect::<Result<_, _>>()
         .map_err(|e| TlsError::Config(alloc::format!("certificate chain: {e:?}")))?;
@@ -30,7 +49,7 @@ pub fn certified_key(chain_pem: &[u8], key_pem: &[u8]) -> Result<CertifiedKey, T
     }
     let key =
         PrivateKeyDer::from_pem_slice(key_pem).map_err(|e| TlsError::Config(alloc::format!("private key: {e:?}")))?;
-    CertifiedKey::from_der(chain, key, &crate::provider()).map_err(|e| TlsError::Config(e.to_string()))
+    Ok((chain, key))
 }
 
 /// The ALPN protocol of TLS-ALPN-01 validation (RFC 8737 §6.2).
@@ -38,6 +57,10 @@ pub const ACME_TLS_ALPN: &[u8] = b"acme-tls/1";
 
 /// Most TLS-ALPN-01 challenge certificates held at once.
 const MAX_CHALLENGES: usize = 256;
+
+/// Most sessions the server keeps for resumption (about 1 MiB at most, see
+/// `sessions::MAX_VALUE`; typically a few hundred bytes each).
+const SESSION_CACHE_CAPACITY: usize = 256;
 
 #[derive(Default)]
 struct Certs {
@@ -85,7 +108,7 @@ impl CertCell {
     /// Shows this TLS-ALPN-01 certificate (PEM) to clients that ask for
     /// `acme-tls/1` with the server name `name`.
     pub fn set_challenge(&self, name: &str, chain_pem: &[u8], key_pem: &[u8]) -> Result<(), TlsError> {
-        let key = Arc::new(certified_key(chain_pem, key_pem)?);
+        let key = Arc::new(challenge_key(chain_pem, key_pem)?);
         let mut certs = self.0.lock();
         if certs.challenges.len() >= MAX_CHALLENGES && !certs.challenges.contains_key(name) {
             return Err(TlsError::Config("too many TLS-ALPN-01 challenges at once".into()));
@@ -146,7 +169,7 @@ impl TlsAcceptor {
         alpn: &[&[u8]],
         clock: C,
     ) -> Result<TlsAcceptor, TlsError> {
-        let provider = Arc::new(crate::provider());
+        let provider = Arc::new(provider::provider());
         let mut config = ServerConfig::builder_with_details(provider, Arc::new(WallClock(clock)))
             .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
             .map_err(|e| TlsError::Config(e.to_string()))?
@@ -154,8 +177,14 @@ impl TlsAcceptor {
             .with_cert_resolver(Arc::new(cell));
         config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
         // The server's order of cipher suites wins over the client's, as
-        // operators expect (the provider lists AES-GCM before ChaCha20).
+        // operators expect (`provider`: AES-GCM before ChaCha20).
         config.ignore_client_order = true;
+        // Resumption: TLS 1.2 session IDs and, without a ticketer, TLS 1.3
+        // tickets that name a cache entry; with one, stateless tickets.
+        config.session_storage = Arc::new(SessionCache::new(SESSION_CACHE_CAPACITY));
+        if let Some(ticketer) = provider::ticketer()? {
+            config.ticketer = ticketer;
+        }
         Ok(TlsAcceptor { config: Arc::new(config) })
     }
 

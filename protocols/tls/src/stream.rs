@@ -72,6 +72,8 @@ impl Conn for UnbufferedClientConnection {
 const MAX_INCOMING: usize = 256 * 1024;
 /// The first receive buffer: a ClientHello fits.
 const INITIAL_INCOMING: usize = 2 * 1024;
+/// Queued ciphertext that `write` sends without waiting for `flush`.
+const SEND_AT: usize = 16 * 1024;
 /// Room for an alert or close_notify record.
 const SMALL_RECORD: usize = 256;
 
@@ -330,16 +332,26 @@ impl<C: Conn> TlsStream<C> {
         }
     }
 
-    /// Encrypts and sends some of `data`; returns how much.
+    /// Encrypts some of `data` and queues it; returns how much. Queued
+    /// records are sent once about a record's worth has built up, at
+    /// `flush`, and before a read waits for the peer.
     pub async fn write(&mut self, data: &[u8]) -> Result<usize, TlsError> {
         if data.is_empty() {
             return Ok(0);
         }
         loop {
             let (next, n) = self.step(Some(data)).await?;
+            if matches!(next, Next::Ready) && n > 0 {
+                // Records wait for `flush` (or a read) until a full record's
+                // worth is queued: an HTTP head and a small body leave in
+                // one send.
+                if self.out_len - self.out_sent >= SEND_AT {
+                    self.flush_outgoing().await?;
+                }
+                return Ok(n);
+            }
             self.flush_outgoing().await?;
             match next {
-                Next::Ready if n > 0 => return Ok(n),
                 Next::Closed => return Err(TlsError::Closed),
                 _ => {
                     if !self.fill().await? {

@@ -2,6 +2,10 @@
 //! generated here), openssl s_client for TLS versions and ALPN, a table of
 //! hostile requests, a slowloris client, the connection cap, the VM image
 //! under QEMU, and headless Chromium rendering the site from the VM.
+//!
+//! The test target `web_rustcrypto` (`web_rustcrypto.rs`) runs the hosted
+//! tests again against the web app built with its `rustcrypto` feature: the
+//! VM image's TLS crypto instead of ring.
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -11,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use libtest_mimic::{Arguments, Failed};
 use morgana_tests::prereq::{self, Prereq};
-use morgana_tests::process::{app_binary, free_port, Running};
+use morgana_tests::process::{app_binary, app_binary_with, free_port, Running};
 
 type Result<T = ()> = std::result::Result<T, Failed>;
 
@@ -104,9 +108,27 @@ struct Web {
     https: u16,
 }
 
+/// The TLS crypto the web app under test uses (what it logs at start).
+fn crypto() -> &'static str {
+    if env!("CARGO_CRATE_NAME") == "web_rustcrypto" {
+        "rustcrypto"
+    } else {
+        "ring"
+    }
+}
+
+/// The web app's binary: the default build, or for `web_rustcrypto` the
+/// build with the `rustcrypto` feature.
+fn web_binary() -> PathBuf {
+    match crypto() {
+        "ring" => app_binary("web"),
+        other => app_binary_with("web", other),
+    }
+}
+
 fn start_web(pki: Option<&Pki>, extra: &[&str]) -> Result<Web> {
     let (http, https) = (free_port(), free_port());
-    let mut cmd = Command::new(app_binary("web"));
+    let mut cmd = Command::new(web_binary());
     cmd.args(["--http", &format!("127.0.0.1:{http}"), "--https", &format!("127.0.0.1:{https}")]);
     if let Some(pki) = pki {
         cmd.args(["--cert", &pki.path("server.pem"), "--key", &pki.path("server.key")]);
@@ -114,6 +136,10 @@ fn start_web(pki: Option<&Pki>, extra: &[&str]) -> Result<Web> {
     cmd.args(extra);
     let mut p = Running::start(cmd);
     p.wait_for("ready to serve", Duration::from_secs(30));
+    let want = format!("HTTPS crypto: {}", crypto());
+    if !extra.contains(&"--no-https") && !p.output().iter().any(|l| l.contains(&want)) {
+        p.wait_for(&want, Duration::from_secs(5));
+    }
     Ok(Web { p, http, https })
 }
 
@@ -242,28 +268,37 @@ fn redirect_https() -> Result {
 }
 
 mod hostile;
+mod resumption;
 mod tls;
 mod vm;
 
-fn main() {
+pub fn main() {
     let args = Arguments::from_args();
     let curl = Prereq::program("curl", "--version", "curl");
     let ossl = Prereq::program("openssl", "version", "openssl");
     let qemu = Prereq::program("qemu-system-x86_64", "--version", "qemu-system-x86");
     let chromium = Prereq::program("chromium", "--version", "chromium");
     let t = |name: &str, f: fn() -> Result, needs: &[&Prereq]| prereq::trial(name, needs, f);
-    let tests = vec![
+    let mut tests = vec![
         t("curl_http_and_https_hosted", hosted_curl, &[&curl, &ossl]),
         t("redirect_https", redirect_https, &[&curl, &ossl]),
         t("tls_versions_alpn_and_refusals", tls::tls_versions_and_refusals, &[&ossl]),
         t("server_cipher_order_and_hsts", tls::server_cipher_order_and_hsts, &[&ossl, &curl]),
+        t("session_resumption_hosted", resumption::hosted_resumption, &[&ossl]),
         t("hostile_requests_table", hostile::hostile_requests, &[]),
         t("slowloris_is_cut_off", hostile::slowloris, &[]),
         t("connection_cap", hostile::connection_cap, &[]),
         t("memory_budget", hostile::memory_budget, &[]),
         t("vm_image_curl_http_https", vm::vm_curl, &[&qemu, &curl, &ossl]),
         t("vm_without_entropy_refuses_https", vm::vm_without_entropy_refuses_https, &[&qemu]),
+        t("vm_session_resumption", resumption::vm_resumption, &[&qemu, &ossl]),
         t("chromium_renders_site_from_vm", vm::chromium_renders_vm_site, &[&qemu, &chromium]),
     ];
+    if crypto() == "ring" {
+        tests.push(t("mismatched_key_refused", tls::mismatched_key_refused, &[&ossl]));
+    } else {
+        // The VM image has one crypto, tested by `web`.
+        tests.retain(|t| !t.name().starts_with("vm_") && !t.name().contains("from_vm"));
+    }
     libtest_mimic::run(&args, tests).exit();
 }

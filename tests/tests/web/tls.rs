@@ -118,3 +118,20 @@ pub(super) fn server_cipher_order_and_hsts() -> Result {
     let out = Command::new(app_binary("web")).args(["--no-https", "--hsts", "60"]).output()?;
     check(out.status.code() == Some(2), "--hsts without HTTPS", &String::from_utf8_lossy(&out.stderr))
 }
+
+/// With ring, a key that does not belong to the certificate is refused at
+/// start, saying so (RustCrypto's keys cannot be compared: that build
+/// starts and its handshakes fail).
+pub(super) fn mismatched_key_refused() -> Result {
+    let pki = Pki::new("mismatch")?;
+    let out = Command::new(web_binary())
+        .args(["--http", &format!("127.0.0.1:{}", free_port()), "--https", &format!("127.0.0.1:{}", free_port())])
+        .args(["--cert", &pki.path("server.pem"), "--key", &pki.path("ca.key")])
+        .output()?;
+    let err = String::from_utf8_lossy(&out.stderr);
+    check(
+        out.status.code() == Some(1) && err.contains("KeyMismatch"),
+        "exit 1 naming the key mismatch",
+        &format!("{:?}\n{err}", out.status),
+    )
+}

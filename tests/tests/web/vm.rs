@@ -3,13 +3,13 @@
 use super::tls::s_client;
 use super::*;
 
-struct WebVm {
+pub(super) struct WebVm {
     _q: Running,
-    http: u16,
-    https: u16,
+    pub(super) http: u16,
+    pub(super) https: u16,
 }
 
-fn start_vm() -> Result<WebVm> {
+pub(super) fn start_vm() -> Result<WebVm> {
     let image = xtask::build_image("web", true)?;
     let (http, https) = (free_port(), free_port());
     let mut vm = xtask::Vm::new(&image);
