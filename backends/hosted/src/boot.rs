@@ -88,10 +88,13 @@ impl BootConfig {
                 )));
             }
         }
-        // With host sockets the direct stack's flags were refused above: its
-        // defaults (DHCP, even in a build without it) are never used.
-        let direct =
-            if net == NetChoice::Socket { direct::Config::default() } else { direct::Config::from_args(args)? };
+        // Parsed either way, so `--help` lists the direct stack's flags; with
+        // host sockets they were refused above and the stack is not used, so
+        // its defaults (DHCP, even in a build without it) are not checked.
+        let direct = direct::Config::parse(args)?;
+        if net != NetChoice::Socket {
+            direct.check()?;
+        }
         let mac = args.value("mac", "MAC address of the direct stack (default: random)")?;
         let block: Option<PathBuf> = args.value("block", "file to use as the block device")?;
         let block_read_only = args.switch("block-read-only", "open the --block file read-only")?;

@@ -139,8 +139,17 @@ impl Default for Config {
 }
 
 impl Config {
-    /// Takes the direct stack's flags from the boot arguments.
+    /// Takes the direct stack's flags from the boot arguments and checks
+    /// them against each other and this build's features.
     pub fn from_args(args: &mut Args) -> Result<Config, ArgError> {
+        let cfg = Config::parse(args)?;
+        cfg.check()?;
+        Ok(cfg)
+    }
+
+    /// Takes the direct stack's flags (so `--help` lists them) without
+    /// [`Config::check`]ing them: for a backend that may not use the stack.
+    pub fn parse(args: &mut Args) -> Result<Config, ArgError> {
         let d = Config::default();
         let cfg = Config {
             ipv4: args.value("ipv4", IPV4_HELP)?.unwrap_or(d.ipv4),
@@ -156,11 +165,11 @@ impl Config {
                 .unwrap_or(d.syn_backlog),
             udp_buffer: args.value("udp-buffer", "UDP buffer per socket and direction, bytes")?.unwrap_or(d.udp_buffer),
         };
-        cfg.check()?;
         Ok(cfg)
     }
 
-    fn check(&self) -> Result<(), ArgError> {
+    /// Whether the settings fit together and this build's features.
+    pub fn check(&self) -> Result<(), ArgError> {
         #[cfg(not(feature = "ipv6"))]
         if self.ipv6 != Ipv6Mode::Off || self.ipv6_gateway.is_some() {
             return Err(ArgError::Conflict(
