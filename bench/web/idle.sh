@@ -8,10 +8,12 @@
 # bench/web/idle.svg (requests/s against idle connections).
 # Servers on core 0, clients on core 1; bounded: each hold ends by itself.
 #
-#   bench/web/idle.sh [SECONDS]     (default 8 s per wrk measurement)
+#   bench/web/idle.sh [SECONDS] [REPS]   (default 4 s per wrk run, the
+#                                        median of 3 runs per figure)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-secs=${1:-8}
+secs=${1:-4}
+reps=${2:-3}
 counts=(0 10 1000 10000)
 work=$(mktemp -d)
 chmod 755 "$work" # nginx workers run as another user
@@ -46,11 +48,16 @@ hold_open() {
   grep -q "opened $2 of $2" "$out" || { echo "only $(cat "$out") idle connections to $1" >&2; exit 1; }
   sleep 1.2
 }
-rps() { # url -> requests/s (fails on error responses)
-  local out
-  out=$(taskset -c 1 wrk -t1 -c32 -d"${secs}s" "$1" 2>&1)
-  if grep -q "Non-2xx\|Socket errors" <<<"$out"; then echo "errors from $1: $out" >&2; exit 1; fi
-  awk '/Requests\/sec/ {print $2}' <<<"$out"
+# url -> requests/s, the median of $reps wrk runs (one run on this machine
+# varies by 15 % or more); fails on error responses.
+rps() {
+  local out all=()
+  for _ in $(seq "$reps"); do
+    out=$(taskset -c 1 wrk -t1 -c32 -d"${secs}s" "$1" 2>&1)
+    if grep -q "Non-2xx\|Socket errors" <<<"$out"; then echo "errors from $1: $out" >&2; exit 1; fi
+    all+=("$(awk '/Requests\/sec/ {print $2}' <<<"$out")")
+  done
+  printf '%s\n' "${all[@]}" | sort -g | awk '{ a[NR] = $1 } END { print a[int((NR + 1) / 2)] }'
 }
 
 # Morgana: a fresh server per point, so each starts from the same heap.
