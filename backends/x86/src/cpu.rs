@@ -7,6 +7,18 @@ pub fn cpuid(leaf: u32, subleaf: u32) -> CpuidResult {
     __cpuid_count(leaf, subleaf)
 }
 
+/// The CPUID leaf base of Xen's leaves, if Xen is the hypervisor (it may
+/// sit above another hypervisor's leaves). Runs before the heap exists.
+pub fn xen_leaves() -> Option<u32> {
+    (0x4000_0000u32..0x4001_0000).step_by(0x100).find(|&base| {
+        let r = cpuid(base, 0);
+        r.ebx.to_le_bytes() == *b"XenV"
+            && r.ecx.to_le_bytes() == *b"MMXe"
+            && r.edx.to_le_bytes() == *b"nVMM"
+            && r.eax >= base + 2
+    })
+}
+
 /// The hypervisor's signature (CPUID 0x4000_0000), e.g. "KVMKVMKVM",
 /// "TCGTCGTCGTCG", "XenVMMXenVMM"; all zero on bare metal.
 pub fn hypervisor_signature() -> [u8; 12] {

@@ -74,18 +74,6 @@ pub fn present() -> bool {
     PRESENT.load(Ordering::Relaxed)
 }
 
-/// The CPUID leaf base of Xen's leaves, if Xen is the hypervisor.
-pub fn detect() -> Option<u32> {
-    (0x4000_0000u32..0x4001_0000).step_by(0x100).find(|&base| {
-        // Runs before the heap exists: compare in place.
-        let r = cpuid(base, 0);
-        r.ebx.to_le_bytes() == *b"XenV"
-            && r.ecx.to_le_bytes() == *b"MMXe"
-            && r.edx.to_le_bytes() == *b"nVMM"
-            && r.eax >= base + 2
-    })
-}
-
 fn hypercall2(op: u32, a1: u64, a2: u64) -> i64 {
     // SAFETY: the hypercall page was installed by `init` before any
     // hypercall; every caller passes arguments that are valid for `op`
@@ -140,7 +128,7 @@ fn set_hvm_param(index: u32, value: u64) -> Result<(), i64> {
 /// Sets up Xen if the machine is a Xen guest: hypercall page, shared info,
 /// the upcall vector. Returns whether it is.
 pub(crate) fn init() -> bool {
-    let Some(base) = detect() else { return false };
+    let Some(base) = crate::cpu::xen_leaves() else { return false };
     let msr = cpuid(base + 2, 0).ebx;
     // SAFETY: address-of only.
     let page = unsafe { &HYPERCALL_PAGE as *const u8 as u64 };

@@ -3,8 +3,6 @@
 //! image booted on Xen stops with a message naming the missing feature
 //! instead of probing a UART and PCI that PVH does not have.
 
-use crate::cpu::cpuid;
-
 /// The vector event-channel upcalls would arrive on (never raised here).
 pub const UPCALL_VECTOR: u8 = 0xf3;
 
@@ -14,24 +12,13 @@ pub fn present() -> bool {
     false
 }
 
-/// The CPUID leaf base of Xen's leaves, if Xen is the hypervisor.
-pub fn detect() -> Option<u32> {
-    (0x4000_0000u32..0x4001_0000).step_by(0x100).find(|&base| {
-        let r = cpuid(base, 0);
-        r.ebx.to_le_bytes() == *b"XenV"
-            && r.ecx.to_le_bytes() == *b"MMXe"
-            && r.edx.to_le_bytes() == *b"nVMM"
-            && r.eax >= base + 2
-    })
-}
-
 /// On Xen: reports the missing feature on Xen's debug port (`xl dmesg`)
 /// and halts with interrupts off, since without the hypercall page the
 /// domain cannot shut itself down; Xen takes such a vCPU down, and the
 /// domain with it (on nested Xen 4.17 `xl` no longer lists it). Elsewhere:
 /// nothing.
 pub(crate) fn init() -> bool {
-    if detect().is_some() {
+    if crate::cpu::xen_leaves().is_some() {
         debug_write(b"morgana: booted on Xen, but this image was built without the `xen` feature\r\n");
         crate::exit::halt_forever();
     }
