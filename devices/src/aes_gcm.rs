@@ -3,7 +3,7 @@
 //! ([`aes_gcm`]) and falls back to software AES-GCM when there is none.
 
 /// An expanded key: the round keys and GHASH key, in the layout the engine
-/// that made it uses.
+/// that made it uses. Overwritten with zeros when dropped.
 #[derive(Clone)]
 pub struct AesGcmKey {
     round_keys: [[u8; 16]; 15],
@@ -31,6 +31,19 @@ impl AesGcmKey {
     /// The GHASH key, `AES(key, 0^128)`.
     pub fn h(&self) -> &[u8; 16] {
         &self.h
+    }
+}
+
+impl zeroize::Zeroize for AesGcmKey {
+    fn zeroize(&mut self) {
+        self.round_keys.zeroize();
+        self.h.zeroize();
+    }
+}
+
+impl Drop for AesGcmKey {
+    fn drop(&mut self) {
+        zeroize::Zeroize::zeroize(self);
     }
 }
 
@@ -84,4 +97,19 @@ pub fn register_aes_gcm(engine: &'static dyn AesGcm) {
 /// The registered engine, if the backend found one.
 pub fn aes_gcm() -> Option<&'static dyn AesGcm> {
     ENGINE.get().copied()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use zeroize::Zeroize;
+
+    #[test]
+    fn zeroize_clears_round_keys_and_ghash_key() {
+        let mut k = AesGcmKey::new([[0xa5; 16]; 15], 14, [0x5a; 16]).unwrap();
+        k.zeroize();
+        assert_eq!(k.round_keys(), &[[0; 16]; 15]);
+        assert_eq!(k.h(), &[0; 16]);
+        assert_eq!(k.rounds(), 14);
+    }
 }
