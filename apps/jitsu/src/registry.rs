@@ -161,6 +161,7 @@ impl Registry {
             State::Stopped => return,
             State::Booting(l, since) if since.elapsed() > timeout => {
                 let why = format!("not ready to serve within {} s{}", timeout.as_secs(), l.console_tail());
+                l.fail(&why);
                 (Status::Ended(why), Some(*since))
             }
             State::Booting(l, since) => (l.poll(), Some(*since)),
@@ -224,7 +225,9 @@ impl Registry {
         for t in self.stopping.drain(..) {
             let _ = t.join();
         }
-        let _ = std::fs::remove_dir(&self.limits.runner.workdir);
+        if !self.limits.runner.workdir.as_os_str().is_empty() {
+            let _ = std::fs::remove_dir(&self.limits.runner.workdir);
+        }
     }
 }
 

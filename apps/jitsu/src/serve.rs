@@ -18,7 +18,7 @@ use morgana_dns::{Catalog, Zone};
 
 use crate::flags::{Config, Launcher, Spec};
 use crate::front;
-use crate::launcher::Runner;
+use crate::launcher::{private_dir, Runner};
 use crate::registry::{Limits, Registry};
 
 /// How often idle VMs and exits are looked for (and signals noticed).
@@ -105,12 +105,16 @@ pub async fn serve(mut env: Env, cfg: Config) -> morgana::Result {
     if cfg.launcher == Launcher::Libvirt && !cfg.unikernels.is_empty() {
         libvirt_reachable(&cfg.libvirt_uri)?;
     }
-    let runner = Runner {
-        launcher: cfg.launcher,
-        libvirt_uri: cfg.libvirt_uri.clone(),
-        bridge,
-        workdir: std::env::temp_dir().join(format!("jitsu-{}", std::process::id())),
+    // The libvirt XML and xl configurations go in a directory of Jitsu's
+    // own (QEMU's launcher writes no files).
+    let workdir = if cfg.launcher != Launcher::Qemu && !cfg.unikernels.is_empty() {
+        let mut random = [0u8; 8];
+        env.entropy.fill(&mut random).map_err(|e| format!("no entropy for the work directory's name: {e}"))?;
+        private_dir(&std::env::temp_dir(), u64::from_le_bytes(random))?
+    } else {
+        std::path::PathBuf::new()
     };
+    let runner = Runner { launcher: cfg.launcher, libvirt_uri: cfg.libvirt_uri.clone(), bridge, workdir };
     let limits = Limits {
         runner,
         gateway,

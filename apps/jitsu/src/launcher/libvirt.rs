@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex};
 use morgana::log::warn;
 use morgana_deploy::libvirt::{Boot, Libvirt};
 
-use super::{boot_args, lock, mac, run, watch, Names, Runner, Shared};
+use super::{boot_args, lock, mac, run, watch, write_new, Names, Runner, Shared};
 use crate::flags::Spec;
 
 /// `virsh -c URI ARGS`.
@@ -60,8 +60,7 @@ pub fn start(
 ) -> Result<(), String> {
     let xml = domain_xml(spec, names, &runner.bridge, gateway)?;
     let file = xml_file(names, runner);
-    std::fs::create_dir_all(&runner.workdir).map_err(|e| format!("{}: {e}", runner.workdir.display()))?;
-    std::fs::write(&file, xml).map_err(|e| format!("{}: {e}", file.display()))?;
+    write_new(&file, &xml)?;
     if lock(shared).cancelled {
         return Ok(());
     }
@@ -73,10 +72,22 @@ pub fn start(
         return Ok(());
     }
     let (uri, domain) = (runner.libvirt_uri.clone(), names.domain.clone());
+    let unsure = std::sync::atomic::AtomicBool::new(false);
     let alive = move || match virsh(&uri, &["domstate", &domain]) {
-        Ok(state) if matches!(state.trim(), "running" | "paused" | "blocked" | "in shutdown") => Ok(()),
+        Ok(state) if matches!(state.trim(), "running" | "paused" | "blocked" | "in shutdown") => {
+            unsure.store(false, std::sync::atomic::Ordering::Relaxed);
+            Ok(())
+        }
         Ok(state) => Err(format!("the domain is {}", state.trim())),
-        Err(e) => Err(format!("the domain is gone ({e})")),
+        Err(e) if e.contains("Domain not found") => Err(format!("the domain is gone ({e})")),
+        // libvirtd restarting or unreachable says nothing about the domain:
+        // it is still stopped (destroyed) when its time comes.
+        Err(e) => {
+            if !unsure.swap(true, std::sync::atomic::Ordering::Relaxed) {
+                warn!("{domain}: libvirt does not say whether it runs ({e}); still counted as running");
+            }
+            Ok(())
+        }
     };
     s.watcher = Some(watch(shared.clone(), spec.name.to_string(), Some(console_log(&names.domain)), alive));
     Ok(())

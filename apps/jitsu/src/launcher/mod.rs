@@ -40,8 +40,32 @@ pub struct Runner {
     pub libvirt_uri: String,
     /// The bridge the guests' network devices are attached to.
     pub bridge: String,
-    /// Where the libvirt domain XML and xl configuration files go.
+    /// Where the libvirt domain XML and xl configuration files go: a
+    /// directory only root can enter ([`private_dir`]).
     pub workdir: PathBuf,
+}
+
+/// Makes a new directory `parent/jitsu-PID-RANDOM` that only its owner
+/// may enter. It must not exist yet, so nobody else can have placed it
+/// (or a symbolic link in it) for Jitsu, which runs as root, to write
+/// through.
+pub fn private_dir(parent: &std::path::Path, random: u64) -> Result<PathBuf, String> {
+    use std::os::unix::fs::DirBuilderExt;
+    let dir = parent.join(format!("jitsu-{}-{random:016x}", std::process::id()));
+    std::fs::DirBuilder::new().mode(0o700).create(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    Ok(dir)
+}
+
+/// Writes a new file (never an existing one, nor through a link) in the
+/// private work directory.
+fn write_new(file: &std::path::Path, text: &str) -> Result<(), String> {
+    use std::io::Write;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(file)
+        .map_err(|e| format!("{}: {e}", file.display()))?;
+    f.write_all(text.as_bytes()).map_err(|e| format!("{}: {e}", file.display()))
 }
 
 /// What one boot is called on the host.
@@ -178,6 +202,12 @@ impl Launch {
             None if s.ready => Status::Ready,
             None => Status::Starting,
         }
+    }
+
+    /// Marks the launch failed (a boot that timed out): its stop then
+    /// keeps what a failed boot keeps (libvirt's domain log).
+    pub fn fail(&self, why: &str) {
+        lock(&self.shared).error.get_or_insert_with(|| why.to_string());
     }
 
     /// The console's last lines, for a log message.
@@ -353,5 +383,23 @@ mod tests {
         console_line(&shared, "www", "ready to serve, 3 ms");
         assert!(lock(&shared).ready && lock(&shared).console == ["first", "ready to serve, 3 ms"]);
         let _ = std::fs::remove_file(path);
+    }
+
+    #[test]
+    fn private_dir_is_new_and_only_for_its_owner() {
+        use std::os::unix::fs::PermissionsExt;
+        let random = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64;
+        let dir = private_dir(&std::env::temp_dir(), random).unwrap();
+        let mode = std::fs::metadata(&dir).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o700, "{mode:o}");
+        // One placed in advance (by anyone) is refused, not reused.
+        let again = private_dir(&std::env::temp_dir(), random).unwrap_err();
+        assert!(again.contains("exists"), "{again}");
+        let file = dir.join("a.cfg");
+        write_new(&file, "x").unwrap();
+        assert!(write_new(&file, "y").unwrap_err().contains("exists"));
+        assert_eq!(std::fs::read_to_string(&file).unwrap(), "x");
+        std::fs::remove_file(&file).unwrap();
+        std::fs::remove_dir(&dir).unwrap();
     }
 }

@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex};
 use morgana::log::warn;
 use morgana_deploy::xl::Domain;
 
-use super::{boot_args, lock, mac, read_console, run, watch, Names, Runner, Shared};
+use super::{boot_args, lock, mac, read_console, run, watch, write_new, Names, Runner, Shared};
 use crate::flags::Spec;
 
 fn xl(args: &[&str]) -> Result<String, String> {
@@ -52,8 +52,7 @@ pub fn start(
 ) -> Result<(), String> {
     let text = config(spec, names, &runner.bridge, gateway)?;
     let file = config_file(names, runner);
-    std::fs::create_dir_all(&runner.workdir).map_err(|e| format!("{}: {e}", runner.workdir.display()))?;
-    std::fs::write(&file, text).map_err(|e| format!("{}: {e}", file.display()))?;
+    write_new(&file, &text)?;
     if lock(shared).cancelled {
         return Ok(());
     }
@@ -84,7 +83,21 @@ pub fn start(
         Err(e) => s.error = Some(format!("cannot run xl console: {e}")),
     }
     let domain = names.domain.clone();
-    let alive = move || xl(&["domid", &domain]).map(|_| ()).map_err(|e| format!("the domain is gone ({e})"));
+    let unsure = std::sync::atomic::AtomicBool::new(false);
+    let alive = move || match xl(&["domid", &domain]) {
+        Ok(_) => {
+            unsure.store(false, std::sync::atomic::Ordering::Relaxed);
+            Ok(())
+        }
+        // xl's words when the name is not a domain.
+        Err(e) if e.contains("does not exist") => Err(format!("the domain is gone ({e})")),
+        Err(e) => {
+            if !unsure.swap(true, std::sync::atomic::Ordering::Relaxed) {
+                warn!("{domain}: xl does not say whether it runs ({e}); still counted as running");
+            }
+            Ok(())
+        }
+    };
     s.watcher = Some(watch(shared.clone(), spec.name.to_string(), None, alive));
     Ok(())
 }
