@@ -28,19 +28,33 @@ pub fn build_image(app: &str, release: bool) -> Result<PathBuf, String> {
     build_image_with(app, release, None)
 }
 
-/// Builds APP's image with only the given driver sets (`"virtio"`, `"xen"`,
-/// `"virtio,xen"`); `None` keeps the app's defaults. The image is written
-/// to the usual place, so copy it before the next build. The image is
-/// stripped; cargo's ELF beside it keeps the debug information.
-pub fn build_image_with(app: &str, release: bool, drivers: Option<&str>) -> Result<PathBuf, String> {
+/// APP's default features other than its driver sets (`ipv6`, `dhcp`, …),
+/// read from `apps/APP/Cargo.toml`.
+pub fn optional_features(app: &str) -> Result<Vec<String>, String> {
+    let path = workspace().join("apps").join(app).join("Cargo.toml");
+    let text = std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let line = text
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("default = ["))
+        .ok_or_else(|| format!("{}: no default feature list", path.display()))?;
+    let names = line.trim_end_matches(']').split(',').map(|f| f.trim().trim_matches('"').to_string());
+    Ok(names.filter(|f| !f.is_empty() && f != "virtio" && f != "xen").collect())
+}
+
+/// Builds APP's image with exactly the given features
+/// (`--no-default-features --features F`, e.g. `"virtio,ipv6"`); `None`
+/// keeps the app's defaults. The image is written to the usual place, so
+/// copy it before the next build. The image is stripped; cargo's ELF
+/// beside it keeps the debug information.
+pub fn build_image_with(app: &str, release: bool, features: Option<&str>) -> Result<PathBuf, String> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let mut cmd = Command::new(cargo);
     cmd.current_dir(workspace()).args(["build", "--quiet", "-p", app, "--target", TARGET]);
     if release {
         cmd.arg("--release");
     }
-    if let Some(d) = drivers {
-        cmd.args(["--no-default-features", "--features", d]);
+    if let Some(f) = features {
+        cmd.args(["--no-default-features", "--features", f]);
     }
     // A RUSTFLAGS variable would replace the linker flags in .cargo/config.toml.
     cmd.env_remove("RUSTFLAGS");
@@ -310,5 +324,12 @@ mod tests {
         assert_eq!(f.to_string(), "tcp:127.0.0.1:7007-:7");
         assert!("sctp:127.0.0.1:1-:2".parse::<Forward>().is_err());
         assert!("tcp:127.0.0.1:7007".parse::<Forward>().is_err());
+    }
+
+    #[test]
+    fn optional_features_are_the_defaults_without_drivers() {
+        assert_eq!(optional_features("dns").unwrap(), ["ipv6", "dhcp", "dnssec", "transfers", "cookies"]);
+        assert_eq!(optional_features("echo").unwrap(), ["ipv6", "dhcp"]);
+        assert!(optional_features("no-such-app").is_err());
     }
 }

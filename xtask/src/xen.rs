@@ -175,14 +175,18 @@ fn stripped_len(image: &Path) -> Result<u64, String> {
     std::fs::metadata(&out).map(|m| m.len()).map_err(|e| e.to_string())
 }
 
-/// Prints image sizes with both driver sets and with one.
+/// Prints image sizes with both driver sets and with one (each with the
+/// app's other default features).
 pub fn sizes(apps: &[&str]) -> Result<(), String> {
     println!("| image | virtio + Xen (default) | virtio only | Xen only | Xen drivers add |");
     println!("|---|---|---|---|---|");
     for app in apps {
+        let optional = crate::optional_features(app)?;
         let mut len = Vec::new();
         for drivers in ["virtio,xen", "virtio", "xen"] {
-            len.push(stripped_len(&crate::build_image_with(app, true, Some(drivers))?)?);
+            let features =
+                [drivers.to_string()].into_iter().chain(optional.iter().cloned()).collect::<Vec<_>>().join(",");
+            len.push(stripped_len(&crate::build_image_with(app, true, Some(&features))?)?);
         }
         let kib = |n: u64| format!("{:.1} KiB", n as f64 / 1024.0);
         println!(
