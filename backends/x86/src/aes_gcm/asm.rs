@@ -1,4 +1,5 @@
-//! The three loops that use AES-NI, PCLMULQDQ and SSSE3, in inline assembly.
+//! The loops that use AES-NI, PCLMULQDQ and SSSE3, and the key schedule's
+//! SubWord, in inline assembly.
 //!
 //! Why assembly: the VM target is soft-float, so LLVM has no XMM register
 //! class even inside `#[target_feature(enable = "aes")]` functions, and
@@ -25,6 +26,31 @@ use super::RoundKeys;
 /// PSHUFB mask that reverses the 16 bytes of a block (GHASH works on
 /// byte-reflected values).
 static REVERSE: [u8; 16] = [15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0];
+
+/// SubWord (FIPS 197, section 5.2) of a key-schedule word, by AESENCLAST
+/// in constant time (a table lookup indexed by key bytes would leak them
+/// through the cache): the word fills all four columns, so ShiftRows
+/// leaves it in place, and the round key is zero.
+///
+/// # Safety
+/// The CPU has AES-NI and SSE is enabled.
+pub(super) unsafe fn sub_word(word: [u8; 4]) -> [u8; 4] {
+    let mut w = u32::from_le_bytes(word);
+    // SAFETY: registers only; clobbers only the declared ones.
+    unsafe {
+        asm!(
+            "movd xmm0, {w:e}",
+            "pshufd xmm0, xmm0, 0",
+            "pxor xmm1, xmm1",
+            "aesenclast xmm0, xmm1",
+            "movd {w:e}, xmm0",
+            w = inout(reg) w,
+            out("xmm0") _, out("xmm1") _,
+            options(nostack, nomem, pure),
+        );
+    }
+    w.to_le_bytes()
+}
 
 /// Encrypts one block in place.
 ///

@@ -9,6 +9,7 @@ mod asm;
 mod key;
 
 use morgana_devices::{AesGcm, AesGcmError, AesGcmKey};
+use zeroize::Zeroize;
 
 use crate::cpu::cpuid;
 
@@ -112,10 +113,15 @@ impl AesGcm for AesNi {
     }
 
     fn key(&self, key: &[u8]) -> Option<AesGcmKey> {
-        let (round_keys, rounds) = key::expand(key)?;
+        // SAFETY: an `AesNi` exists only where `supported()` found AES-NI,
+        // and the boot code has enabled SSE.
+        let (mut round_keys, rounds) = key::expand(key, |w| unsafe { asm::sub_word(w) })?;
         let mut h = [0u8; 16];
         self.encrypt(&AesGcmKey::new(round_keys, rounds, [0; 16])?, &mut h);
-        AesGcmKey::new(round_keys, rounds, h)
+        let key = AesGcmKey::new(round_keys, rounds, h);
+        round_keys.zeroize();
+        h.zeroize();
+        key
     }
 
     fn seal(&self, key: &AesGcmKey, nonce: &[u8; 12], aad: &[u8], buf: &mut [u8]) -> Result<[u8; 16], AesGcmError> {
