@@ -14,6 +14,9 @@ use rustls::{ConnectionTrafficSecrets, ContentType, Error, ProtocolVersion};
 const TAG: usize = 16;
 /// TLS 1.2's explicit nonce, sent before each record's ciphertext.
 const EXPLICIT: usize = 8;
+/// The largest plaintext a record may carry (RFC 5246 section 6.2.1,
+/// RFC 8446 section 5.1): more is a record_overflow.
+const MAX_FRAGMENT: usize = 1 << 14;
 
 /// AES-GCM with a 16- or 32-byte key, done by `engine`.
 pub(super) struct Gcm {
@@ -181,8 +184,76 @@ impl MessageDecrypter for Tls12Decrypter {
         let (body, tag) = payload[EXPLICIT..].split_at_mut(body_len);
         let tag: &[u8; TAG] = (&*tag).try_into().map_err(|_| Error::DecryptError)?;
         self.keyed.engine.open(key, &nonce, &aad, body, tag).map_err(|_| Error::DecryptError)?;
+        if body_len > MAX_FRAGMENT {
+            return Err(Error::PeerSentOversizedRecord);
+        }
         payload.rotate_left(EXPLICIT);
         payload.truncate(body_len);
         Ok(m.into_plain_message())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use aes_gcm::aead::{AeadInPlace, KeyInit};
+    use morgana_devices::AesGcmError;
+    use rustls::crypto::cipher::OutboundChunks;
+
+    /// An engine on RustCrypto's AES-256-GCM (the key is kept in the
+    /// round-key slots: nothing but this engine reads them).
+    struct Soft;
+
+    impl AesGcm for Soft {
+        fn name(&self) -> &'static str {
+            "test"
+        }
+        fn key(&self, key: &[u8]) -> Option<AesGcmKey> {
+            let mut rk = [[0u8; 16]; 15];
+            rk[0].copy_from_slice(&key[..16]);
+            rk[1].copy_from_slice(&key[16..32]);
+            AesGcmKey::new(rk, 14, [0; 16])
+        }
+        fn seal(&self, k: &AesGcmKey, n: &[u8; 12], aad: &[u8], buf: &mut [u8]) -> Result<[u8; 16], AesGcmError> {
+            let tag = cipher(k).encrypt_in_place_detached(n.into(), aad, buf).map_err(|_| AesGcmError::TooLong)?;
+            Ok(tag.into())
+        }
+        fn open(
+            &self,
+            k: &AesGcmKey,
+            n: &[u8; 12],
+            aad: &[u8],
+            buf: &mut [u8],
+            tag: &[u8; 16],
+        ) -> Result<(), AesGcmError> {
+            cipher(k).decrypt_in_place_detached(n.into(), aad, buf, tag.into()).map_err(|_| AesGcmError::BadTag)
+        }
+    }
+
+    fn cipher(k: &AesGcmKey) -> aes_gcm::Aes256Gcm {
+        let mut key = [0u8; 32];
+        key[..16].copy_from_slice(&k.round_keys()[0]);
+        key[16..].copy_from_slice(&k.round_keys()[1]);
+        aes_gcm::Aes256Gcm::new(&key.into())
+    }
+
+    #[test]
+    fn tls12_record_over_16_kib_is_a_record_overflow() {
+        let gcm = Gcm { engine: &Soft, key_len: 32 };
+        let key = || AeadKey::from([7u8; 32]);
+        let (typ, version) = (ContentType::ApplicationData, ProtocolVersion::TLSv1_2);
+        for (len, oversized) in [(MAX_FRAGMENT, false), (MAX_FRAGMENT + 1, true)] {
+            let plain = alloc::vec![0x41u8; len];
+            let m = OutboundPlainMessage { typ, version, payload: OutboundChunks::Single(&plain) };
+            let mut sealed = Tls12AeadAlgorithm::encrypter(&gcm, key(), &[1, 2, 3, 4], &[5; 8]).encrypt(m, 9).unwrap();
+            let payload = sealed.payload.as_mut();
+            let opened = Tls12AeadAlgorithm::decrypter(&gcm, key(), &[1, 2, 3, 4])
+                .decrypt(InboundOpaqueMessage::new(typ, version, payload), 9)
+                .map(|p| p.payload.len());
+            match oversized {
+                false => assert_eq!(opened, Ok(len)),
+                true => assert_eq!(opened, Err(Error::PeerSentOversizedRecord)),
+            }
+        }
     }
 }
