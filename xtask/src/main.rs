@@ -335,6 +335,7 @@ fn deploy(cmd: &str, args: &[String]) -> Result<ExitCode, String> {
         d.bridge = Some(bridge.unwrap_or_else(|| "xenbr0".into()));
         d.disk = content.map(|c| c.display().to_string());
         d.disk_read_only = true;
+        d.check()?;
         d.config()
     } else {
         let boot = match disk {

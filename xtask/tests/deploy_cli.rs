@@ -59,7 +59,7 @@ fn libvirt_takes_every_option() {
 #[test]
 fn contradictions_are_refused() {
     let (elf, tar) = (file("Cargo.toml"), file("src/main.rs"));
-    let cases: [(Vec<&str>, &str); 9] = [
+    let cases: [(Vec<&str>, &str); 10] = [
         (vec!["libvirt", "--elf", &elf, "--kernel", "--disk", &tar], "exclude each other"),
         (vec!["libvirt", "--elf", &elf, "--uefi"], "--uefi needs --disk"),
         (vec!["libvirt", "--elf", &elf, "--disk", &tar, "--uefi", "--memory", "64"], "--memory 128 or more"),
@@ -69,6 +69,8 @@ fn contradictions_are_refused() {
         (vec!["libvirt", "--elf", "/no/such/image"], "/no/such/image"),
         (vec!["xl", "--elf", &elf, "--disk", &tar], "unknown option --disk"),
         (vec!["xl", "--elf", &elf, "--", "--name=\"x\""], "quotes"),
+        // A comma would start another key in xl's vif or disk spec.
+        (vec!["xl", "--elf", &elf, "--bridge", "br0,script=/tmp/x"], "no quotes, newlines, commas"),
     ];
     for (args, says) in cases {
         let (ok, out, err) = xtask(&args);
