@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use crate::{build_image, Machine, Vm};
 
 pub mod image;
+pub mod sizes;
 pub mod web;
 
 fn free_port() -> u16 {

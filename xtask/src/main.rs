@@ -36,6 +36,7 @@ const USAGE: &str = "usage: cargo xtask run APP [--machine microvm|pc|q35] [--cp
        cargo xtask image APP|--elf FILE -o FILE [--format raw|qcow2|iso|gce|containerdisk] [--content DIR]
                    [--size SIZE] [--grub-timeout SECONDS] [-- BOOT ARGUMENTS...]
        cargo xtask bench-vm [RUNS]
+       cargo xtask bench-sizes
        cargo xtask bench-dns-vm [RUNS]
        cargo xtask bench-web-vm [--cpu MODEL] [--elf FILE]
        cargo xtask bench-image [RUNS]
@@ -104,6 +105,10 @@ fn run(args: &[String]) -> Result<ExitCode, String> {
     if cmd == "bench-dns-vm" {
         let runs = rest.first().map(|r| r.parse().map_err(|_| "bad run count")).transpose()?.unwrap_or(20);
         xtask::bench::dns(runs)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    if cmd == "bench-sizes" {
+        xtask::bench::sizes::run()?;
         return Ok(ExitCode::SUCCESS);
     }
     if cmd == "bench-vm" {
