@@ -67,7 +67,12 @@ pub struct Registry {
 fn domain_safe(name: &Name) -> String {
     let text = name.to_string();
     let text = text.strip_suffix('.').unwrap_or(&text);
-    text.chars().map(|c| if c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_') { c } else { '_' }).collect()
+    // At most 64 characters: a DNS name may have 253, and the domain's
+    // console log is named after it (file names end at 255 bytes).
+    text.chars()
+        .take(64)
+        .map(|c| if c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_') { c } else { '_' })
+        .collect()
 }
 
 impl Registry {
@@ -240,5 +245,7 @@ mod tests {
         assert_eq!(domain_safe(&Name::parse("www.example.org.", None).unwrap()), "www.example.org");
         let odd = Name::parse("a\\/b.ex_ample.", None).unwrap();
         assert!(domain_safe(&odd).chars().all(|c| c.is_ascii_alphanumeric() || ".-_".contains(c)), "{odd}");
+        let long = Name::parse(&format!("{0}.{0}.{0}.example.", "a".repeat(63)), None).unwrap();
+        assert_eq!(domain_safe(&long), "a".repeat(63) + ".");
     }
 }

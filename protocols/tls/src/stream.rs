@@ -362,6 +362,11 @@ impl<C: Conn> TlsStream<C> {
         }
     }
 
+    /// Sends every queued record.
+    pub async fn flush(&mut self) -> Result<(), TlsError> {
+        self.flush_outgoing().await
+    }
+
     /// Sends close_notify and closes the TCP connection.
     pub async fn close(mut self) -> Result<(), TlsError> {
         // Finish anything pending, then queue close_notify once the
@@ -433,6 +438,6 @@ impl<C: Conn> embedded_io_async::Write for TlsStream<C> {
     }
 
     async fn flush(&mut self) -> Result<(), TlsError> {
-        self.flush_outgoing().await
+        TlsStream::flush(self).await
     }
 }

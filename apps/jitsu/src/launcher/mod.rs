@@ -122,18 +122,60 @@ fn lock(m: &Mutex<Shared>) -> MutexGuard<'_, Shared> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// Runs `cmd`; its standard output, or on failure its error output.
+/// How long `ip`, `virsh` or `xl` may take before it is killed: a hung
+/// libvirtd must not hold a stop, or Jitsu's own shutdown, for ever.
+const COMMAND_LIMIT: Duration = Duration::from_secs(60);
+
+/// Runs `cmd` for at most [`COMMAND_LIMIT`]; its standard output, or on
+/// failure its error output.
 fn run(cmd: &mut Command) -> Result<String, String> {
+    run_within(cmd, COMMAND_LIMIT)
+}
+
+fn run_within(cmd: &mut Command, limit: Duration) -> Result<String, String> {
     let shown = format!("{} {}", cmd.get_program().to_string_lossy(), {
         let args: Vec<_> = cmd.get_args().map(|a| a.to_string_lossy().into_owned()).collect();
         args.join(" ")
     });
-    let out = cmd.stdin(Stdio::null()).output().map_err(|e| format!("cannot run {shown}: {e}"))?;
-    if out.status.success() {
-        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("cannot run {shown}: {e}"))?;
+    // Read on threads, so a command that writes much cannot stall on a
+    // full pipe while this waits for it.
+    let drain = |pipe: Option<Box<dyn Read + Send>>| {
+        pipe.map(|mut p| {
+            std::thread::spawn(move || {
+                let mut v = Vec::new();
+                let _ = p.read_to_end(&mut v);
+                v
+            })
+        })
+    };
+    let out = drain(child.stdout.take().map(|p| Box::new(p) as Box<dyn Read + Send>));
+    let err = drain(child.stderr.take().map(|p| Box::new(p) as Box<dyn Read + Send>));
+    let start = std::time::Instant::now();
+    let status = loop {
+        match child.try_wait() {
+            Ok(Some(status)) => break status,
+            Ok(None) if start.elapsed() > limit => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(format!("{shown}: no answer within {} s; killed", limit.as_secs()));
+            }
+            Ok(None) => std::thread::sleep(Duration::from_millis(5)),
+            Err(e) => return Err(format!("{shown}: {e}")),
+        }
+    };
+    let text = |t: Option<JoinHandle<Vec<u8>>>| {
+        String::from_utf8_lossy(&t.and_then(|t| t.join().ok()).unwrap_or_default()).into_owned()
+    };
+    if status.success() {
+        Ok(text(out))
     } else {
-        let err = String::from_utf8_lossy(&out.stderr);
-        Err(format!("{shown}: {}", err.trim()))
+        Err(format!("{shown}: {}", text(err).trim()))
     }
 }
 
@@ -401,5 +443,15 @@ mod tests {
         assert_eq!(std::fs::read_to_string(&file).unwrap(), "x");
         std::fs::remove_file(&file).unwrap();
         std::fs::remove_dir(&dir).unwrap();
+    }
+
+    #[test]
+    fn commands_answer_or_are_killed() {
+        assert_eq!(run(Command::new("sh").args(["-c", "echo out; echo err >&2"])).unwrap(), "out\n");
+        let e = run(Command::new("sh").args(["-c", "echo why >&2; exit 3"])).unwrap_err();
+        assert!(e.ends_with(": why"), "{e}");
+        let start = std::time::Instant::now();
+        let e = run_within(Command::new("sleep").arg("30"), Duration::from_millis(200)).unwrap_err();
+        assert!(e.contains("no answer within") && start.elapsed() < Duration::from_secs(5), "{e}");
     }
 }
