@@ -64,15 +64,23 @@ pub fn build_image_with(app: &str, release: bool, features: Option<&str>) -> Res
     }
     let elf = debug_elf(app, release);
     let image = elf.with_extension("stripped");
+    // Stripped beside it, then renamed into place: a QEMU that tests in
+    // parallel start from the image reads the old file or the new one,
+    // never one half written.
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let part = elf.with_extension(format!("stripped.{}-{n}", std::process::id()));
     let status = Command::new("strip")
         .arg("-o")
-        .arg(&image)
+        .arg(&part)
         .arg(&elf)
         .status()
         .map_err(|e| format!("cannot run strip (apt-get install binutils): {e}"))?;
     if !status.success() {
+        let _ = std::fs::remove_file(&part);
         return Err(format!("strip {} failed", elf.display()));
     }
+    std::fs::rename(&part, &image).map_err(|e| format!("{}: {e}", image.display()))?;
     Ok(image)
 }
 
