@@ -79,7 +79,11 @@ pub fn start(
             Ok(())
         }
         Ok(state) => Err(format!("the domain is {}", state.trim())),
-        Err(e) if e.contains("Domain not found") => Err(format!("the domain is gone ({e})")),
+        // virsh's words when the lookup ran and found no such domain (the
+        // second line does not always come).
+        Err(e) if e.contains("failed to get domain") || e.contains("Domain not found") => {
+            Err(format!("the domain is gone ({e})"))
+        }
         // libvirtd restarting or unreachable says nothing about the domain:
         // it is still stopped (destroyed) when its time comes.
         Err(e) => {
